@@ -1,0 +1,5 @@
+"""python -m pgjobs: the command line."""
+
+from pgjobs.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""Connections: pools, the caller's own connections (outbox), and clear errors.
+
+Operations that talk SQL are written once, as generators that yield
+(query name, params, fetch) steps and receive each step's rows; run() and
+arun() drive them over a sync or an async cursor. So every operation has its
+async twin without being written twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+
+from pgjobs.errors import ConfigurationError, PgJobsError
+from pgjobs.queries import sql
+
+Fetch = Literal["one", "all", "none"]
+Step = tuple[str, dict[str, Any], Fetch]
+Op = Generator[Step, Any, Any]
+
+
+class DatabaseUnavailable(PgJobsError, ConnectionError):
+    """Postgres cannot be reached, or dropped the connection."""
+
+
+class SchemaMissing(PgJobsError):
+    """The database has no pgjobs schema yet: run `pgjobs migrate`."""
+
+
+def describe(url: str) -> str:
+    """A URL or DSN without its password, for error messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable connection string>"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    return f"{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def check_url(url: str) -> None:
+    """Raise ConfigurationError for a connection string libpq cannot parse."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"not a valid Postgres URL or DSN: {exc}") from None
+
+
+_FIRST_LINE = re.compile(r"\s*\n.*", re.DOTALL)
+
+
+def translate(exc: BaseException, url: str) -> PgJobsError | None:
+    """A pgjobs error with a one-line message for a database failure, or None."""
+    if isinstance(exc, psycopg.errors.UndefinedTable) and "pgjobs." in str(exc):
+        return SchemaMissing(
+            f"the database at {describe(url)} has no pgjobs schema: run `pgjobs migrate`"
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        reason = _FIRST_LINE.sub("", str(exc)).strip() or type(exc).__name__
+        return DatabaseUnavailable(f"cannot reach Postgres at {describe(url)}: {reason}")
+    return None
+
+
+def sync_driver(conn: Any) -> psycopg.Connection[Any]:
+    """The psycopg connection behind a caller's connection (psycopg or SQLAlchemy)."""
+    if isinstance(conn, psycopg.Connection):
+        return conn
+    module = type(conn).__module__
+    if module.startswith("sqlalchemy"):
+        if hasattr(conn, "get_bind") and callable(getattr(conn, "connection", None)):
+            conn = conn.connection()  # a Session: its Connection in the current transaction
+        raw = getattr(getattr(conn, "connection", None), "driver_connection", None)
+        if isinstance(raw, psycopg.Connection):
+            return raw
+        raise ConfigurationError(
+            "conn= takes a SQLAlchemy connection only with the psycopg (3) driver: "
+            "use a postgresql+psycopg:// URL"
+        )
+    if isinstance(conn, psycopg.AsyncConnection):
+        raise ConfigurationError("an async connection needs the async call: use aenqueue()")
+    raise ConfigurationError(
+        f"conn= takes a psycopg Connection or a SQLAlchemy Connection/Session, "
+        f"not {type(conn).__name__}"
+    )
+
+
+async def async_driver(conn: Any) -> psycopg.AsyncConnection[Any]:
+    """The psycopg async connection behind a caller's connection (psycopg or SQLAlchemy)."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
+    module = type(conn).__module__
+    if module.startswith("sqlalchemy.ext.asyncio"):
+        if hasattr(conn, "get_bind"):  # an AsyncSession
+            conn = await conn.connection()
+        raw = (await conn.get_raw_connection()).driver_connection
+        if isinstance(raw, psycopg.AsyncConnection):
+            return raw
+        raise ConfigurationError(
+            "conn= takes a SQLAlchemy async connection only with the psycopg (3) driver: "
+            "use a postgresql+psycopg:// URL"
+        )
+    if isinstance(conn, psycopg.Connection) or module.startswith("sqlalchemy"):
+        raise ConfigurationError("a sync connection needs the sync call: use enqueue()")
+    raise ConfigurationError(
+        f"conn= takes a psycopg AsyncConnection or a SQLAlchemy AsyncConnection/AsyncSession, "
+        f"not {type(conn).__name__}"
+    )
+
+
+def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
+    """Drive an operation over a sync connection."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        try:
+            step = next(op)
+            while True:
+                name, params, fetch = step
+                cur.execute(sql(name), params)
+                rows: list[DictRow] | DictRow | None
+                if fetch == "one":
+                    rows = cur.fetchone()
+                elif fetch == "all":
+                    rows = cur.fetchall()
+                else:
+                    rows = None
+                step = op.send(rows)
+        except StopIteration as stop:
+            return stop.value
+
+
+async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
+    """Drive an operation over an async connection."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        try:
+            step = next(op)
+            while True:
+                name, params, fetch = step
+                await cur.execute(sql(name), params)
+                rows: list[DictRow] | DictRow | None
+                if fetch == "one":
+                    rows = await cur.fetchone()
+                elif fetch == "all":
+                    rows = await cur.fetchall()
+                else:
+                    rows = None
+                step = op.send(rows)
+        except StopIteration as stop:
+            return stop.value

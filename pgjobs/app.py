@@ -1,0 +1,619 @@
+"""App: configuration, connections, the task registry, and the calls on jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from pgjobs import _db
+from pgjobs.errors import ConfigurationError, InvalidArguments, JobNotFound, UnknownTask
+from pgjobs.jobs import Job, Status, sources
+from pgjobs.retry import Backoff
+from pgjobs.tasks import NewJob, Options, Task, prepare, split_item
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_MAX_PAYLOAD = 1_048_576
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of app.jobs(): the jobs, and the cursor for the next page (None at the end)."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue's depth by status and the age, in seconds, of its oldest ready job."""
+
+    queue: str
+    counts: dict[str, int]
+    oldest_pending_age: float | None
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting to run: pending, scheduled and retrying."""
+        return sum(self.counts.get(s, 0) for s in ("pending", "scheduled", "retrying"))
+
+
+class App:
+    """A pgjobs application: where the jobs live and which tasks exist.
+
+    `url` is a Postgres URL or DSN; without one, $PGJOBS_URL, and without that
+    an embedded Postgres started on first use (see pgjobs.embedded).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        listen_url: str | None = None,
+        max_payload_bytes: int | None = None,
+        pool_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if url is not None:
+            _db.check_url(url)
+        self._url = url
+        self.listen_url = listen_url
+        env_limit = os.environ.get("PGJOBS_MAX_PAYLOAD_BYTES")
+        self.max_payload_bytes = max_payload_bytes or (
+            int(env_limit) if env_limit else DEFAULT_MAX_PAYLOAD
+        )
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.tasks: dict[str, Task] = {}
+        self._pool: ConnectionPool | None = None
+        self._apool: AsyncConnectionPool | None = None
+        self._apool_loop: asyncio.AbstractEventLoop | None = None
+        self.embedded = False
+
+    # -- configuration -----------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL in use; resolving it may start the embedded Postgres."""
+        if self._url is None:
+            env = os.environ.get("PGJOBS_URL")
+            if env:
+                _db.check_url(env)
+                self._url = env
+            else:
+                from pgjobs import embedded
+
+                self._url = embedded.start()
+                self.embedded = True
+        return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        if self._pool is not None or self._apool is not None:
+            raise ConfigurationError("the URL cannot change once the App has connected")
+        _db.check_url(value)
+        self._url = value
+
+    def migrate(self) -> None:
+        """Create or upgrade the pgjobs schema in the database (idempotent)."""
+        from pgjobs.migrations import upgrade
+
+        with self._errors():
+            upgrade(self.url)
+
+    def check_schema(self) -> None:
+        """Raise SchemaMissing unless `pgjobs migrate` has run on the database."""
+        self._run(_schema_op())
+
+    # -- tasks -------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
+    def task(  # type: ignore[misc]  # mypy misreads the positional-only default
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
+        """Register a function as a task: `@app.task` or `@app.task(queue=..., retries=...)`."""
+
+        def register(f: Callable[..., Any]) -> Task:
+            task_name = name or f.__name__
+            if task_name in self.tasks:
+                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            t = Task(
+                self,
+                f,
+                name=task_name,
+                queue=queue,
+                priority=priority,
+                retries=retries,
+                backoff=backoff or Backoff(),
+            )
+            self.tasks[task_name] = t
+            return t
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task:
+        """The registered task of that name; raises UnknownTask."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTask(f"no task named {name!r} is registered (known: {known})") from None
+
+    def enqueue(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        dedup_key: str | None = None,
+        conn: Any = None,
+    ) -> Job:
+        """Enqueue a registered task by name (what the CLI and the web API use)."""
+        new = self._prepare_by_name(task, args, kwargs, queue, priority, delay, dedup_key)
+        return self._insert([new], conn)[0]
+
+    async def aenqueue(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        dedup_key: str | None = None,
+        conn: Any = None,
+    ) -> Job:
+        """Async twin of enqueue()."""
+        new = self._prepare_by_name(task, args, kwargs, queue, priority, delay, dedup_key)
+        return (await self._ainsert([new], conn))[0]
+
+    def _prepare_by_name(
+        self,
+        task: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any] | None,
+        queue: str | None,
+        priority: int | None,
+        delay: float | None,
+        dedup_key: str | None,
+    ) -> NewJob:
+        t = self.get_task(task)
+        if not isinstance(args, (list, tuple)):
+            raise InvalidArguments(f"task {task!r}: args must be a list, got {type(args).__name__}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise InvalidArguments(
+                f"task {task!r}: kwargs must be an object, got {type(kwargs).__name__}"
+            )
+        opts = t.defaults
+        opts = Options(
+            queue=queue or opts.queue,
+            priority=opts.priority if priority is None else priority,
+            delay=delay,
+            max_attempts=opts.max_attempts,
+            dedup_key=dedup_key,
+        )
+        a, kw = split_item((list(args), kwargs or {}))
+        return prepare(self, t.name, t.signature, a, kw, opts)
+
+    # -- connections -------------------------------------------------------------
+
+    def _conn_kwargs(self) -> dict[str, Any]:
+        return {"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))}
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The App's own sync connection pool (opened on first use)."""
+        if self._pool is None:
+            self._pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs=self._conn_kwargs(),
+                timeout=self.connect_timeout,
+                open=False,
+                name="pgjobs",
+            )
+            self._pool.open(wait=False)
+        return self._pool
+
+    async def _get_apool(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._apool is None or self._apool_loop is not loop:
+            # A pool belongs to the event loop that opened it; asyncio.run() twice
+            # in one process gets a fresh pool rather than a dead one.
+            self._apool = AsyncConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self.pool_size,
+                kwargs=self._conn_kwargs(),
+                timeout=self.connect_timeout,
+                open=False,
+                name="pgjobs-async",
+            )
+            await self._apool.open(wait=False)
+            self._apool_loop = loop
+        return self._apool
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except PoolTimeout as exc:
+            raise self._unreachable() from exc
+        except psycopg.Error as exc:
+            mapped = _db.translate(exc, self.url)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _unreachable(self) -> Exception:
+        # The pool only says it timed out; one direct attempt tells why.
+        try:
+            psycopg.connect(self.url, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return _db.translate(exc, self.url) or exc
+        return _db.DatabaseUnavailable(
+            f"no connection to Postgres at {_db.describe(self.url)} became free within "
+            f"{self.connect_timeout} s"
+        )
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection from the App's pool, in autocommit mode."""
+        with self._errors(), self.pool.connection() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Async twin of connection()."""
+        with self._errors():
+            pool = await self._get_apool()
+            async with pool.connection() as conn:
+                yield conn
+
+    def _run(self, op: _db.Op, conn: Any = None, atomic: bool = False) -> Any:
+        if conn is not None:
+            c = _db.sync_driver(conn)
+            with self._errors():
+                # Inside the caller's transaction when there is one; an
+                # autocommit connection gets a transaction of its own.
+                if atomic and c.autocommit:
+                    with c.transaction():
+                        return _db.run(op, c)
+                return _db.run(op, c)
+        with self.connection() as c:
+            if atomic:
+                with c.transaction():
+                    return _db.run(op, c)
+            return _db.run(op, c)
+
+    async def _arun(self, op: _db.Op, conn: Any = None, atomic: bool = False) -> Any:
+        if conn is not None:
+            c = await _db.async_driver(conn)
+            with self._errors():
+                if atomic and c.autocommit:
+                    async with c.transaction():
+                        return await _db.arun(op, c)
+                return await _db.arun(op, c)
+        async with self.aconnection() as c:
+            if atomic:
+                async with c.transaction():
+                    return await _db.arun(op, c)
+            return await _db.arun(op, c)
+
+    def close(self) -> None:
+        """Close the App's connection pools."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._apool is not None and self._apool_loop is not None:
+            if not self._apool_loop.is_closed() and not self._apool_loop.is_running():
+                self._apool_loop.run_until_complete(self._apool.close())
+            self._apool = None
+
+    async def aclose(self) -> None:
+        """Async twin of close()."""
+        if self._apool is not None:
+            await self._apool.close()
+            self._apool = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # -- operations, written once for sync and async --------------------------------
+
+    def _insert(self, rows: list[NewJob], conn: Any) -> list[Job]:
+        if not rows:
+            return []
+        return self._run(_insert_op(self, rows), conn, atomic=_needs_tx(rows))  # type: ignore[no-any-return]
+
+    async def _ainsert(self, rows: list[NewJob], conn: Any) -> list[Job]:
+        if not rows:
+            return []
+        return await self._arun(_insert_op(self, rows), conn, atomic=_needs_tx(rows))  # type: ignore[no-any-return]
+
+    def get_job(self, job_id: uuid.UUID | str) -> Job:
+        """The job with that id, as it is now; raises JobNotFound."""
+        return self._run(_get_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
+
+    async def aget_job(self, job_id: uuid.UUID | str) -> Job:
+        """Async twin of get_job()."""
+        return await self._arun(_get_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
+
+    def _job_status(self, job_id: uuid.UUID) -> tuple[str, Any, Any]:
+        return self._run(_status_op(job_id))  # type: ignore[no-any-return]
+
+    async def _ajob_status(self, job_id: uuid.UUID) -> tuple[str, Any, Any]:
+        return await self._arun(_status_op(job_id))  # type: ignore[no-any-return]
+
+    def jobs(
+        self,
+        *,
+        status: Status | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Jobs, newest first, filtered; pass the page's next_cursor to get the next page."""
+        return self._run(_list_op(self, status, queue, task, limit, cursor))  # type: ignore[no-any-return]
+
+    async def ajobs(
+        self,
+        *,
+        status: Status | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Async twin of jobs()."""
+        return await self._arun(_list_op(self, status, queue, task, limit, cursor))  # type: ignore[no-any-return]
+
+    def queues(self) -> list[QueueStats]:
+        """Every queue with its depth by status and the age of its oldest ready job."""
+        return self._run(_queues_op())  # type: ignore[no-any-return]
+
+    async def aqueues(self) -> list[QueueStats]:
+        """Async twin of queues()."""
+        return await self._arun(_queues_op())  # type: ignore[no-any-return]
+
+    def cancel(self, job_id: uuid.UUID | str) -> Job:
+        """Cancel a job that has not started yet; returns the job as it is now."""
+        return self._run(_cancel_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
+
+    async def acancel(self, job_id: uuid.UUID | str) -> Job:
+        """Async twin of cancel()."""
+        return await self._arun(_cancel_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
+
+    # -- workers -------------------------------------------------------------------
+
+    def run_worker(self, **options: Any) -> None:
+        """Run a worker in this process until it is stopped (see pgjobs.worker.Worker)."""
+        from pgjobs.worker import Worker
+
+        Worker(self, **options).run()
+
+
+def _as_id(job_id: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(job_id, uuid.UUID):
+        return job_id
+    try:
+        return uuid.UUID(str(job_id))
+    except ValueError:
+        raise JobNotFound(f"{job_id!r} is not a job id (a UUID)") from None
+
+
+def _needs_tx(rows: list[NewJob]) -> bool:
+    return any(r.dedup_key for r in rows)
+
+
+def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
+    found: dict[uuid.UUID, Job] = {}
+    fresh: list[NewJob] = []
+    for r in rows:
+        if r.dedup_key is None:
+            fresh.append(r)
+            continue
+        taken = yield (
+            "claim_dedup_key",
+            {"key": r.dedup_key, "job_id": r.id, "expires_at": None},
+            "one",
+        )
+        if taken is not None:
+            fresh.append(r)
+            continue
+        existing = yield "job_for_dedup_key", {"key": r.dedup_key}, "one"
+        if existing is None:  # cannot happen while the key row holds its job
+            raise RuntimeError(f"dedup key {r.dedup_key!r} points at no job")
+        job = Job.from_row(existing, app)
+        found[r.id] = job.model_copy(update={"deduplicated": True})
+        found[r.id]._app = app
+    if len(fresh) == 1:
+        r = fresh[0]
+        row = yield (
+            "enqueue_job",
+            {
+                "id": r.id,
+                "task": r.task,
+                "queue": r.queue,
+                "status": r.status,
+                "priority": r.priority,
+                "args": r.args_json,
+                "kwargs": r.kwargs_json,
+                "max_attempts": r.max_attempts,
+                "run_at": r.run_at,
+                "dedup_key": r.dedup_key,
+                "meta": "{}",
+            },
+            "one",
+        )
+        created_at = row["created_at"]
+    elif fresh:
+        row = yield (
+            "enqueue_jobs",
+            {
+                "ids": [r.id for r in fresh],
+                "tasks": [r.task for r in fresh],
+                "queues": [r.queue for r in fresh],
+                "statuses": [r.status for r in fresh],
+                "priorities": [r.priority for r in fresh],
+                "args": [r.args_json for r in fresh],
+                "kwargs": [r.kwargs_json for r in fresh],
+                "max_attempts": [r.max_attempts for r in fresh],
+                "run_ats": [r.run_at for r in fresh],
+                "dedup_keys": [r.dedup_key for r in fresh],
+                "metas": ["{}"] * len(fresh),
+            },
+            "one",
+        )
+        created_at = row["created_at"]
+    out: list[Job] = []
+    for r in rows:
+        if r.id in found:
+            out.append(found[r.id])
+            continue
+        job = Job.model_construct(
+            id=r.id,
+            task=r.task,
+            queue=r.queue,
+            status=Status(r.status),
+            priority=r.priority,
+            args=r.args,
+            kwargs=r.kwargs,
+            attempts=0,
+            max_attempts=r.max_attempts,
+            created_at=created_at,
+            run_at=r.run_at or created_at,
+            started_at=None,
+            finished_at=None,
+            result=None,
+            error=None,
+            progress=None,
+            worker_id=None,
+            dedup_key=r.dedup_key,
+            deduplicated=False,
+        )
+        job._app = app
+        out.append(job)
+    return out
+
+
+def _get_op(app: App, job_id: uuid.UUID) -> _db.Op:
+    row = yield "get_job", {"id": job_id}, "one"
+    if row is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return Job.from_row(row, app)
+
+
+def _status_op(job_id: uuid.UUID) -> _db.Op:
+    row = yield "get_job_status", {"id": job_id}, "one"
+    if row is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return row["status"], row["result"], row["error"]
+
+
+def _list_op(
+    app: App,
+    status: Status | str | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    cursor: str | None,
+) -> _db.Op:
+    if status is not None:
+        try:
+            status = Status(status).value
+        except ValueError:
+            names = ", ".join(s.value for s in Status)
+            raise InvalidArguments(f"unknown status {status!r} (one of: {names})") from None
+    if not 1 <= limit <= 1000:
+        raise InvalidArguments(f"limit must be between 1 and 1000, got {limit}")
+    cursor_id = None
+    if cursor:
+        try:
+            cursor_id = uuid.UUID(cursor)
+        except ValueError:
+            raise InvalidArguments(f"invalid cursor {cursor!r}") from None
+    rows = yield (
+        "list_jobs",
+        {
+            "status": status,
+            "queue": queue,
+            "task": task,
+            "cursor": cursor_id,
+            "limit": limit,
+        },
+        "all",
+    )
+    jobs = [Job.from_row(r, app) for r in rows]
+    next_cursor = str(jobs[-1].id) if len(jobs) == limit else None
+    return Page(jobs=jobs, next_cursor=next_cursor)
+
+
+def _queues_op() -> _db.Op:
+    rows = yield "queue_stats", {}, "all"
+    stats: dict[str, QueueStats] = {}
+    for r in rows:
+        q = stats.setdefault(r["queue"], QueueStats(r["queue"], {}, None))
+        q.counts[r["status"]] = r["jobs"]
+        if r["oldest_age"] is not None:
+            stats[r["queue"]] = QueueStats(q.queue, q.counts, float(r["oldest_age"]))
+    return list(stats.values())
+
+
+def _schema_op() -> _db.Op:
+    row = yield "schema_version", {}, "one"
+    if not row["migrated"]:
+        raise _db.SchemaMissing("the database has no pgjobs schema: run `pgjobs migrate`")
+
+
+def task_summary_op(ids: Sequence[uuid.UUID]) -> _db.Op:
+    """Per-task counts and timings for a set of jobs (the demo's summary table)."""
+    rows = yield "task_summary", {"ids": list(ids)}, "all"
+    return rows
+
+
+def _cancel_op(app: App, job_id: uuid.UUID) -> _db.Op:
+    # A running job is left to its worker: only jobs that have not started are cancelled here.
+    waiting = [s for s in sources(Status.CANCELLED) if s != Status.RUNNING]
+    row = yield "cancel_job", {"id": job_id, "from_statuses": waiting}, "one"
+    if row is not None:
+        return Job.from_row(row, app)
+    current = yield "get_job", {"id": job_id}, "one"
+    if current is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    return Job.from_row(current, app)

@@ -1,0 +1,286 @@
+"""The pgjobs command line: demo, worker, migrate, enqueue, status, jobs, queues."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+
+from pgjobs.app import App
+from pgjobs.errors import ConfigurationError, PgJobsError
+
+
+class _Group(click.Group):
+    """Turns every pgjobs error into one clear line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgJobsError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+
+
+def load_app(spec: str) -> App:
+    """Import `module:attribute` and return the App it names."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"--app must look like 'package.module:app', got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
+    try:
+        app = getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not isinstance(app, App):
+        raise ConfigurationError(f"{spec} is a {type(app).__name__}, not a pgjobs.App")
+    return app
+
+
+def _app(spec: str | None, url: str | None) -> App:
+    app = load_app(spec) if spec else App()
+    if url:
+        app.url = url
+    return app
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, default=_json_default, indent=2))
+
+
+url_option = click.option(
+    "--url", envvar="PGJOBS_URL", help="Postgres URL (default: $PGJOBS_URL, else embedded)."
+)
+app_option = click.option(
+    "--app", "app_spec", envvar="PGJOBS_APP", help="The App to use, as package.module:app."
+)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="pgjobs")
+def main() -> None:
+    """pgjobs: a Postgres-native background job queue."""
+
+
+@main.command()
+@click.option("--jobs", "count", default=60, show_default=True, help="How many email jobs.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Embedded Postgres folder.")
+def demo(count: int, data_dir: str | None) -> None:
+    """Run a worker with example tasks on the embedded Postgres and watch them."""
+    from pgjobs.demo import run_demo
+
+    if data_dir:
+        os.environ["PGJOBS_DATA_DIR"] = data_dir
+    sys.exit(run_demo(emails=count))
+
+
+@main.command()
+@click.argument("app_spec", metavar="APP")
+@url_option
+@click.option("--queues", "-q", default="default", show_default=True, help="Comma-separated.")
+@click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--burst", is_flag=True, help="Run what is ready, then exit.")
+@click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--grace-period", default=30.0, show_default=True, type=click.FloatRange(0))
+@click.option("--log-level", default="INFO", show_default=True)
+def worker(
+    app_spec: str,
+    url: str | None,
+    queues: str,
+    concurrency: int,
+    burst: bool,
+    poll_interval: float,
+    grace_period: float,
+    log_level: str,
+) -> None:
+    """Run a worker for APP (package.module:app) until SIGTERM or SIGINT."""
+    from pgjobs.worker import Worker
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = _app(app_spec, url)
+    if app.url and app.embedded:
+        app.migrate()
+    app.check_schema()
+    Worker(
+        app,
+        queues=[q.strip() for q in queues.split(",") if q.strip()],
+        concurrency=concurrency,
+        burst=burst,
+        poll_interval=poll_interval,
+        grace_period=grace_period,
+    ).run()
+
+
+@main.command()
+@url_option
+@app_option
+def migrate(url: str | None, app_spec: str | None) -> None:
+    """Create or upgrade the pgjobs schema."""
+    from pgjobs import migrations
+
+    app = _app(app_spec, url)
+    app.migrate()
+    click.echo(f"pgjobs schema is at revision {migrations.current(app.url)}")
+
+
+@main.command()
+@click.argument("task")
+@app_option
+@url_option
+@click.option("--args", "args_json", default="[]", help="Positional arguments, a JSON array.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments, a JSON object.")
+@click.option("--queue", help="Queue (default: the task's).")
+@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--delay", type=click.FloatRange(0), help="Seconds before it may run.")
+@click.option("--dedup-key", help="Return the existing job if this key was used.")
+def enqueue(
+    task: str,
+    app_spec: str | None,
+    url: str | None,
+    args_json: str,
+    kwargs_json: str,
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    dedup_key: str | None,
+) -> None:
+    """Enqueue TASK of --app with JSON arguments; prints the job id."""
+    if not app_spec:
+        raise ConfigurationError("enqueue needs --app (or $PGJOBS_APP) to know the tasks")
+    try:
+        args = json.loads(args_json)
+        kwargs = json.loads(kwargs_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(args, list):
+        raise click.BadParameter("--args must be a JSON array")
+    if not isinstance(kwargs, dict):
+        raise click.BadParameter("--kwargs must be a JSON object")
+    app = _app(app_spec, url)
+    job = app.enqueue(
+        task, args, kwargs, queue=queue, priority=priority, delay=delay, dedup_key=dedup_key
+    )
+    note = " (existing job: same dedup key)" if job.deduplicated else ""
+    click.echo(f"{job.id}{note}")
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@app_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(job_id: str, url: str | None, app_spec: str | None, as_json: bool) -> None:
+    """Show one job's status, progress, result or error."""
+    job = _app(app_spec, url).get_job(job_id)
+    view = job.status_view()
+    if as_json:
+        _echo_json(view)
+        return
+    for key in (
+        "job_id",
+        "task",
+        "queue",
+        "status",
+        "attempts",
+        "created_at",
+        "started_at",
+        "completed_at",
+    ):
+        click.echo(f"{key:>13}: {view[key] if view[key] is not None else '-'}")
+    if job.progress:
+        click.echo(f"{'progress':>13}: {json.dumps(job.progress)}")
+    if view["result"] is not None:
+        click.echo(f"{'result':>13}: {json.dumps(view['result'])}")
+    if job.error:
+        click.echo(f"{'error':>13}: {job.error.get('type')}: {job.error.get('message')}")
+
+
+@main.command()
+@url_option
+@app_option
+@click.option("--status", "status_filter", help="Only jobs in this status.")
+@click.option("--queue", help="Only jobs of this queue.")
+@click.option("--task", help="Only jobs of this task.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", help="next_cursor of the previous page.")
+@click.option("--json", "as_json", is_flag=True)
+def jobs(
+    url: str | None,
+    app_spec: str | None,
+    status_filter: str | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    page = _app(app_spec, url).jobs(
+        status=status_filter, queue=queue, task=task, limit=limit, cursor=cursor
+    )
+    if as_json:
+        _echo_json({"jobs": [j.status_view() for j in page.jobs], "next_cursor": page.next_cursor})
+        return
+    click.echo(f"{'id':36}  {'task':20} {'queue':12} {'status':10} {'att':>3}  created")
+    for j in page.jobs:
+        created = j.created_at.strftime("%Y-%m-%d %H:%M:%S") if j.created_at else "-"
+        click.echo(
+            f"{j.id!s:36}  {j.task[:20]:20} {j.queue[:12]:12} {j.status.value:10} "
+            f"{j.attempts:>3}  {created}"
+        )
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}")
+
+
+@main.command()
+@url_option
+@app_option
+@click.option("--json", "as_json", is_flag=True)
+def queues(url: str | None, app_spec: str | None, as_json: bool) -> None:
+    """Show each queue's depth by status and the age of its oldest ready job."""
+    stats = _app(app_spec, url).queues()
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "queue": q.queue,
+                    "depth": q.depth,
+                    "counts": q.counts,
+                    "oldest_pending_age": q.oldest_pending_age,
+                }
+                for q in stats
+            ]
+        )
+        return
+    cols = ("scheduled", "pending", "running", "retrying", "succeeded", "failed", "cancelled")
+    click.echo(f"{'queue':16}" + "".join(f"{c:>11}" for c in cols) + f"{'oldest':>9}")
+    for q in stats:
+        age = f"{q.oldest_pending_age:.1f}s" if q.oldest_pending_age is not None else "-"
+        click.echo(
+            f"{q.queue[:16]:16}" + "".join(f"{q.counts.get(c, 0):>11}" for c in cols) + f"{age:>9}"
+        )
+    if not stats:
+        click.echo("(no jobs)")
+
+
+if __name__ == "__main__":
+    main()

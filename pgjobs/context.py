@@ -1,0 +1,50 @@
+"""current_job(): what a running task knows about its own job."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class JobContext:
+    """The running job, as seen from inside its task."""
+
+    id: uuid.UUID
+    task: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    idempotency_key: str
+    _report: Callable[[uuid.UUID, str], None] = field(repr=False)
+
+    def set_progress(
+        self, current: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Record how far the job has got; readers see it within a fraction of a second.
+
+        Cheap to call often: the worker writes the latest value in batches.
+        """
+        progress: dict[str, Any] = {"current": current}
+        if total is not None:
+            progress["total"] = total
+            if total:
+                progress["percent"] = round(100.0 * current / total, 1)
+        if message is not None:
+            progress["message"] = message
+        self._report(self.id, json.dumps(progress))
+
+
+_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgjobs_current_job")
+
+
+def current_job() -> JobContext:
+    """The job the calling task is running for; raises RuntimeError outside a task."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("current_job() is only available inside a running task") from None

@@ -1,0 +1,62 @@
+"""The exceptions pgjobs raises, and the ones tasks raise to steer retries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+
+class PgJobsError(Exception):
+    """Base class of every error pgjobs raises on purpose."""
+
+
+class ConfigurationError(PgJobsError):
+    """The App, a worker or the CLI was configured in a way that cannot work."""
+
+
+class UnknownTask(PgJobsError, LookupError):
+    """No task of that name is registered with the App."""
+
+
+class InvalidArguments(PgJobsError, ValueError):
+    """A task was called with arguments that do not fit its signature or types."""
+
+
+class PayloadTooLarge(InvalidArguments):
+    """A job's encoded arguments are larger than the App allows."""
+
+
+class SerializationError(InvalidArguments):
+    """A value cannot be encoded as JSON."""
+
+
+class IllegalTransition(PgJobsError):
+    """A job was asked to move between two statuses the state machine does not link."""
+
+
+class JobNotFound(PgJobsError, LookupError):
+    """No job has that id."""
+
+
+class WaitTimeout(PgJobsError, TimeoutError):
+    """Job.wait() gave up before the job ended."""
+
+
+class JobFailed(PgJobsError):
+    """The job failed for good; `error` holds the type, message and traceback."""
+
+    def __init__(self, job_id: uuid.UUID, error: dict[str, Any] | None) -> None:
+        self.job_id = job_id
+        self.error = error or {}
+        kind = self.error.get("type", "Error")
+        message = self.error.get("message", "")
+        super().__init__(f"job {job_id} failed: {kind}: {message}")
+
+
+class JobCancelled(PgJobsError):
+    """The job was cancelled before it could finish."""
+
+    def __init__(self, job_id: uuid.UUID, error: dict[str, Any] | None = None) -> None:
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"job {job_id} was cancelled")

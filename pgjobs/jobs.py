@@ -1,0 +1,238 @@
+"""Job statuses, the state machine, and the Job model."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from pgjobs.errors import IllegalTransition, JobCancelled, JobFailed, WaitTimeout
+
+if TYPE_CHECKING:
+    from pgjobs.app import App
+
+
+class Status(enum.StrEnum):
+    """Where a job is in its life."""
+
+    SCHEDULED = "scheduled"  # waits for its run_at
+    PENDING = "pending"  # ready: a worker may claim it
+    RUNNING = "running"  # claimed by a worker, an attempt is under way
+    RETRYING = "retrying"  # an attempt failed; the next one waits for its run_at
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed for good: it is in the dead letters
+    CANCELLED = "cancelled"
+
+
+TERMINAL: frozenset[Status] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+# The legal transitions, as data. SQL statements take their allowed source
+# statuses from here (see sources()), so Python and SQL follow one table.
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.PENDING, Status.CANCELLED}),
+    Status.PENDING: frozenset({Status.RUNNING, Status.CANCELLED}),
+    Status.RUNNING: frozenset(
+        {
+            Status.SUCCEEDED,
+            Status.FAILED,
+            Status.RETRYING,
+            Status.CANCELLED,
+            Status.PENDING,  # handed back on shutdown, or rescued from a dead worker
+        }
+    ),
+    Status.RETRYING: frozenset({Status.PENDING, Status.CANCELLED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset({Status.PENDING}),  # replayed from the dead letters
+    Status.CANCELLED: frozenset({Status.PENDING}),  # replayed
+}
+
+
+def can_transition(source: Status | str, target: Status | str) -> bool:
+    """Whether a job may move from `source` to `target`."""
+    return Status(target) in TRANSITIONS[Status(source)]
+
+
+def check_transition(source: Status | str, target: Status | str) -> None:
+    """Raise IllegalTransition unless a job may move from `source` to `target`."""
+    if not can_transition(source, target):
+        raise IllegalTransition(f"a job cannot go from {source!s} to {target!s}")
+
+
+def sources(target: Status | str) -> list[str]:
+    """The statuses a job may move to `target` from, for a SQL `status = ANY(...)`."""
+    t = Status(target)
+    return sorted(s.value for s, targets in TRANSITIONS.items() if t in targets)
+
+
+# UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. Ids made by
+# the client are known before the insert (so a bulk insert needs no RETURNING of
+# ids), and they sort by creation time, which keeps the primary key's inserts at
+# the right edge of the index and lets list pagination use the id as cursor.
+_last_ms = 0
+_seq = 0
+
+
+def new_job_id() -> uuid.UUID:
+    """A new, time-ordered job id (UUIDv7)."""
+    global _last_ms, _seq
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_ms:
+        # Same millisecond (or a clock step back): count up in the 12-bit
+        # rand_a field so ids made by this process stay strictly increasing.
+        _seq += 1
+        if _seq > 0xFFF:
+            _last_ms += 1
+            _seq = 0
+        ms = _last_ms
+    else:
+        _last_ms = ms
+        _seq = 0
+    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    value = (ms << 80) | (0x7 << 76) | (_seq << 64) | (0b10 << 62) | rand_b
+    return uuid.UUID(int=value)
+
+
+class Job(BaseModel):
+    """A job as stored: its arguments, status, timestamps and outcome."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID
+    task: str
+    queue: str
+    status: Status
+    priority: int = 0
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    attempts: int = 0
+    max_attempts: int = 1
+    created_at: datetime | None = None
+    run_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    worker_id: str | None = None
+    dedup_key: str | None = None
+    deduplicated: bool = False  # True when enqueue returned an existing job
+
+    _app: App | None = PrivateAttr(default=None)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job has succeeded, failed for good, or been cancelled."""
+        return self.status in TERMINAL
+
+    @property
+    def idempotency_key(self) -> str:
+        """A key that is the same for every attempt of this job, for outside services."""
+        return self.dedup_key or f"pgjobs-{self.id}"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], app: App | None = None) -> Job:
+        """Build a Job from a row of pgjobs.jobs."""
+        job = cls(
+            id=row["id"],
+            task=row["task"],
+            queue=row["queue"],
+            status=Status(row["status"]),
+            priority=row["priority"],
+            args=row["args"],
+            kwargs=row["kwargs"],
+            attempts=row["attempt"],
+            max_attempts=row["max_attempts"],
+            created_at=row["created_at"],
+            run_at=row["run_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            result=row["result"],
+            error=row["error"],
+            progress=row["progress"],
+            worker_id=row["worker_id"],
+            dedup_key=row["dedup_key"],
+        )
+        job._app = app
+        return job
+
+    def status_view(self) -> dict[str, Any]:
+        """The status-endpoint shape: result only when succeeded, error only when failed."""
+        return {
+            "job_id": str(self.id),
+            "task": self.task,
+            "queue": self.queue,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "completed_at": self.finished_at,
+            "result": self.result if self.status is Status.SUCCEEDED else None,
+            "error": self.error if self.status is Status.FAILED else None,
+            "progress": self.progress,
+            "is_terminal": self.is_terminal,
+        }
+
+    def _require_app(self) -> App:
+        if self._app is None:
+            raise RuntimeError("this Job is not bound to an App; use app.get_job(id)")
+        return self._app
+
+    def refresh(self) -> Job:
+        """The job as it is now in the database."""
+        return self._require_app().get_job(self.id)
+
+    async def arefresh(self) -> Job:
+        """Async twin of refresh()."""
+        return await self._require_app().aget_job(self.id)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job ends; return its result or raise JobFailed / JobCancelled."""
+        app = self._require_app()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            status, result, error = app._job_status(self.id)
+            outcome = _outcome(self, status, result, error)
+            if outcome is not _NOT_DONE:
+                return outcome
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {self.id} is still {status} after {timeout} s")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            time.sleep(delay if remaining is None else max(0.0, min(delay, remaining)))
+            delay = min(delay * 2, 0.5)
+
+    async def await_result(self, timeout: float | None = None) -> Any:
+        """Async twin of wait()."""
+        app = self._require_app()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            status, result, error = await app._ajob_status(self.id)
+            outcome = _outcome(self, status, result, error)
+            if outcome is not _NOT_DONE:
+                return outcome
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {self.id} is still {status} after {timeout} s")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            await asyncio.sleep(delay if remaining is None else max(0.0, min(delay, remaining)))
+            delay = min(delay * 2, 0.5)
+
+
+_NOT_DONE = object()
+
+
+def _outcome(job: Job, status: str, result: Any, error: dict[str, Any] | None) -> Any:
+    if status == Status.SUCCEEDED:
+        return result
+    if status == Status.FAILED:
+        raise JobFailed(job.id, error)
+    if status == Status.CANCELLED:
+        raise JobCancelled(job.id, error)
+    return _NOT_DONE

@@ -1,0 +1,373 @@
+"""Tasks: @app.task, argument validation and encoding, options(), enqueue."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from pgjobs.errors import ConfigurationError, InvalidArguments, SerializationError
+from pgjobs.jobs import Status, new_job_id
+from pgjobs.retry import Backoff
+
+if TYPE_CHECKING:
+    from pgjobs.app import App
+    from pgjobs.jobs import Job
+
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+_P = inspect.Parameter
+
+
+def _adapter(hint: Any) -> TypeAdapter[Any]:
+    return _ANY if hint is Any or hint is _P.empty else TypeAdapter(hint)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{err['msg']} (at {where})" if where else str(err["msg"])
+
+
+class Signature:
+    """A task function's parameters, with a pydantic validator for each."""
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        self.name = name
+        self.sig = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:  # unresolvable forward references
+            raise ConfigurationError(
+                f"task {name!r}: cannot resolve its type hints: {exc}"
+            ) from exc
+        self.positional: list[_P] = []
+        self.var_positional: _P | None = None
+        self.var_keyword: _P | None = None
+        self.adapters: dict[str, TypeAdapter[Any]] = {}
+        for p in self.sig.parameters.values():
+            self.adapters[p.name] = _adapter(hints.get(p.name, Any))
+            if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD):
+                self.positional.append(p)
+            elif p.kind is _P.VAR_POSITIONAL:
+                self.var_positional = p
+            elif p.kind is _P.VAR_KEYWORD:
+                self.var_keyword = p
+        self.result = _adapter(hints.get("return", Any))
+
+    def _param_for(self, index: int | None, key: str | None) -> _P:
+        if index is not None:
+            if index < len(self.positional):
+                return self.positional[index]
+            assert self.var_positional is not None  # bind() checked the arity
+            return self.var_positional
+        assert key is not None
+        p = self.sig.parameters.get(key)
+        if p is not None and p.kind is not _P.VAR_KEYWORD:
+            return p
+        assert self.var_keyword is not None
+        return self.var_keyword
+
+    def _convert(self, p: _P, label: str, value: Any, to_json: bool) -> Any:
+        adapter = self.adapters[p.name]
+        try:
+            validated = adapter.validate_python(value)
+        except ValidationError as exc:
+            raise InvalidArguments(
+                f"task {self.name!r}: argument {label!r}: {_first_error(exc)}"
+            ) from None
+        if not to_json:
+            return validated
+        try:
+            return adapter.dump_python(validated, mode="json")
+        except PydanticSerializationError as exc:
+            raise SerializationError(
+                f"task {self.name!r}: argument {label!r} cannot be stored as JSON: {exc}"
+            ) from None
+
+    def _walk(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any], to_json: bool
+    ) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            self.sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"task {self.name!r}: {exc}") from None
+        out_args = [
+            self._convert(self._param_for(i, None), self._param_for(i, None).name, v, to_json)
+            for i, v in enumerate(args)
+        ]
+        out_kwargs = {
+            k: self._convert(self._param_for(None, k), k, v, to_json) for k, v in kwargs.items()
+        }
+        return out_args, out_kwargs
+
+    def encode(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Check a call against the signature; return its arguments as JSON values."""
+        return self._walk(args, kwargs, to_json=True)
+
+    def decode(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Turn stored JSON arguments back into the types the function declares."""
+        return self._walk(args, kwargs, to_json=False)
+
+    def encode_result(self, value: Any) -> str:
+        """The task's return value as JSON text."""
+        try:
+            return json.dumps(self.result.dump_python(value, mode="json"))
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            raise SerializationError(
+                f"task {self.name!r}: its return value cannot be stored as JSON: {exc}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a job is enqueued: queue, priority, timing, attempts and dedup key."""
+
+    queue: str = "default"
+    priority: int = 0
+    delay: float | timedelta | None = None
+    run_at: datetime | None = None
+    max_attempts: int = 1
+    dedup_key: str | None = None
+
+    def resolved_run_at(self) -> datetime | None:
+        if self.run_at is not None and self.delay is not None:
+            raise InvalidArguments("give either delay or run_at, not both")
+        if self.run_at is not None:
+            if self.run_at.tzinfo is None:
+                raise InvalidArguments("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+            return self.run_at
+        if self.delay is not None:
+            seconds = (
+                self.delay.total_seconds() if isinstance(self.delay, timedelta) else self.delay
+            )
+            if seconds < 0:
+                raise InvalidArguments(f"delay must not be negative, got {seconds}")
+            if seconds > 0:
+                return datetime.now(UTC) + timedelta(seconds=seconds)
+        return None
+
+
+@dataclass
+class NewJob:
+    """A job ready to insert: validated, encoded and sized."""
+
+    id: uuid.UUID
+    task: str
+    queue: str
+    status: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    args_json: str
+    kwargs_json: str
+    max_attempts: int
+    run_at: datetime | None
+    dedup_key: str | None
+
+
+def prepare(
+    app: App,
+    name: str,
+    signature: Signature | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: Options,
+) -> NewJob:
+    """Validate and encode one call; raise before anything is written."""
+    if signature is not None:
+        j_args, j_kwargs = signature.encode(args, kwargs)
+    else:
+        j_args, j_kwargs = list(args), dict(kwargs)
+    try:
+        args_json = json.dumps(j_args, separators=(",", ":"), allow_nan=False)
+        kwargs_json = json.dumps(j_kwargs, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"task {name!r}: arguments cannot be stored as JSON: {exc}"
+        ) from None
+    # json.dumps escapes non-ASCII by default, so characters are bytes here.
+    size = len(args_json) + len(kwargs_json)
+    if size > app.max_payload_bytes:
+        from pgjobs.errors import PayloadTooLarge
+
+        raise PayloadTooLarge(
+            f"task {name!r}: arguments are {size} bytes as JSON, over the limit of "
+            f"{app.max_payload_bytes} bytes (App(max_payload_bytes=...)); store large data "
+            "elsewhere and pass a reference"
+        )
+    if options.priority < -32768 or options.priority > 32767:
+        raise InvalidArguments(f"priority must fit in a smallint, got {options.priority}")
+    if options.max_attempts < 1:
+        raise InvalidArguments(f"max_attempts must be at least 1, got {options.max_attempts}")
+    if not options.queue:
+        raise InvalidArguments("queue must be a non-empty name")
+    run_at = options.resolved_run_at()
+    return NewJob(
+        id=new_job_id(),
+        task=name,
+        queue=options.queue,
+        status=(Status.SCHEDULED if run_at is not None else Status.PENDING).value,
+        priority=options.priority,
+        args=j_args,
+        kwargs=j_kwargs,
+        args_json=args_json,
+        kwargs_json=kwargs_json,
+        max_attempts=options.max_attempts,
+        run_at=run_at,
+        dedup_key=options.dedup_key,
+    )
+
+
+def split_item(item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
+    """One element of enqueue_many(): a tuple/list of args, a dict of kwargs, or (args, kwargs)."""
+    if isinstance(item, Mapping):
+        return (), item
+    if (
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], (tuple, list))
+        and isinstance(item[1], Mapping)
+    ):
+        return item[0], item[1]
+    if isinstance(item, (tuple, list)):
+        return item, {}
+    return (item,), {}
+
+
+class Enqueuer:
+    """enqueue() and friends for one task with fixed options: what options() returns."""
+
+    def __init__(self, task: Task, options: Options) -> None:
+        self.task = task
+        self.opts = options
+
+    def enqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
+        """Insert one job and return it at once; with conn=, inside the caller's transaction."""
+        new = prepare(self.task.app, self.task.name, self.task.signature, args, kwargs, self.opts)
+        return self.task.app._insert([new], conn)[0]
+
+    async def aenqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
+        """Async twin of enqueue()."""
+        new = prepare(self.task.app, self.task.name, self.task.signature, args, kwargs, self.opts)
+        return (await self.task.app._ainsert([new], conn))[0]
+
+    def delay(self, *args: Any, **kwargs: Any) -> Job:
+        """Same as enqueue(), for those used to Celery."""
+        return self.enqueue(*args, **kwargs)
+
+    def _prepare_many(self, items: Iterable[Any]) -> list[NewJob]:
+        app, name, sig = self.task.app, self.task.name, self.task.signature
+        out = []
+        for i, item in enumerate(items):
+            a, kw = split_item(item)
+            try:
+                out.append(prepare(app, name, sig, a, kw, self.opts))
+            except InvalidArguments as exc:
+                raise type(exc)(f"item {i}: {exc}") from None
+        return out
+
+    def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+        """Insert many jobs in one statement; all are validated first, so a bad one inserts none."""
+        return self.task.app._insert(self._prepare_many(items), conn)
+
+    async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+        """Async twin of enqueue_many()."""
+        return await self.task.app._ainsert(self._prepare_many(items), conn)
+
+
+class Task:
+    """A function registered with @app.task; call .enqueue() to run it in the background."""
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        queue: str,
+        priority: int,
+        retries: int,
+        backoff: Backoff,
+    ) -> None:
+        if retries < 0:
+            raise ConfigurationError(f"task {name!r}: retries must be 0 or more, got {retries}")
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = Signature(name, fn)
+        if "conn" in self.signature.sig.parameters:
+            raise ConfigurationError(
+                f"task {name!r}: the parameter name 'conn' is taken by enqueue(conn=...) "
+                "for the caller's transaction; rename the parameter"
+            )
+        self.retries = retries
+        self.backoff = backoff
+        self.defaults = Options(queue=queue, priority=priority, max_attempts=retries + 1)
+        self._enqueuer = Enqueuer(self, self.defaults)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.defaults.queue}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here and now, as a plain call."""
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        retries: int | None = None,
+        dedup_key: str | None = None,
+    ) -> Enqueuer:
+        """The same task with other enqueue options for the next enqueue call."""
+        opts = self.defaults
+        changes: dict[str, Any] = {}
+        if queue is not None:
+            changes["queue"] = queue
+        if priority is not None:
+            changes["priority"] = priority
+        if retries is not None:
+            changes["max_attempts"] = retries + 1
+        changes["delay"] = delay
+        changes["run_at"] = run_at
+        changes["dedup_key"] = dedup_key
+        return Enqueuer(self, replace(opts, **changes))
+
+    def enqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
+        """Insert one job and return it at once; with conn=, inside the caller's transaction."""
+        return self._enqueuer.enqueue(*args, conn=conn, **kwargs)
+
+    async def aenqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
+        """Async twin of enqueue()."""
+        return await self._enqueuer.aenqueue(*args, conn=conn, **kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> Job:
+        """Same as enqueue(), for those used to Celery."""
+        return self._enqueuer.enqueue(*args, **kwargs)
+
+    def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+        """Insert many jobs in one statement; all are validated first, so a bad one inserts none."""
+        return self._enqueuer.enqueue_many(items, conn=conn)
+
+    async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+        """Async twin of enqueue_many()."""
+        return await self._enqueuer.aenqueue_many(items, conn=conn)

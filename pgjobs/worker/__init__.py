@@ -1,0 +1,5 @@
+"""The worker: claims jobs, runs them, and records their outcomes."""
+
+from pgjobs.worker.worker import Worker
+
+__all__ = ["Worker"]

@@ -1,0 +1,201 @@
+-- pgjobs: every statement the library runs, by name.
+--
+-- pgjobs/queries.py loads this file; a block starts with "-- name: NAME" and
+-- runs to the next one. Parameters use psycopg's %(name)s style. Batch forms
+-- take arrays and unnest them, so a batch of a thousand jobs is one statement
+-- and one round trip.
+
+-- name: enqueue_jobs
+-- Insert a batch of jobs. Ids are UUIDv7 made by the client, so the caller
+-- knows them before the statement runs; the insert trigger wakes workers.
+INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
+                         max_attempts, run_at, dedup_key, meta)
+SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
+       j.max_attempts, COALESCE(j.run_at, now()), j.dedup_key, j.meta::jsonb
+FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
+            %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
+            %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(dedup_keys)s::text[],
+            %(metas)s::text[])
+     AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, dedup_key, meta)
+RETURNING created_at, run_at;
+
+-- name: enqueue_job
+-- Insert one job: the single-job path, kept as a plain VALUES insert because
+-- it is the cheapest statement Postgres can plan.
+INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
+                         max_attempts, run_at, dedup_key, meta)
+VALUES (%(id)s, %(task)s, %(queue)s, %(status)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb,
+        %(max_attempts)s, COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s, %(meta)s::jsonb)
+RETURNING created_at, run_at;
+
+-- name: claim_dedup_key
+-- Take a dedup key for a new job. The primary key decides a race between two
+-- enqueues of the same key: the loser waits for the winner's transaction and
+-- then gets no row back. An expired key is taken over.
+INSERT INTO pgjobs.dedup_keys AS d (key, job_id, expires_at)
+VALUES (%(key)s, %(job_id)s, %(expires_at)s)
+ON CONFLICT (key) DO UPDATE
+    SET job_id = EXCLUDED.job_id, created_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE d.expires_at IS NOT NULL AND d.expires_at <= now()
+RETURNING job_id;
+
+-- name: job_for_dedup_key
+SELECT j.* FROM pgjobs.dedup_keys d JOIN pgjobs.jobs j ON j.id = d.job_id
+WHERE d.key = %(key)s;
+
+-- name: claim_jobs
+-- Claim up to %(limit)s ready jobs for one worker. SKIP LOCKED lets many
+-- workers claim at once without waiting on each other; the scan runs on the
+-- partial index of pending jobs only. The lease is the worker's: it holds
+-- while the worker's heartbeat in pgjobs.workers stays fresh.
+WITH picked AS (
+    SELECT id FROM pgjobs.jobs
+    WHERE status = 'pending' AND queue = ANY(%(queues)s::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgjobs.jobs j
+SET status = 'running', attempt = j.attempt + 1, started_at = now(), worker_id = %(worker_id)s
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,
+          j.started_at, j.dedup_key, j.meta;
+
+-- name: finish_jobs
+-- Record the outcomes of a batch of attempts in one statement: the job rows,
+-- one attempts row each, and a dead letter for each job that failed for good.
+-- Fenced: an outcome applies only while the job is still running this very
+-- attempt under this worker, so an attempt that lost its lease (the job was
+-- rescued and runs elsewhere) changes nothing. The ids that applied come back.
+WITH outcome AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(statuses)s::text[],
+                         %(outcomes)s::text[], %(results)s::text[], %(errors)s::text[],
+                         %(progress)s::text[], %(retry_in)s::float8[])
+        AS o(id, attempt, status, outcome, result, error, progress, retry_in)
+),
+done AS (
+    UPDATE pgjobs.jobs j
+    SET status = o.status,
+        result = o.result::jsonb,
+        error = o.error::jsonb,
+        progress = COALESCE(o.progress::jsonb, j.progress),
+        finished_at = CASE WHEN o.status IN ('succeeded', 'failed', 'cancelled')
+                           THEN now() END,
+        -- The next attempt's time comes from the database clock, like every
+        -- other timestamp, so workers with skewed clocks agree.
+        run_at = COALESCE(now() + make_interval(secs => o.retry_in), j.run_at),
+        worker_id = NULL
+    FROM outcome o
+    WHERE j.id = o.id AND j.status = 'running'
+      AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt
+    RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.started_at,
+              j.status, j.error, o.outcome
+),
+attempt_rows AS (
+    INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at,
+                                 outcome, error)
+    SELECT id, attempt, %(worker_id)s, started_at, now(), outcome, error FROM done
+),
+dead AS (
+    INSERT INTO pgjobs.dead_letters (job_id, task, queue, args, kwargs, error, attempts)
+    SELECT id, task, queue, args, kwargs, error, attempt FROM done WHERE status = 'failed'
+    ON CONFLICT (job_id) DO UPDATE
+        SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
+)
+SELECT id FROM done;
+
+-- name: release_due_jobs
+-- Move scheduled and retrying jobs whose time has come to 'pending', and wake
+-- the workers of their queues. SKIP LOCKED lets several workers run it at once.
+WITH due AS (
+    SELECT id FROM pgjobs.jobs
+    WHERE status IN ('scheduled', 'retrying') AND run_at <= now()
+    ORDER BY run_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+),
+released AS (
+    UPDATE pgjobs.jobs j SET status = 'pending'
+    FROM due WHERE j.id = due.id
+    RETURNING j.queue
+)
+SELECT queue, count(*) AS released, pg_notify('pgjobs', queue) IS NULL AS notified
+FROM released GROUP BY queue;
+
+-- name: hand_back_jobs
+-- Give running jobs back to the queue without spending their attempt (a
+-- graceful shutdown whose grace period ran out).
+WITH back AS (
+    UPDATE pgjobs.jobs
+    SET status = 'pending', attempt = attempt - 1, worker_id = NULL
+    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND worker_id = %(worker_id)s
+    RETURNING id, queue
+)
+SELECT b.id, pg_notify('pgjobs', b.queue) IS NULL AS notified FROM back b;
+
+-- name: set_progress
+UPDATE pgjobs.jobs j SET progress = p.progress::jsonb
+FROM unnest(%(ids)s::uuid[], %(progress)s::text[]) AS p(id, progress)
+WHERE j.id = p.id AND j.status = 'running' AND j.worker_id = %(worker_id)s;
+
+-- name: register_worker
+INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: heartbeat
+UPDATE pgjobs.workers SET heartbeat_at = now() WHERE id = %(worker_id)s RETURNING id;
+
+-- name: unregister_worker
+DELETE FROM pgjobs.workers WHERE id = %(worker_id)s;
+
+-- name: get_job
+SELECT * FROM pgjobs.jobs WHERE id = %(id)s;
+
+-- name: get_job_status
+-- The cheap read behind Job.wait(): status and outcome only.
+SELECT status, result, error FROM pgjobs.jobs WHERE id = %(id)s;
+
+-- name: list_jobs
+-- Newest first; the cursor is the id of the last job of the previous page
+-- (UUIDv7 ids sort by creation time).
+SELECT * FROM pgjobs.jobs
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(cursor)s::uuid IS NULL OR id < %(cursor)s::uuid)
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: queue_stats
+-- Depth by queue and status, and the age of the oldest ready job per queue.
+SELECT queue, status, count(*) AS jobs,
+       EXTRACT(EPOCH FROM now() - min(run_at) FILTER (WHERE status = 'pending')) AS oldest_age
+FROM pgjobs.jobs
+GROUP BY queue, status
+ORDER BY queue, status;
+
+-- name: cancel_job
+-- Cancel a job that has not started; a running job is left to its worker.
+UPDATE pgjobs.jobs SET status = 'cancelled', finished_at = now()
+WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
+RETURNING *;
+
+-- name: task_summary
+-- Per task, for a set of jobs: how many ended how, attempts spent, and the
+-- average time from creation to first start and from start to finish.
+SELECT task,
+       count(*) AS jobs,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status NOT IN ('succeeded', 'failed', 'cancelled')) AS unfinished,
+       sum(attempt) AS attempts,
+       avg(EXTRACT(EPOCH FROM finished_at - started_at)) AS avg_run_seconds
+FROM pgjobs.jobs
+WHERE id = ANY(%(ids)s::uuid[])
+GROUP BY task
+ORDER BY task;
+
+-- name: schema_version
+SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL AS migrated;
