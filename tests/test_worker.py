@@ -1,0 +1,301 @@
+"""The worker: claims, runs and records jobs; real processes share one database."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgjobs
+from pgjobs import JobFailed, Status, WaitTimeout, Worker
+from tests import sample_app
+from tests.conftest import count, wait_for
+
+
+def drain(app: Any, **options: Any) -> Worker:
+    """Run an in-process worker until the queues are empty."""
+    options.setdefault("queues", ["default", "fast", "other"])
+    worker = Worker(app, burst=True, **options)
+    worker.run(install_signal_handlers=False)
+    return worker
+
+
+def start_in_thread(app: Any, **options: Any) -> tuple[Worker, threading.Thread]:
+    worker = Worker(app, **options)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    assert worker.wait_started(30)
+    return worker, thread
+
+
+def test_four_worker_processes_drain_20000_jobs_each_exactly_once(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    for start in range(0, 20_000, 5_000):
+        sample_app.record.enqueue_many([(n,) for n in range(start, start + 5_000)])
+    workers = [spawn_worker("--burst", "--concurrency", "10", wait=False) for _ in range(4)]
+    for w in workers:
+        assert w.wait(timeout=240) == 0, w.log()
+
+    runs = db.execute(
+        "SELECT count(*), count(DISTINCT job_id), count(DISTINCT n), count(DISTINCT pid) "
+        "FROM test_runs"
+    ).fetchone()
+    assert runs is not None
+    total, distinct_jobs, distinct_n, pids = runs
+    assert (total, distinct_jobs, distinct_n) == (20_000, 20_000, 20_000)  # none lost, none twice
+    assert pids == 4  # every process took a share
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 20_000
+    assert (
+        count(
+            db,
+            "SELECT count(*) FROM pgjobs.jobs WHERE NOT "
+            "(created_at <= started_at AND started_at <= finished_at AND attempt = 1)",
+        )
+        == 0
+    )
+    # Each run happened inside its job's recorded start and finish.
+    assert (
+        count(
+            db,
+            "SELECT count(*) FROM test_runs r JOIN pgjobs.jobs j ON j.id = r.job_id "
+            "WHERE NOT (r.at BETWEEN j.started_at AND j.finished_at)",
+        )
+        == 0
+    )
+    attempts = db.execute(
+        "SELECT count(*), count(DISTINCT job_id), "
+        "count(*) FILTER (WHERE outcome = 'succeeded' AND attempt = 1 "
+        "  AND started_at <= finished_at) "
+        "FROM pgjobs.attempts"
+    ).fetchone()
+    assert attempts == (20_000, 20_000, 20_000)
+    assert count(db, "SELECT count(*) FROM pgjobs.workers") == 0  # all unregistered
+
+
+def test_sync_and_async_results_are_recorded(app: Any, db: psycopg.Connection[Any]) -> None:
+    sync_job = sample_app.add.enqueue(2, 3)
+    async_job = sample_app.aadd.enqueue(4, 5)
+    drain(app)
+    assert sync_job.wait(5) == 5
+    assert async_job.wait(5) == 9
+    done = app.get_job(sync_job.id)
+    assert done.status is Status.SUCCEEDED and done.is_terminal and done.attempts == 1
+    assert done.created_at <= done.started_at <= done.finished_at
+    assert done.worker_id is None
+    view = done.status_view()
+    assert view["result"] == 5 and view["error"] is None and view["is_terminal"] is True
+
+
+def test_arguments_arrive_as_the_declared_types(app: Any) -> None:
+    job = sample_app.typed.enqueue("2026-03-04T05:06:07Z", {"street": "s", "city": "Oslo"}, ["t"])
+    drain(app)
+    assert job.wait(5) == {
+        "when_type": "datetime",
+        "year": 2026,
+        "where_type": "Address",
+        "city": "Oslo",
+        "tags": ["t"],
+        "note": None,
+    }
+
+
+def test_current_job_tells_the_task_about_its_job(app: Any) -> None:
+    job = sample_app.whoami.enqueue()
+    keyed = sample_app.whoami.options(dedup_key="invoice-7").enqueue()
+    drain(app)
+    assert job.wait(5) == {
+        "id": str(job.id),
+        "task": "whoami",
+        "queue": "default",
+        "attempt": 1,
+        "max_attempts": 1,
+        "idempotency_key": f"pgjobs-{job.id}",
+    }
+    assert keyed.wait(5)["idempotency_key"] == "invoice-7"
+
+
+def test_current_job_outside_a_task_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="only available inside a running task"):
+        pgjobs.current_job()
+
+
+@pytest.mark.parametrize("task", ["progress", "aprogress"])
+def test_progress_is_visible_while_the_job_runs_and_kept_after(app: Any, task: str) -> None:
+    job = app.tasks[task].enqueue(10, 0.1)
+    worker, thread = start_in_thread(app)
+    seen: list[float] = []
+
+    def running_with_progress() -> bool:
+        now = app.get_job(job.id)
+        if now.status is Status.RUNNING and now.progress:
+            seen.append(now.progress["current"])
+        return now.is_terminal
+
+    wait_for(running_with_progress, timeout=15, interval=0.05)
+    worker.stop()
+    thread.join(30)
+    assert seen and 0 < min(seen) < 10  # readers saw it part-way
+    final = app.get_job(job.id)
+    assert final.progress == {"current": 10, "total": 10, "percent": 100.0, "message": "step 10"}
+
+
+@pytest.mark.parametrize("task", ["fail", "afail"])
+def test_a_failure_records_type_message_traceback_an_attempt_and_a_dead_letter(
+    app: Any, db: psycopg.Connection[Any], task: str
+) -> None:
+    job = app.tasks[task].enqueue("disk full")
+    drain(app)
+    with pytest.raises(JobFailed, match="disk full") as info:
+        job.wait(5)
+    error = info.value.error
+    assert error["type"] in ("ValueError", "RuntimeError")
+    assert error["message"] == "disk full"
+    assert "Traceback" in error["traceback"] and "sample_app.py" in error["traceback"]
+    failed = app.get_job(job.id)
+    assert failed.status is Status.FAILED and failed.finished_at is not None
+    assert failed.status_view()["error"]["message"] == "disk full"
+    assert failed.status_view()["result"] is None
+    attempt = db.execute(
+        "SELECT attempt, outcome, error->>'message' FROM pgjobs.attempts WHERE job_id = %s",
+        (job.id,),
+    ).fetchall()
+    assert attempt == [(1, "failed", "disk full")]
+    dead = db.execute(
+        "SELECT task, args, attempts, error->>'type' FROM pgjobs.dead_letters WHERE job_id = %s",
+        (job.id,),
+    ).fetchone()
+    assert dead == (task, ["disk full"], 1, error["type"])
+
+
+def test_a_failed_attempt_with_retries_left_waits_then_runs_again(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    job = sample_app.flaky.enqueue(1)  # retries=2, backoff base 0.05 s, cap 0.1 s
+    worker, thread = start_in_thread(app, release_interval=0.05)
+    wait_for(lambda: app.get_job(job.id).is_terminal, timeout=10)
+    worker.stop()
+    thread.join(30)
+    assert job.wait(1) == 2
+    rows = db.execute(
+        "SELECT attempt, outcome, error->>'type' FROM pgjobs.attempts WHERE job_id = %s "
+        "ORDER BY attempt",
+        (job.id,),
+    ).fetchall()
+    assert rows == [(1, "failed", "ConnectionError"), (2, "succeeded", None)]
+    assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 0
+
+
+def test_a_retrying_job_shows_its_next_run_time(app: Any, db: psycopg.Connection[Any]) -> None:
+    slow = pgjobs.App(app.url)
+
+    @slow.task(retries=1, backoff=pgjobs.Backoff(base=600, cap=600))
+    def once() -> None:
+        raise TimeoutError("upstream")
+
+    job = once.enqueue()
+    drain(slow)
+    now = slow.get_job(job.id)
+    assert now.status is Status.RETRYING and now.attempts == 1
+    assert now.error is not None and now.error["type"] == "TimeoutError"
+    assert now.run_at is not None and now.started_at is not None
+    assert 0 <= (now.run_at - now.started_at).total_seconds() <= 601
+    slow.close()
+
+
+def test_an_unknown_task_in_the_worker_fails_the_job_with_a_clear_error(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    job_id = uuid.uuid4()
+    db.execute(
+        "INSERT INTO pgjobs.jobs (id, task, args) VALUES (%s, 'renamed_task', '[1]')", (job_id,)
+    )
+    drain(app)
+    job = app.get_job(job_id)
+    assert job.status is Status.FAILED
+    assert job.error is not None
+    assert job.error["type"] == "UnknownTask"
+    assert "no task named 'renamed_task' is registered in this worker" in job.error["message"]
+    assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 1
+
+
+def test_a_result_that_is_not_json_fails_the_job(app: Any) -> None:
+    job = sample_app.unserialisable.enqueue()
+    drain(app)
+    with pytest.raises(JobFailed, match="return value cannot be stored as JSON"):
+        job.wait(5)
+
+
+def test_a_worker_runs_only_its_queues(app: Any, db: psycopg.Connection[Any]) -> None:
+    mine = sample_app.elsewhere.enqueue()
+    theirs = sample_app.add.enqueue(1, 1)
+    drain(app, queues=["other"])
+    assert app.get_job(mine.id).status is Status.SUCCEEDED
+    assert app.get_job(theirs.id).status is Status.PENDING
+
+
+def test_a_scheduled_job_waits_for_its_time(app: Any) -> None:
+    job = sample_app.add.options(delay=1.5).enqueue(1, 1)
+    worker, thread = start_in_thread(app, release_interval=0.1)
+    time.sleep(1.0)
+    assert app.get_job(job.id).status is Status.SCHEDULED
+    assert job.wait(5) == 2
+    worker.stop()
+    thread.join(30)
+    done = app.get_job(job.id)
+    assert done.started_at is not None and done.run_at is not None
+    assert done.started_at >= done.run_at
+
+
+def test_wait_times_out_on_a_job_nobody_runs(app: Any) -> None:
+    job = sample_app.add.enqueue(1, 1)
+    started = time.monotonic()
+    with pytest.raises(WaitTimeout, match=r"still pending after 0\.3 s"):
+        job.wait(timeout=0.3)
+    assert time.monotonic() - started < 2
+
+
+def test_claims_never_exceed_free_capacity(app: Any, db: psycopg.Connection[Any]) -> None:
+    sample_app.sleep.enqueue_many([(0.3,)] * 12)
+    worker, thread = start_in_thread(app, concurrency=3)
+    peak = 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        running = count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running'")
+        peak = max(peak, running)
+        if count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 12:
+            break
+        time.sleep(0.02)
+    worker.stop()
+    thread.join(30)
+    assert peak == 3
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 12
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_an_idle_worker_cleanly(
+    db: psycopg.Connection[Any], spawn_worker: Any, sig: int
+) -> None:
+    w = spawn_worker()
+    assert count(db, "SELECT count(*) FROM pgjobs.workers") == 1
+    w.signal(sig)
+    assert w.wait(15) == 0, w.log()
+    assert "stopped after 0 jobs" in w.log()
+    assert count(db, "SELECT count(*) FROM pgjobs.workers") == 0
+
+
+def test_sigterm_lets_running_jobs_finish(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    w = spawn_worker()
+    jobs = [sample_app.sleep.enqueue(1.0), sample_app.asleep.enqueue(1.0)]
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running'") == 2)
+    w.signal(signal.SIGTERM)
+    assert w.wait(15) == 0, w.log()
+    assert [j.wait(1) for j in jobs] == [1.0, 1.0]
+    assert "stopped after 2 jobs" in w.log()
