@@ -237,6 +237,7 @@ class App:
     def pool(self) -> ConnectionPool:
         """The App's own sync connection pool (opened on first use)."""
         if self._pool is None:
+            self._probe()
             self._pool = ConnectionPool(
                 self.url,
                 min_size=1,
@@ -252,6 +253,8 @@ class App:
     async def _get_apool(self) -> AsyncConnectionPool:
         loop = asyncio.get_running_loop()
         if self._apool is None or self._apool_loop is not loop:
+            if self._pool is None:
+                await asyncio.to_thread(self._probe)
             # A pool belongs to the event loop that opened it; asyncio.run() twice
             # in one process gets a fresh pool rather than a dead one.
             self._apool = AsyncConnectionPool(
@@ -266,6 +269,15 @@ class App:
             await self._apool.open(wait=False)
             self._apool_loop = loop
         return self._apool
+
+    def _probe(self) -> None:
+        # One direct connection before the pool exists: a dead or wrong
+        # database is then one clear error at once, rather than a pool that
+        # retries in the background until its timeout.
+        try:
+            psycopg.connect(self.url, connect_timeout=max(1, int(self.connect_timeout))).close()
+        except psycopg.Error as exc:
+            raise (_db.translate(exc, self.url) or exc) from None
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:

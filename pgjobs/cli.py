@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from pgjobs.app import App
-from pgjobs.errors import ConfigurationError, PgJobsError
+from pgjobs.errors import ConfigurationError, InvalidArguments, PgJobsError
 
 
 class _Group(click.Group):
@@ -166,21 +166,24 @@ def enqueue(
     """Enqueue TASK of --app with JSON arguments; prints the job id."""
     if not app_spec:
         raise ConfigurationError("enqueue needs --app (or $PGJOBS_APP) to know the tasks")
-    try:
-        args = json.loads(args_json)
-        kwargs = json.loads(kwargs_json)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}") from None
-    if not isinstance(args, list):
-        raise click.BadParameter("--args must be a JSON array")
-    if not isinstance(kwargs, dict):
-        raise click.BadParameter("--kwargs must be a JSON object")
+    args = _parse_json("--args", args_json, list, "array")
+    kwargs = _parse_json("--kwargs", kwargs_json, dict, "object")
     app = _app(app_spec, url)
     job = app.enqueue(
         task, args, kwargs, queue=queue, priority=priority, delay=delay, dedup_key=dedup_key
     )
     note = " (existing job: same dedup key)" if job.deduplicated else ""
     click.echo(f"{job.id}{note}")
+
+
+def _parse_json(option: str, text: str, kind: type, name: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArguments(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, kind):
+        raise InvalidArguments(f"{option} must be a JSON {name}, got {text!r}")
+    return value
 
 
 @main.command()

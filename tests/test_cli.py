@@ -1,0 +1,117 @@
+"""The command line: real `pgjobs` processes; a user's mistake is one line and exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+
+from tests.conftest import ROOT, count
+
+APP = "tests.sample_app:app"
+
+
+def pgjobs(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if url is not None:
+        env["PGJOBS_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "pgjobs", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 1, result
+    assert result.stderr.startswith("Error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert expected in result.stderr, result.stderr
+
+
+def test_enqueue_status_jobs_and_queues(db: psycopg.Connection[Any], db_url: str) -> None:
+    made = pgjobs("enqueue", "add", "--app", APP, "--args", "[2, 3]")
+    assert made.returncode == 0, made.stderr
+    job_id = made.stdout.strip()
+    assert count(db) == 1
+
+    status = pgjobs("status", job_id, "--json")
+    assert status.returncode == 0, status.stderr
+    view = json.loads(status.stdout)
+    assert view["job_id"] == job_id and view["status"] == "pending"
+    assert view["is_terminal"] is False and view["result"] is None
+
+    drained = pgjobs("worker", APP, "--burst")
+    assert drained.returncode == 0, drained.stderr
+    plain = pgjobs("status", job_id)
+    assert "succeeded" in plain.stdout and "result: 5" in plain.stdout
+
+    listing = pgjobs("jobs", "--task", "add", "--json")
+    assert [j["job_id"] for j in json.loads(listing.stdout)["jobs"]] == [job_id]
+    table = pgjobs("queues")
+    assert table.returncode == 0
+    assert "default" in table.stdout and "succeeded" in table.stdout
+
+
+def test_enqueue_with_kwargs_queue_delay_and_dedup_key(db: psycopg.Connection[Any]) -> None:
+    first = pgjobs(
+        "enqueue",
+        "add",
+        "--app",
+        APP,
+        "--kwargs",
+        '{"a": 1, "b": 2}',
+        "--queue",
+        "q9",
+        "--delay",
+        "60",
+        "--dedup-key",
+        "once",
+    )
+    again = pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--dedup-key", "once")
+    assert first.returncode == 0 and again.returncode == 0
+    assert again.stdout.startswith(first.stdout.strip())
+    assert "existing job" in again.stdout
+    row = db.execute("SELECT queue, status, kwargs FROM pgjobs.jobs").fetchall()
+    assert row == [("q9", "scheduled", {"a": 1, "b": 2})]
+
+
+def test_user_mistakes_are_one_clear_line(db: psycopg.Connection[Any]) -> None:
+    one_line_error(pgjobs("enqueue", "nope", "--app", APP), "no task named 'nope' is registered")
+    one_line_error(pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 'x']"), "not valid JSON")
+    one_line_error(
+        pgjobs("enqueue", "add", "--app", APP, "--args", '[1, "x"]'),
+        "argument 'b': Input should be a valid integer",
+    )
+    one_line_error(pgjobs("enqueue", "add", "--app", APP, "--args", "{}"), "must be a JSON array")
+    one_line_error(pgjobs("enqueue", "add", "--app", "tests.nothing:app"), "cannot import")
+    one_line_error(pgjobs("enqueue", "add", "--app", "tests.sample_app:nope"), "has no attribute")
+    one_line_error(pgjobs("enqueue", "add", "--app", "tests.sample_app:add"), "not a pgjobs.App")
+    one_line_error(pgjobs("enqueue", "add"), "enqueue needs --app")
+    one_line_error(pgjobs("status", "01a20c20-868c-7000-866a-d80bc838d789"), "no job with id")
+    one_line_error(pgjobs("status", "banana"), "is not a job id")
+    one_line_error(pgjobs("jobs", "--status", "done"), "unknown status 'done'")
+    one_line_error(pgjobs("worker", APP, "--queues", ","), "at least one queue")
+    assert count(db) == 0
+
+
+def test_a_dead_database_or_a_wrong_url_is_one_clear_line(admin_url: str) -> None:
+    one_line_error(
+        pgjobs("queues", url="postgresql://postgres@127.0.0.1:1/x"), "cannot reach Postgres"
+    )
+    one_line_error(pgjobs("queues", url="not a url"), "not a valid Postgres URL")
+    one_line_error(pgjobs("queues", url=admin_url), "run `pgjobs migrate`")
+    one_line_error(pgjobs("worker", APP, "--burst", url=admin_url), "run `pgjobs migrate`")
+
+
+def test_migrate_reports_the_revision(db_url: str) -> None:
+    result = pgjobs("migrate", url=db_url)
+    assert result.returncode == 0, result.stderr
+    assert "0001_initial" in result.stdout
