@@ -66,6 +66,7 @@ class Worker:
         self.max_batch = max_batch
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.jobs_done = 0
+        self.crashed: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = threading.Event()
         self._started = threading.Event()
@@ -135,6 +136,8 @@ class Worker:
         ]
         if not self.burst:
             helpers.append(asyncio.create_task(self._listen_loop(), name="listener"))
+        for helper in helpers:
+            helper.add_done_callback(self._helper_ended)
             await asyncio.wait(
                 [
                     asyncio.ensure_future(self._listening.wait()),
@@ -158,6 +161,19 @@ class Worker:
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
+        if self.crashed is not None:
+            raise RuntimeError(f"worker {self.id} stopped after an internal error") from self.crashed
+
+    def _helper_ended(self, helper: asyncio.Task[None]) -> None:
+        # The helpers loop forever and handle database errors themselves; one
+        # that ends on its own hit a bug. Stop the worker loudly rather than
+        # run on without, say, a completer.
+        if helper.cancelled() or self._stopping.is_set():
+            return
+        exc = helper.exception()
+        log.critical("worker %s: %s stopped unexpectedly: %r", self.id, helper.get_name(), exc)
+        self.crashed = exc
+        self._request_stop()
 
     def _request_stop(self) -> None:
         self._stopping.set()
