@@ -45,15 +45,25 @@ WHERE d.key = %(key)s;
 
 -- name: claim_jobs
 -- Claim up to %(limit)s ready jobs for one worker. SKIP LOCKED lets many
--- workers claim at once without waiting on each other; the scan runs on the
--- partial index of pending jobs only. The lease is the worker's: it holds
--- while the worker's heartbeat in pgjobs.workers stays fresh.
+-- workers claim at once without waiting on each other. Each queue is scanned
+-- on its own, in index order, through the partial index of pending jobs: a
+-- plain `queue = ANY(...)` would make a prepared (generic) plan read and sort
+-- every pending job of those queues on each claim. With several queues a
+-- claim may lock up to %(limit)s rows per queue for the length of this one
+-- statement and take the best %(limit)s of them. The lease is the worker's:
+-- it holds while the worker's heartbeat in pgjobs.workers stays fresh.
 WITH picked AS (
-    SELECT id FROM pgjobs.jobs
-    WHERE status = 'pending' AND queue = ANY(%(queues)s::text[])
-    ORDER BY priority DESC, run_at, id
+    SELECT c.id
+    FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM pgjobs.jobs
+        WHERE status = 'pending' AND queue = q.name
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE pgjobs.jobs j
 SET status = 'running', attempt = j.attempt + 1, started_at = now(), worker_id = %(worker_id)s

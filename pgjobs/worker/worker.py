@@ -138,14 +138,9 @@ class Worker:
             helpers.append(asyncio.create_task(self._listen_loop(), name="listener"))
         for helper in helpers:
             helper.add_done_callback(self._helper_ended)
-            await asyncio.wait(
-                [
-                    asyncio.ensure_future(self._listening.wait()),
-                    asyncio.ensure_future(self._stopping.wait()),
-                ],
-                timeout=self.app.connect_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        if not self.burst:
+            # Report "started" only once notifications can reach the worker.
+            await self._wait_for(self._listening, timeout=self.app.connect_timeout)
         log.info(
             "worker %s started: queues=%s concurrency=%d%s",
             self.id,
@@ -162,7 +157,7 @@ class Worker:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
         if self.crashed is not None:
-            raise RuntimeError(f"worker {self.id} stopped after an internal error") from self.crashed
+            raise RuntimeError(f"worker {self.id} stopped on an internal error") from self.crashed
 
     def _helper_ended(self, helper: asyncio.Task[None]) -> None:
         # The helpers loop forever and handle database errors themselves; one
@@ -236,6 +231,18 @@ class Worker:
             if self._backlog and len(self._running) + len(self._outcomes) < self.concurrency:
                 continue
             await self._sleep(self.poll_interval)
+
+    async def _wait_for(self, event: asyncio.Event, timeout: float) -> None:
+        """Wait for `event`, a stop request, or `timeout` seconds, whichever comes first."""
+        waiters = [
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self._stopping.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         """Wait for a wake-up (notification, freed slot, stop) or `seconds`."""
