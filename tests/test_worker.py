@@ -299,3 +299,39 @@ def test_sigterm_lets_running_jobs_finish(
     assert w.wait(15) == 0, w.log()
     assert [j.wait(1) for j in jobs] == [1.0, 1.0]
     assert "stopped after 2 jobs" in w.log()
+
+
+def test_a_job_whose_notification_was_lost_is_found_by_the_poll(
+    app: Any, db_url: str, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    spawn_worker("--poll-interval", "0.5")
+    time.sleep(0.3)
+    with psycopg.connect(db_url) as conn:
+        # Triggers off for this session: the insert sends no NOTIFY.
+        conn.execute("SET session_replication_role = replica")
+        job = sample_app.record.enqueue(7, conn=conn)
+        conn.commit()
+    wait_for(lambda: app.get_job(job.id).status is Status.SUCCEEDED, timeout=5)
+    assert count(db, "SELECT count(*) FROM test_runs WHERE n = 7") == 1
+
+
+def test_await_result_is_the_async_twin_of_wait(app: Any) -> None:
+    import asyncio
+
+    ok = sample_app.aadd.enqueue(20, 22)
+    bad = sample_app.afail.enqueue("no")
+    drain(app)
+
+    async def main() -> tuple[Any, str]:
+        result = await ok.await_result(timeout=5)
+        try:
+            await bad.await_result(timeout=5)
+        except JobFailed as exc:
+            return result, str(exc)
+        finally:
+            await app.aclose()
+        return result, ""
+
+    result, failure = asyncio.run(main())
+    assert result == 42
+    assert "RuntimeError: no" in failure
