@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from pgjobs import _db
 from pgjobs.errors import ConfigurationError, InvalidArguments, JobNotFound, UnknownTask
 from pgjobs.jobs import Job, Status, sources
-from pgjobs.retry import Backoff
+from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import NewJob, Options, Task, prepare, split_item
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -127,6 +127,10 @@ class App:
         priority: int = 0,
         retries: int = 0,
         backoff: Backoff | None = None,
+        retry_on: ExceptionTypes | None = None,
+        fail_on: ExceptionTypes = (),
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the positional-only default
@@ -139,8 +143,18 @@ class App:
         priority: int = 0,
         retries: int = 0,
         backoff: Backoff | None = None,
+        retry_on: ExceptionTypes | None = None,
+        fail_on: ExceptionTypes = (),
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a function as a task: `@app.task` or `@app.task(queue=..., retries=...)`."""
+        """Register a function as a task: `@app.task` or `@app.task(queue=..., retries=...)`.
+
+        `retries`: attempts after the first. `backoff`: the wait between them.
+        `retry_on`: the only exceptions worth another attempt (default: any);
+        `fail_on`: exceptions that fail the job at once. `soft_timeout` and
+        `timeout`: the soft and hard time limits of one attempt, in seconds.
+        """
 
         def register(f: Callable[..., Any]) -> Task:
             task_name = name or f.__name__
@@ -152,8 +166,14 @@ class App:
                 name=task_name,
                 queue=queue,
                 priority=priority,
-                retries=retries,
-                backoff=backoff or Backoff(),
+                policy=RetryPolicy(
+                    retries=retries,
+                    backoff=backoff or Backoff(),
+                    retry_on=_types(retry_on),
+                    fail_on=_types(fail_on) or (),
+                ),
+                timeout=timeout,
+                soft_timeout=soft_timeout,
             )
             self.tasks[task_name] = t
             return t
@@ -438,6 +458,12 @@ class App:
         from pgjobs.worker import Worker
 
         Worker(self, **options).run()
+
+
+def _types(value: ExceptionTypes | type[BaseException] | None) -> ExceptionTypes | None:
+    if value is None:
+        return None
+    return value if isinstance(value, tuple) else (value,)
 
 
 def _as_id(job_id: uuid.UUID | str) -> uuid.UUID:

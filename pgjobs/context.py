@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import json
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -21,6 +24,9 @@ class JobContext:
     max_attempts: int
     idempotency_key: str
     _report: Callable[[uuid.UUID, str], None] = field(repr=False)
+    #: time.monotonic() at which the task should wrap up (its soft limit, else its hard one)
+    _deadline: float | None = field(default=None, repr=False)
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def set_progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -37,6 +43,22 @@ class JobContext:
         if message is not None:
             progress["message"] = message
         self._report(self.id, json.dumps(progress))
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When the task should have finished (its soft limit, else its hard one), or None."""
+        if self._deadline is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=self._deadline - time.monotonic())
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (negative once past it), or None without a time limit."""
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once someone asked to cancel this job: a `def` task should stop soon."""
+        return self._cancel.is_set()
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgjobs_current_job")

@@ -60,3 +60,37 @@ class JobCancelled(PgJobsError):
         self.job_id = job_id
         self.error = error
         super().__init__(f"job {job_id} was cancelled")
+
+
+# -- raised by tasks, or for them, to steer what happens next ----------------------
+
+
+class Retry(Exception):
+    """Raise in a task to ask for another attempt, after `delay` seconds (else the backoff's)."""
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        if delay is not None and delay < 0:
+            raise ValueError(f"Retry delay must not be negative, got {delay}")
+        self.delay = delay
+        self.reason = reason
+        super().__init__(reason or (f"retry in {delay} s" if delay is not None else "retry"))
+
+
+class Permanent(Exception):
+    """Raise in a task to fail the job for good: no more attempts, straight to dead letters."""
+
+
+class SoftTimeout(Exception):
+    """Raised inside an `async def` task when its soft time limit passes: time to wrap up."""
+
+
+class HardTimeout(Exception):
+    """The attempt ran past the task's hard time limit and was stopped (or abandoned)."""
+
+
+class WorkerCrashed(Exception):
+    """The process running the attempt died (a crash, os._exit, a signal)."""
+
+
+class CancelledByRequest(Exception):
+    """The job was cancelled while it ran."""

@@ -16,7 +16,7 @@ from pydantic_core import PydanticSerializationError
 
 from pgjobs.errors import ConfigurationError, InvalidArguments, SerializationError
 from pgjobs.jobs import Status, new_job_id
-from pgjobs.retry import Backoff
+from pgjobs.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from pgjobs.app import App
@@ -308,11 +308,21 @@ class Task:
         name: str,
         queue: str,
         priority: int,
-        retries: int,
-        backoff: Backoff,
+        policy: RetryPolicy,
+        timeout: float | None = None,
+        soft_timeout: float | None = None,
     ) -> None:
-        if retries < 0:
-            raise ConfigurationError(f"task {name!r}: retries must be 0 or more, got {retries}")
+        if policy.retries < 0:
+            raise ConfigurationError(
+                f"task {name!r}: retries must be 0 or more, got {policy.retries}"
+            )
+        for label, limit in (("timeout", timeout), ("soft_timeout", soft_timeout)):
+            if limit is not None and limit <= 0:
+                raise ConfigurationError(f"task {name!r}: {label} must be positive, got {limit}")
+        if timeout is not None and soft_timeout is not None and soft_timeout >= timeout:
+            raise ConfigurationError(
+                f"task {name!r}: soft_timeout ({soft_timeout}) must be below timeout ({timeout})"
+            )
         self.app = app
         self.fn = fn
         self.name = name
@@ -323,9 +333,10 @@ class Task:
                 f"task {name!r}: the parameter name 'conn' is taken by enqueue(conn=...) "
                 "for the caller's transaction; rename the parameter"
             )
-        self.retries = retries
-        self.backoff = backoff
-        self.defaults = Options(queue=queue, priority=priority, max_attempts=retries + 1)
+        self.policy = policy
+        self.timeout = timeout
+        self.soft_timeout = soft_timeout
+        self.defaults = Options(queue=queue, priority=priority, max_attempts=policy.retries + 1)
         self._enqueuer = Enqueuer(self, self.defaults)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)

@@ -95,6 +95,7 @@ done AS (
         -- The next attempt's time comes from the database clock, like every
         -- other timestamp, so workers with skewed clocks agree.
         run_at = COALESCE(now() + make_interval(secs => o.retry_in), j.run_at),
+        cancel_requested_at = NULL,
         worker_id = NULL
     FROM outcome o
     WHERE j.id = o.id AND j.status = 'running'
@@ -135,14 +136,20 @@ FROM released GROUP BY queue;
 
 -- name: hand_back_jobs
 -- Give running jobs back to the queue without spending their attempt (a
--- graceful shutdown whose grace period ran out).
+-- graceful shutdown whose grace period ran out). A job whose cancellation was
+-- asked for ends 'cancelled' instead.
 WITH back AS (
     UPDATE pgjobs.jobs
-    SET status = 'pending', attempt = attempt - 1, worker_id = NULL
+    SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        attempt = CASE WHEN cancel_requested_at IS NULL THEN attempt - 1 ELSE attempt END,
+        finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        worker_id = NULL
     WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND worker_id = %(worker_id)s
-    RETURNING id, queue
+    RETURNING id, queue, status
 )
-SELECT b.id, pg_notify('pgjobs', b.queue) IS NULL AS notified FROM back b;
+SELECT b.id, b.status,
+       CASE WHEN b.status = 'pending' THEN pg_notify('pgjobs', b.queue) IS NULL END AS notified
+FROM back b;
 
 -- name: set_progress
 UPDATE pgjobs.jobs j SET progress = p.progress::jsonb
@@ -155,7 +162,9 @@ VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: heartbeat
-UPDATE pgjobs.workers SET heartbeat_at = now() WHERE id = %(worker_id)s RETURNING id;
+-- Keeps the worker's lease (on every job it runs) and says whether it leads.
+UPDATE pgjobs.workers SET heartbeat_at = now(), leader = %(leader)s
+WHERE id = %(worker_id)s RETURNING id;
 
 -- name: unregister_worker
 DELETE FROM pgjobs.workers WHERE id = %(worker_id)s;
@@ -209,3 +218,125 @@ ORDER BY task;
 
 -- name: schema_version
 SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL AS migrated;
+
+-- name: rescue_jobs
+-- The rescuer (run by the leader only). Workers whose heartbeat is older
+-- than the lease are dead: their rows go, and each job they were running gets
+-- its attempt recorded as 'lost' and goes back to 'pending' for another
+-- attempt, or to 'failed' and the dead letters when it has none left. A job
+-- whose own worker kills it (a poison job) spends an attempt each time, so
+-- it cannot loop forever.
+WITH dead_workers AS (
+    DELETE FROM pgjobs.workers
+    WHERE heartbeat_at < now() - make_interval(secs => %(lease_seconds)s)
+    RETURNING id
+),
+lost AS (
+    SELECT j.id, j.worker_id FROM pgjobs.jobs j
+    WHERE j.status = 'running'
+      AND (j.worker_id IN (SELECT id FROM dead_workers)
+           OR NOT EXISTS (SELECT 1 FROM pgjobs.workers w WHERE w.id = j.worker_id))
+    FOR UPDATE SKIP LOCKED
+),
+rescued AS (
+    UPDATE pgjobs.jobs j
+    SET status = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'failed' END,
+        worker_id = NULL,
+        cancel_requested_at = NULL,
+        error = jsonb_build_object(
+            'type', 'WorkerLost',
+            'message', 'the worker running attempt ' || j.attempt || ' (' || lost.worker_id
+                       || ') stopped sending heartbeats',
+            'traceback', NULL),
+        finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END
+    FROM lost
+    WHERE j.id = lost.id
+    RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.started_at, j.status,
+              j.error, lost.worker_id
+),
+attempt_rows AS (
+    INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at,
+                                 outcome, error)
+    SELECT id, attempt, worker_id, started_at, now(), 'lost', error FROM rescued
+    ON CONFLICT (job_id, attempt) DO NOTHING
+),
+dead AS (
+    INSERT INTO pgjobs.dead_letters (job_id, task, queue, args, kwargs, error, attempts)
+    SELECT id, task, queue, args, kwargs, error, attempt FROM rescued WHERE status = 'failed'
+    ON CONFLICT (job_id) DO UPDATE
+        SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
+)
+SELECT r.id, r.status, r.worker_id,
+       CASE WHEN r.status = 'pending' THEN pg_notify('pgjobs', r.queue) IS NULL END AS notified
+FROM rescued r;
+
+-- name: running_jobs_of_worker
+-- What the database says a worker is running: the worker compares it with
+-- what it really runs, to hand back claims whose reply it never received.
+SELECT id, attempt, cancel_requested_at IS NOT NULL AS cancel_requested
+FROM pgjobs.jobs WHERE status = 'running' AND worker_id = %(worker_id)s;
+
+-- name: request_cancel
+-- Ask the worker running a job to cancel it; it learns through NOTIFY at once
+-- and through its heartbeat's poll if the notification is lost.
+WITH asked AS (
+    UPDATE pgjobs.jobs SET cancel_requested_at = now()
+    WHERE id = %(id)s AND status = 'running'
+    RETURNING id
+)
+SELECT id, pg_notify('pgjobs_cancel', id::text) IS NULL AS notified FROM asked;
+
+-- name: list_dead_letters
+SELECT * FROM pgjobs.dead_letters
+WHERE (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(since)s::timestamptz IS NULL OR failed_at >= %(since)s::timestamptz)
+  AND (%(cursor)s::uuid IS NULL OR job_id < %(cursor)s::uuid)
+ORDER BY job_id DESC
+LIMIT %(limit)s;
+
+-- name: get_dead_letter
+SELECT * FROM pgjobs.dead_letters WHERE job_id = %(id)s;
+
+-- name: replay_jobs
+-- Run failed or cancelled jobs again: they leave the dead letters, go back to
+-- 'pending' with a fresh allowance of attempts (as many as they had), and keep
+-- their attempts history: attempt numbers continue where they stopped.
+WITH chosen AS (
+    SELECT j.id FROM pgjobs.jobs j
+    LEFT JOIN pgjobs.dead_letters d ON d.job_id = j.id
+    WHERE j.status = ANY(%(from_statuses)s::text[])
+      AND (%(ids)s::uuid[] IS NULL OR j.id = ANY(%(ids)s::uuid[]))
+      AND (%(ids)s::uuid[] IS NOT NULL OR d.job_id IS NOT NULL)
+      AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
+      AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+      AND (%(since)s::timestamptz IS NULL OR d.failed_at >= %(since)s::timestamptz)
+    FOR UPDATE OF j SKIP LOCKED
+),
+gone AS (
+    DELETE FROM pgjobs.dead_letters d USING chosen WHERE d.job_id = chosen.id
+),
+replayed AS (
+    UPDATE pgjobs.jobs j
+    SET status = 'pending',
+        max_attempts = j.attempt + (j.max_attempts - j.attempt_base),
+        attempt_base = j.attempt,
+        run_at = now(),
+        finished_at = NULL,
+        cancel_requested_at = NULL
+    FROM chosen WHERE j.id = chosen.id
+    RETURNING j.id, j.queue
+)
+SELECT r.id, pg_notify('pgjobs', r.queue) IS NULL AS notified FROM replayed r;
+
+-- name: purge_dead_letters
+-- Forget dead letters for good. The jobs keep their 'failed' rows and history.
+DELETE FROM pgjobs.dead_letters
+WHERE (%(ids)s::uuid[] IS NULL OR job_id = ANY(%(ids)s::uuid[]))
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(since)s::timestamptz IS NULL OR failed_at >= %(since)s::timestamptz)
+RETURNING job_id;
+
+-- name: set_leader
+UPDATE pgjobs.workers SET leader = %(leader)s WHERE id = %(worker_id)s;

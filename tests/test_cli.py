@@ -114,4 +114,4 @@ def test_a_dead_database_or_a_wrong_url_is_one_clear_line(admin_url: str) -> Non
 def test_migrate_reports_the_revision(db_url: str) -> None:
     result = pgjobs("migrate", url=db_url)
     assert result.returncode == 0, result.stderr
-    assert "0001_initial" in result.stdout
+    assert "0002_failures" in result.stdout

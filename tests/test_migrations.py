@@ -14,6 +14,8 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.queries import names, resource_dir, sql
 
+HEAD = "0002_failures"
+
 
 @pytest.fixture
 def empty_db(admin_url: str) -> Iterator[str]:
@@ -44,7 +46,7 @@ def test_upgrade_creates_the_schema_and_is_idempotent(empty_db: str) -> None:
     assert migrations.current(empty_db) is None
     migrations.upgrade(empty_db)
     migrations.upgrade(empty_db)
-    assert migrations.current(empty_db) == "0001_initial"
+    assert migrations.current(empty_db) == HEAD
     assert tables(empty_db) == {
         "jobs",
         "attempts",
@@ -61,6 +63,21 @@ def test_downgrade_removes_what_upgrade_made(empty_db: str) -> None:
     assert tables(empty_db) == {"alembic_version"}
     migrations.upgrade(empty_db)
     assert "jobs" in tables(empty_db)
+
+
+def test_a_database_at_0001_upgrades_in_place_and_keeps_its_jobs(empty_db: str) -> None:
+    migrations.upgrade(empty_db, revision="0001_initial")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgjobs.jobs (id, task) VALUES (gen_random_uuid(), 'old')")
+    migrations.upgrade(empty_db)
+    assert migrations.current(empty_db) == HEAD
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT task, attempt_base, cancel_requested_at FROM pgjobs.jobs"
+        ).fetchone()
+    assert row == ("old", 0, None)
+    migrations.downgrade(empty_db, revision="0001_initial")
+    assert migrations.current(empty_db) == "0001_initial"
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:

@@ -1,4 +1,4 @@
-"""Running one job: its context, its arguments, its function, and its outcome."""
+"""Running one attempt: its context, arguments, time limits, cancellation and outcome."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import logging
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Coroutine, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pgjobs.context import JobContext, _current
-from pgjobs.errors import UnknownTask
+from pgjobs.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask
 from pgjobs.jobs import Status, check_transition
-from pgjobs.retry import should_retry
 from pgjobs.tasks import Task
+
+if TYPE_CHECKING:
+    from pgjobs.worker.processes import ProcessPool
 
 log = logging.getLogger("pgjobs.worker")
 
@@ -39,91 +41,260 @@ class Outcome:
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """An exception as stored on the job: type, message, traceback."""
-    return {
-        "type": type(exc).__qualname__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
+    # An exception from a child process carries the child's traceback.
+    tb = getattr(exc, "__pgjobs_traceback__", None) or "".join(traceback.format_exception(exc))
+    return {"type": type(exc).__qualname__, "message": str(exc), "traceback": tb}
+
+
+@dataclass
+class Attempt:
+    """One attempt the worker is running, and the handles to stop it."""
+
+    row: Mapping[str, Any]
+    ctx: JobContext
+    cancel_requested: bool = False
+    _interrupt: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.ctx.id
+
+    def request_cancel(self) -> None:
+        """Cancel this attempt: the flag for `def` tasks, and a hard stop where there is one."""
+        if self.cancel_requested:
+            return
+        self.cancel_requested = True
+        self.ctx._cancel.set()
+        if self._interrupt is not None:
+            self._interrupt()
+
+
+class _Interruptible:
+    """Awaits a task's coroutine, and can raise SoftTimeout at the point where it waits.
+
+    asyncio can only cancel a task, and a cancelled coroutine sees
+    CancelledError. To deliver SoftTimeout instead, this awaitable stands
+    between the task and the coroutine: on a soft interrupt it cancels the
+    task (which wakes the coroutine's pending await), takes back the
+    cancellation, and throws SoftTimeout into the coroutine there.
+    """
+
+    def __init__(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self.coro = coro
+        self.soft_pending = False
+        self.task: asyncio.Task[Any] | None = None
+
+    def soft_interrupt(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.soft_pending = True
+            self.task.cancel()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        send: Any = None
+        throw: BaseException | None = None
+        while True:
+            try:
+                if throw is not None:
+                    exc, throw = throw, None
+                    yielded = self.coro.throw(exc)
+                else:
+                    yielded = self.coro.send(send)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                send = yield yielded
+            except asyncio.CancelledError as exc:
+                if self.soft_pending:
+                    self.soft_pending = False
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    throw = SoftTimeout("the soft time limit has passed: wrap up")
+                else:
+                    throw = exc
+            except BaseException as exc:
+                throw = exc
+
+
+_ENCODED = object()
 
 
 class Executor:
-    """Runs claimed jobs: async tasks on the event loop, sync tasks on a thread pool."""
+    """Runs attempts: async tasks on the event loop, sync tasks on threads or child processes."""
 
     def __init__(
         self,
         tasks: Mapping[str, Task],
         threads: int,
         report_progress: Callable[[uuid.UUID, str], None],
+        processes: ProcessPool | None = None,
     ) -> None:
         self.tasks = tasks
         self.report_progress = report_progress
+        self.processes = processes
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=threads, thread_name_prefix="pgjobs-task"
         )
+        #: threads still running attempts that passed their hard limit
+        self.abandoned_threads = 0
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, row: Mapping[str, Any]) -> Outcome:
-        """Run one claimed job and decide its next status; never raises for the task's errors."""
-        job_id: uuid.UUID = row["id"]
-        attempt: int = row["attempt"]
+    def prepare(self, row: Mapping[str, Any]) -> Attempt:
+        """The Attempt for a claimed row, with its context and deadline."""
+        task = self.tasks.get(row["task"])
+        limit = None
+        if task is not None:
+            limit = task.soft_timeout or task.timeout
+        ctx = JobContext(
+            id=row["id"],
+            task=row["task"],
+            queue=row["queue"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            idempotency_key=row["dedup_key"] or f"pgjobs-{row['id']}",
+            _report=self.report_progress,
+            _deadline=None if limit is None else time.monotonic() + limit,
+        )
+        return Attempt(row=row, ctx=ctx)
+
+    async def run(self, attempt: Attempt) -> Outcome:
+        """Run one attempt and decide the job's next status; never raises for the task's errors."""
+        row = attempt.row
         started = time.monotonic()
         task = self.tasks.get(row["task"])
         try:
             if task is None:
                 raise UnknownTask(f"no task named {row['task']!r} is registered in this worker")
-            ctx = JobContext(
-                id=job_id,
-                task=task.name,
-                queue=row["queue"],
-                attempt=attempt,
-                max_attempts=row["max_attempts"],
-                idempotency_key=row["dedup_key"] or f"pgjobs-{job_id}",
-                _report=self.report_progress,
-            )
             args, kwargs = task.signature.decode(row["args"], row["kwargs"])
-            value = await self._call(task, ctx, args, kwargs)
-            result = task.signature.encode_result(value)
+            if task.is_async:
+                value = await self._run_async(task, attempt, args, kwargs)
+            elif self.processes is not None:
+                # The child decodes the arguments and encodes the result itself.
+                encoded = await self.processes.run(task, attempt, args, kwargs)
+                value = _ENCODED
+            else:
+                value = await self._run_thread(task, attempt, args, kwargs)
+            result = encoded.text if value is _ENCODED else task.signature.encode_result(value)
         except asyncio.CancelledError:
-            raise
+            if not attempt.cancel_requested:
+                raise  # the worker is shutting down and hands the job back
+            return self._cancelled(attempt, None, time.monotonic() - started)
         except Exception as exc:
+            if attempt.cancel_requested:
+                return self._cancelled(attempt, None, time.monotonic() - started)
             return self._failed(row, task, exc, time.monotonic() - started)
+        if attempt.cancel_requested:
+            return self._cancelled(attempt, result, time.monotonic() - started)
         log.info(
             "job %s %s running -> succeeded (attempt %d, %.1f ms)",
-            job_id,
+            row["id"],
             row["task"],
-            attempt,
+            row["attempt"],
             1000 * (time.monotonic() - started),
         )
-        return Outcome(job_id, attempt, Status.SUCCEEDED, "succeeded", result=result)
+        return Outcome(row["id"], row["attempt"], Status.SUCCEEDED, "succeeded", result=result)
 
-    async def _call(
-        self, task: Task, ctx: JobContext, args: list[Any], kwargs: dict[str, Any]
+    async def _run_async(
+        self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
     ) -> Any:
-        token = _current.set(ctx)
+        token = _current.set(attempt.ctx)
         try:
-            if task.is_async:
-                return await task.fn(*args, **kwargs)
-            # The thread gets a copy of this context, so current_job() works there.
-            context = contextvars.copy_context()
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self.pool, lambda: context.run(task.fn, *args, **kwargs)
-            )
+            driver = _Interruptible(task.fn(*args, **kwargs))
+
+            async def drive() -> Any:
+                return await driver
+
+            inner = asyncio.ensure_future(drive())
         finally:
             _current.reset(token)
+        driver.task = inner
+
+        def interrupt() -> None:
+            inner.cancel()
+
+        attempt._interrupt = interrupt
+        loop = asyncio.get_running_loop()
+        soft = (
+            loop.call_later(task.soft_timeout, driver.soft_interrupt) if task.soft_timeout else None
+        )
+        try:
+            done, _ = await asyncio.wait({inner}, timeout=task.timeout)
+            if not done:
+                inner.cancel()
+                await asyncio.gather(inner, return_exceptions=True)
+                raise HardTimeout(f"the attempt ran past its hard time limit of {task.timeout} s")
+            return inner.result()
+        finally:
+            if soft is not None:
+                soft.cancel()
+            if not inner.done():
+                inner.cancel()
+
+    async def _run_thread(
+        self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        token = _current.set(attempt.ctx)
+        try:
+            # The thread gets a copy of this context, so current_job() works there.
+            context = contextvars.copy_context()
+        finally:
+            _current.reset(token)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool, lambda: context.run(task.fn, *args, **kwargs))
+        try:
+            done, _ = await asyncio.wait({future}, timeout=task.timeout)
+        except asyncio.CancelledError:
+            # The worker gave up on the attempt (shutdown, lost lease); the
+            # thread runs on and holds its slot until it ends.
+            if not future.done():
+                self.abandoned_threads += 1
+                future.add_done_callback(self._thread_ended)
+            raise
+        if done:
+            return future.result()
+        # A thread cannot be stopped from outside. The attempt fails now; the
+        # thread runs on, and counts against the worker's capacity until it ends.
+        self.abandoned_threads += 1
+        future.add_done_callback(self._thread_ended)
+        raise HardTimeout(
+            f"the attempt ran past its hard time limit of {task.timeout} s; its thread cannot be "
+            "stopped and runs on (run the worker with --processes to have it killed)"
+        )
+
+    def _thread_ended(self, future: asyncio.Future[Any]) -> None:
+        self.abandoned_threads -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved, so asyncio does not log it as unhandled
+
+    def _cancelled(self, attempt: Attempt, result: str | None, elapsed: float) -> Outcome:
+        row = attempt.row
+        check_transition(Status.RUNNING, Status.CANCELLED)
+        log.info(
+            "job %s %s running -> cancelled (attempt %d, %.1f ms)",
+            row["id"],
+            row["task"],
+            row["attempt"],
+            1000 * elapsed,
+        )
+        error = json.dumps(error_info(CancelledByRequest("cancelled while it ran")))
+        return Outcome(
+            row["id"], row["attempt"], Status.CANCELLED, "cancelled", result=result, error=error
+        )
 
     def _failed(
         self, row: Mapping[str, Any], task: Task | None, exc: Exception, elapsed: float
     ) -> Outcome:
         attempt: int = row["attempt"]
         info = json.dumps(error_info(exc))
-        if task is not None and should_retry(attempt, row["max_attempts"]):
-            delay = task.backoff.delay(attempt)
+        delay = None
+        if task is not None:
+            delay = task.policy.next_delay(exc, attempt, row["max_attempts"])
+        if delay is not None:
             check_transition(Status.RUNNING, Status.RETRYING)
             log.warning(
-                "job %s %s running -> retrying (attempt %d, %.1f ms, next in %.1f s): %s: %s",
+                "job %s %s running -> retrying (attempt %d, %.1f ms, next in %.2f s): %s: %s",
                 row["id"],
                 row["task"],
                 attempt,
@@ -133,13 +304,9 @@ class Executor:
                 exc,
             )
             return Outcome(
-                row["id"],
-                attempt,
-                Status.RETRYING,
-                "failed",
-                error=info,
-                retry_in=delay,
+                row["id"], attempt, Status.RETRYING, "failed", error=info, retry_in=delay
             )
+        check_transition(Status.RUNNING, Status.FAILED)
         log.error(
             "job %s %s running -> failed (attempt %d, %.1f ms): %s: %s",
             row["id"],

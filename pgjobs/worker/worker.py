@@ -1,8 +1,10 @@
-"""Worker: fetcher, executor, completer, heartbeat and listener, on one event loop.
+"""Worker: fetcher, executor, completer, heartbeat, listener and maintenance on one loop.
 
-fetcher --claims up to free capacity (SKIP LOCKED)--> executor
-   ^  woken by LISTEN/NOTIFY, a freed slot, or the poll         | outcomes
-Postgres <-- completer: one statement per batch of outcomes <---+
+fetcher --claims up to free capacity (SKIP LOCKED)--> executor (async / threads / processes)
+   ^  woken by LISTEN/NOTIFY, a recorded outcome, or the poll      | outcomes
+Postgres <-- completer: one fenced statement per batch of outcomes <+
+   ^
+maintenance (the leader only): release due jobs, rescue jobs of dead workers
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
+from pgjobs.maintenance import Maintenance
 from pgjobs.queries import sql
-from pgjobs.worker.executor import Executor, Outcome
+from pgjobs.worker.executor import Attempt, Executor, Outcome
+from pgjobs.worker.processes import ProcessPool, find_app_spec
 
 log = logging.getLogger("pgjobs.worker")
 
 CHANNEL = "pgjobs"
+CANCEL_CHANNEL = "pgjobs_cancel"
+DB_ERRORS = (psycopg.Error, OSError)
 
 
 class Worker:
@@ -42,9 +48,12 @@ class Worker:
         *,
         queues: Sequence[str] = ("default",),
         concurrency: int = 10,
+        processes: int | None = None,
+        app_spec: str | None = None,
         poll_interval: float = 2.0,
         release_interval: float = 1.0,
         heartbeat_interval: float = 5.0,
+        lease_ttl: float = 30.0,
         grace_period: float = 30.0,
         burst: bool = False,
         max_batch: int = 500,
@@ -55,12 +64,23 @@ class Worker:
             raise ConfigurationError("a worker needs at least one queue name")
         if poll_interval <= 0:
             raise ConfigurationError(f"poll_interval must be positive, got {poll_interval}")
+        if lease_ttl < 2 * heartbeat_interval:
+            raise ConfigurationError(
+                f"lease_ttl ({lease_ttl} s) must be at least twice heartbeat_interval "
+                f"({heartbeat_interval} s), or a slow heartbeat would look like a dead worker"
+            )
+        if processes is not None and processes < 1:
+            raise ConfigurationError(f"processes must be at least 1, got {processes}")
         self.app = app
         self.queues = list(dict.fromkeys(queues))
-        self.concurrency = concurrency
+        self.processes = processes
+        # Child processes run one attempt each: capacity is the number of children.
+        self.concurrency = max(concurrency, processes or 0)
+        self.app_spec = app_spec
         self.poll_interval = poll_interval
         self.release_interval = release_interval
         self.heartbeat_interval = heartbeat_interval
+        self.lease_ttl = lease_ttl
         self.grace_period = grace_period
         self.burst = burst
         self.max_batch = max_batch
@@ -89,6 +109,12 @@ class Worker:
         """Block until the worker has registered and listens (for tests and embedding)."""
         return self._started.wait(timeout)
 
+    @property
+    def abandoned_threads(self) -> int:
+        """Threads still running attempts this worker gave up on (past a hard limit or stop)."""
+        executor = getattr(self, "executor", None)
+        return 0 if executor is None else executor.abandoned_threads
+
     # -- the run -------------------------------------------------------------------
 
     async def arun(self, *, install_signal_handlers: bool | None = None) -> None:
@@ -99,12 +125,15 @@ class Worker:
         self._wake = asyncio.Event()
         self._listening = asyncio.Event()
         self._backlog = False
-        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._attempts: dict[uuid.UUID, Attempt] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._abandoned: set[uuid.UUID] = set()
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
         self._progress: dict[uuid.UUID, str] = {}
         self._progress_lock = threading.Lock()
+        self._last_heartbeat = time.monotonic()
+        self._reconcile_due = 0.0
         if self._stop_requested.is_set():
             self._stopping.set()
 
@@ -119,7 +148,23 @@ class Worker:
             name=f"pgjobs-worker-{self.id}",
         )
         await self.pool.open(wait=False)
-        self.executor = Executor(self.app.tasks, self.concurrency, self._report_progress)
+        process_pool = None
+        if self.processes:
+            spec = self.app_spec or find_app_spec(self.app)
+            process_pool = ProcessPool(self.processes, spec)
+            await process_pool.start()
+        self.executor = Executor(
+            self.app.tasks, self.concurrency, self._report_progress, process_pool
+        )
+        self.maintenance = Maintenance(
+            url,
+            self.pool,
+            worker_id=self.id,
+            lease_seconds=self.lease_ttl,
+            tick=self.release_interval,
+            connect_timeout=self.app.connect_timeout,
+            on_change=lambda _: None,
+        )
 
         if install_signal_handlers is None:
             install_signal_handlers = threading.current_thread() is threading.main_thread()
@@ -132,7 +177,7 @@ class Worker:
             asyncio.create_task(self._complete_loop(), name="completer"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._progress_loop(), name="progress"),
-            asyncio.create_task(self._release_loop(), name="release"),
+            asyncio.create_task(self.maintenance.run(), name="maintenance"),
         ]
         if not self.burst:
             helpers.append(asyncio.create_task(self._listen_loop(), name="listener"))
@@ -142,10 +187,11 @@ class Worker:
             # Report "started" only once notifications can reach the worker.
             await self._wait_for(self._listening, timeout=self.app.connect_timeout)
         log.info(
-            "worker %s started: queues=%s concurrency=%d%s",
+            "worker %s started: queues=%s concurrency=%d%s%s",
             self.id,
             ",".join(self.queues),
             self.concurrency,
+            f" processes={self.processes}" if self.processes else "",
             " burst" if self.burst else "",
         )
         self._started.set()
@@ -153,6 +199,8 @@ class Worker:
             await self._fetch_loop()
         finally:
             await self._shutdown(helpers)
+            if process_pool is not None:
+                await process_pool.close()
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     self._loop.remove_signal_handler(sig)
@@ -182,7 +230,7 @@ class Worker:
                 self.id,
                 sig.name,
                 self.grace_period,
-                len(self._running),
+                len(self._attempts),
             )
         else:
             log.warning("worker %s got %s again: handing running jobs back now", self.id, sig.name)
@@ -191,44 +239,49 @@ class Worker:
 
     # -- fetcher -------------------------------------------------------------------
 
+    def _free(self) -> int:
+        # A slot is free once its outcome is recorded, not when the function
+        # returns: so the database never shows more running jobs than the
+        # worker's concurrency (per-task limits count on that). Threads left
+        # running past a hard limit still hold theirs.
+        busy = len(self._attempts) + len(self._outcomes) + self.executor.abandoned_threads
+        return self.concurrency - busy
+
     async def _fetch_loop(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             self._wake.clear()
-            # A slot is free once its outcome is recorded, not when the function
-            # returns: so the database never shows more running jobs than the
-            # worker's concurrency (per-task limits count on that).
-            free = self.concurrency - len(self._running) - len(self._outcomes)
+            free = self._free()
             claimed = 0
-            if free > 0:
-                try:
+            try:
+                if time.monotonic() >= self._reconcile_due:
+                    await self._reconcile()
+                if free > 0:
                     if self.burst:
                         await self._release_due()
                     rows = await self._claim(free)
-                    failures = 0
-                except (psycopg.Error, OSError) as exc:
-                    failures += 1
-                    delay = min(10.0, 0.25 * 2**failures)
-                    log.warning(
-                        "worker %s: claim failed (%s); retrying in %.1f s",
-                        self.id,
-                        _short(exc),
-                        delay,
-                    )
-                    await self._sleep(delay)
-                    continue
-                for row in rows:
-                    self._start(row)
-                claimed = len(rows)
-                # A full claim means more jobs may be waiting: claim again as
-                # soon as a slot frees instead of waiting for a notification.
-                self._backlog = claimed == free
-            else:
-                self._backlog = True
-            if self.burst and claimed == 0 and not self._running:
+                    for row in rows:
+                        self._start(row)
+                    claimed = len(rows)
+                failures = 0
+            except DB_ERRORS as exc:
+                failures += 1
+                delay = min(10.0, 0.25 * 2**failures)
+                log.warning(
+                    "worker %s: claim failed (%s); retrying in %.1f s", self.id, _short(exc), delay
+                )
+                # The claim may have committed without its reply reaching us:
+                # look before the next claim, and give back what we do not run.
+                self._reconcile_due = 0.0
+                await self._sleep(delay)
+                continue
+            # A full claim means more jobs may be waiting: claim again as soon as
+            # a slot frees instead of waiting for a notification.
+            self._backlog = free <= 0 or claimed == free
+            if self.burst and claimed == 0 and not self._attempts and not self._outcomes:
                 log.info("worker %s: queues are empty, burst done", self.id)
                 return
-            if self._backlog and len(self._running) + len(self._outcomes) < self.concurrency:
+            if self._backlog and self._free() > 0:
                 continue
             await self._sleep(self.poll_interval)
 
@@ -245,7 +298,7 @@ class Worker:
                 w.cancel()
 
     async def _sleep(self, seconds: float) -> None:
-        """Wait for a wake-up (notification, freed slot, stop) or `seconds`."""
+        """Wait for a wake-up (notification, recorded outcome, stop) or `seconds`."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
@@ -257,28 +310,77 @@ class Worker:
             )
             return await cur.fetchall()  # type: ignore[return-value]
 
+    async def _reconcile(self) -> None:
+        """Compare what the database says this worker runs with what it does run.
+
+        Runs in the fetch loop, between claims, so no claim is in flight.
+        Jobs claimed by a statement whose reply was lost go back to the queue;
+        cancellations whose notification was lost are acted on.
+        """
+        self._reconcile_due = time.monotonic() + self.heartbeat_interval
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql("running_jobs_of_worker"), {"worker_id": self.id})
+            rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+        recorded = {o.job_id for o in self._outcomes}
+        orphans = []
+        for r in rows:
+            attempt = self._attempts.get(r["id"])
+            if attempt is not None:
+                if r["cancel_requested"]:
+                    attempt.request_cancel()
+            elif r["id"] not in recorded:
+                orphans.append(r["id"])
+        if orphans:
+            async with self.pool.connection() as conn:
+                await conn.execute(sql("hand_back_jobs"), {"ids": orphans, "worker_id": self.id})
+            log.warning(
+                "worker %s: gave back %d claimed jobs whose claim reply was lost",
+                self.id,
+                len(orphans),
+            )
+
     def _start(self, row: dict[str, Any]) -> None:
         job_id = row["id"]
         log.debug("job %s %s pending -> running (attempt %d)", job_id, row["task"], row["attempt"])
-        self._running[job_id] = asyncio.create_task(self._run_one(row), name=f"job-{job_id}")
+        attempt = self.executor.prepare(row)
+        self._attempts[job_id] = attempt
+        self._tasks[job_id] = asyncio.create_task(self._run_one(attempt), name=f"job-{job_id}")
 
-    async def _run_one(self, row: dict[str, Any]) -> None:
-        job_id = row["id"]
+    async def _run_one(self, attempt: Attempt) -> None:
+        job_id = attempt.job_id
         try:
-            outcome = await self.executor.run(row)
+            outcome = await self.executor.run(attempt)
         except asyncio.CancelledError:
-            return  # handed back at shutdown
+            return  # handed back at shutdown, or fenced off
         finally:
-            self._running.pop(job_id, None)
+            self._attempts.pop(job_id, None)
+            self._tasks.pop(job_id, None)
             if self._stopping.is_set():
                 self._wake.set()
         if job_id in self._abandoned:
+            self._abandoned.discard(job_id)
             return
         with self._progress_lock:
             outcome.progress = self._progress.pop(job_id, None)
         self.jobs_done += 1
         self._outcomes.append(outcome)
         self._outcomes_ready.set()
+
+    def _abandon(self, job_ids: Iterable[uuid.UUID], reason: str) -> None:
+        """Stop running attempts whose outcome must not be recorded by this worker."""
+        for job_id in list(job_ids):
+            task = self._tasks.get(job_id)
+            if task is None:
+                continue
+            self._abandoned.add(job_id)
+            task.cancel()
+            log.warning("worker %s: job %s abandoned: %s", self.id, job_id, reason)
+
+    def _on_cancel_request(self, job_id: uuid.UUID) -> None:
+        attempt = self._attempts.get(job_id)
+        if attempt is not None:
+            log.info("job %s: cancellation requested", job_id)
+            attempt.request_cancel()
 
     # -- completer -----------------------------------------------------------------
 
@@ -292,7 +394,7 @@ class Worker:
                 try:
                     await self._finish(batch)
                     failures = 0
-                except (psycopg.Error, OSError) as exc:
+                except DB_ERRORS as exc:
                     # Keep the outcomes and try again: the jobs stay 'running'
                     # under this worker meanwhile, so nothing is lost.
                     failures += 1
@@ -307,7 +409,7 @@ class Worker:
                     await asyncio.sleep(delay)
                     continue
                 del self._outcomes[: len(batch)]
-                if self._backlog or self.burst:
+                if self._backlog or self.burst or self._stopping.is_set():
                     self._wake.set()
 
     async def _finish(self, batch: list[Outcome]) -> None:
@@ -339,7 +441,7 @@ class Worker:
             self._outcomes_ready.set()
             await asyncio.sleep(0.01)
 
-    # -- progress, heartbeat, release, listener --------------------------------------
+    # -- progress, heartbeat, listener ------------------------------------------------
 
     def _report_progress(self, job_id: uuid.UUID, progress: str) -> None:
         # Called from task threads and the loop alike; the progress loop writes
@@ -351,7 +453,7 @@ class Worker:
         while True:
             await asyncio.sleep(0.2)
             with self._progress_lock:
-                pending = {k: v for k, v in self._progress.items() if k in self._running}
+                pending = {k: v for k, v in self._progress.items() if k in self._attempts}
             if not pending:
                 continue
             try:
@@ -364,7 +466,7 @@ class Worker:
                             "progress": list(pending.values()),
                         },
                     )
-            except (psycopg.Error, OSError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("worker %s: writing progress failed (%s)", self.id, _short(exc))
                 continue
             with self._progress_lock:
@@ -384,32 +486,42 @@ class Worker:
                     "concurrency": self.concurrency,
                 },
             )
+        self._last_heartbeat = time.monotonic()
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 async with self.pool.connection() as conn:
-                    cur = await conn.execute(sql("heartbeat"), {"worker_id": self.id})
+                    cur = await conn.execute(
+                        sql("heartbeat"),
+                        {"worker_id": self.id, "leader": self.maintenance.is_leader},
+                    )
                     alive = await cur.fetchone()
                 if alive is None:
+                    # The rescuer took this worker for dead and gave its jobs
+                    # to others: running them on would run them twice.
+                    self._abandon(self._attempts, "the rescuer gave it to another worker")
                     await self._register()
-            except (psycopg.Error, OSError) as exc:
-                log.warning("worker %s: heartbeat failed (%s)", self.id, _short(exc))
+                else:
+                    self._last_heartbeat = time.monotonic()
+            except DB_ERRORS as exc:
+                silent = time.monotonic() - self._last_heartbeat
+                log.warning(
+                    "worker %s: heartbeat failed (%s); last one %.0f s ago",
+                    self.id,
+                    _short(exc),
+                    silent,
+                )
+                if silent > self.lease_ttl and self._attempts:
+                    # Past the lease the rescuer may hand these jobs to others.
+                    self._abandon(self._attempts, f"no heartbeat for {silent:.0f} s")
 
     async def _release_due(self) -> int:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql("release_due_jobs"), {"limit": 1000})
             rows = await cur.fetchall()
         return sum(r["released"] for r in rows)  # type: ignore[call-overload]
-
-    async def _release_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.release_interval)
-            try:
-                await self._release_due()
-            except (psycopg.Error, OSError) as exc:
-                log.warning("worker %s: releasing due jobs failed (%s)", self.id, _short(exc))
 
     async def _listen_loop(self) -> None:
         url = self.app.listen_url or self.app.url
@@ -422,14 +534,19 @@ class Worker:
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     failures = 0
                     self._listening.set()
                     # Jobs may have arrived while nobody listened: look once.
+                    self._reconcile_due = 0.0
                     self._wake.set()
                     async for note in conn.notifies():
-                        if note.payload in wanted:
+                        if note.channel == CANCEL_CHANNEL:
+                            with contextlib.suppress(ValueError):
+                                self._on_cancel_request(uuid.UUID(note.payload))
+                        elif note.payload in wanted:
                             self._wake.set()
-            except (psycopg.Error, OSError) as exc:
+            except DB_ERRORS as exc:
                 failures += 1
                 delay = min(10.0, 0.25 * 2**failures)
                 log.warning(
@@ -442,24 +559,21 @@ class Worker:
 
     # -- shutdown ------------------------------------------------------------------
 
-    async def _wait_running(self, running: list[asyncio.Task[None]]) -> None:
+    async def _wait_running(self) -> None:
         # Up to the grace period, or until a second signal says not to wait.
         deadline = time.monotonic() + self.grace_period
-        pending = set(running)
-        while pending and not self._force:
+        while self._tasks and not self._force:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
+            await asyncio.wait(list(self._tasks.values()), timeout=min(left, 0.1))
 
     async def _shutdown(self, helpers: Iterable[asyncio.Task[None]]) -> None:
-        running = list(self._running.values())
-        if running and not self._force:
-            await self._wait_running(running)
-        left = list(self._running)
-        for job_id in left:
-            self._abandoned.add(job_id)
-            self._running[job_id].cancel()
+        if self._tasks and not self._force:
+            await self._wait_running()
+        left = list(self._tasks)
+        self._abandon(left, "the worker is stopping; the job goes back to the queue")
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self._flush_outcomes()
         if left:
             try:
@@ -469,12 +583,12 @@ class Worker:
                     )
                     back = len(await cur.fetchall())
                 log.info("worker %s handed %d running jobs back to the queue", self.id, back)
-            except (psycopg.Error, OSError) as exc:
+            except DB_ERRORS as exc:
                 log.error("worker %s: handing jobs back failed (%s)", self.id, _short(exc))
         try:
             async with self.pool.connection() as conn:
                 await conn.execute(sql("unregister_worker"), {"worker_id": self.id})
-        except (psycopg.Error, OSError) as exc:
+        except DB_ERRORS as exc:
             log.warning("worker %s: unregistering failed (%s)", self.id, _short(exc))
         for h in helpers:
             h.cancel()
