@@ -6,20 +6,26 @@ from pgjobs._db import DatabaseUnavailable, SchemaMissing
 from pgjobs.app import App, Page, QueueStats
 from pgjobs.context import JobContext, current_job
 from pgjobs.errors import (
+    CancelledByRequest,
     ConfigurationError,
+    HardTimeout,
     IllegalTransition,
     InvalidArguments,
     JobCancelled,
     JobFailed,
     JobNotFound,
     PayloadTooLarge,
+    Permanent,
     PgJobsError,
+    Retry,
     SerializationError,
+    SoftTimeout,
     UnknownTask,
     WaitTimeout,
+    WorkerCrashed,
 )
-from pgjobs.jobs import Job, Status
-from pgjobs.retry import Backoff
+from pgjobs.jobs import DeadLetter, Job, Status
+from pgjobs.retry import Backoff, RetryPolicy
 from pgjobs.tasks import Task
 from pgjobs.worker import Worker
 
@@ -31,8 +37,11 @@ _logging.getLogger("pgjobs").addHandler(_logging.NullHandler())
 __all__ = [
     "App",
     "Backoff",
+    "CancelledByRequest",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "DeadLetter",
+    "HardTimeout",
     "IllegalTransition",
     "InvalidArguments",
     "Job",
@@ -42,14 +51,19 @@ __all__ = [
     "JobNotFound",
     "Page",
     "PayloadTooLarge",
+    "Permanent",
     "PgJobsError",
     "QueueStats",
+    "Retry",
+    "RetryPolicy",
     "SchemaMissing",
     "SerializationError",
+    "SoftTimeout",
     "Status",
     "Task",
     "UnknownTask",
     "WaitTimeout",
     "Worker",
+    "WorkerCrashed",
     "current_job",
 ]

@@ -8,14 +8,21 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from pgjobs import _db
-from pgjobs.errors import ConfigurationError, InvalidArguments, JobNotFound, UnknownTask
-from pgjobs.jobs import Job, Status, sources
+from pgjobs.errors import (
+    ConfigurationError,
+    IllegalTransition,
+    InvalidArguments,
+    JobNotFound,
+    UnknownTask,
+)
+from pgjobs.jobs import DeadLetter, Job, Status, can_transition, sources
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import NewJob, Options, Task, prepare, split_item
 
@@ -444,12 +451,116 @@ class App:
         return await self._arun(_queues_op())  # type: ignore[no-any-return]
 
     def cancel(self, job_id: uuid.UUID | str) -> Job:
-        """Cancel a job that has not started yet; returns the job as it is now."""
+        """Cancel a job: a waiting one ends `cancelled` now, a running one once its worker stops it.
+
+        Returns the job as it is now; for a running job `cancel_requested` is
+        True until its worker has stopped it, wherever that worker runs.
+        """
         return self._run(_cancel_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
 
     async def acancel(self, job_id: uuid.UUID | str) -> Job:
         """Async twin of cancel()."""
         return await self._arun(_cancel_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
+
+    # -- dead letters and replay -----------------------------------------------------
+
+    def dead_letters(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 50,
+        cursor: uuid.UUID | str | None = None,
+    ) -> list[DeadLetter]:
+        """Jobs that failed for good, newest first; pass the last job_id as cursor for more."""
+        op = _dead_letters_op(task, queue, since, before, limit, cursor)
+        return self._run(op)  # type: ignore[no-any-return]
+
+    async def adead_letters(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 50,
+        cursor: uuid.UUID | str | None = None,
+    ) -> list[DeadLetter]:
+        """Async twin of dead_letters()."""
+        op = _dead_letters_op(task, queue, since, before, limit, cursor)
+        return await self._arun(op)  # type: ignore[no-any-return]
+
+    def get_dead_letter(self, job_id: uuid.UUID | str) -> DeadLetter:
+        """The dead letter of one job; raises JobNotFound when it has none."""
+        return self._run(_dead_letter_op(_as_id(job_id)))  # type: ignore[no-any-return]
+
+    async def aget_dead_letter(self, job_id: uuid.UUID | str) -> DeadLetter:
+        """Async twin of get_dead_letter()."""
+        return await self._arun(_dead_letter_op(_as_id(job_id)))  # type: ignore[no-any-return]
+
+    def replay(self, job_id: uuid.UUID | str) -> Job:
+        """Run a failed or cancelled job again, with as many attempts as it first had.
+
+        It leaves the dead letters and keeps its history: attempt numbers go on
+        from where they stopped. Raises IllegalTransition for a job in another status.
+        """
+        return self._run(_replay_op(self, _as_id(job_id)), atomic=True)  # type: ignore[no-any-return]
+
+    async def areplay(self, job_id: uuid.UUID | str) -> Job:
+        """Async twin of replay()."""
+        return await self._arun(_replay_op(self, _as_id(job_id)), atomic=True)  # type: ignore[no-any-return]
+
+    def replay_dead_letters(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> list[uuid.UUID]:
+        """Replay every dead letter that matches the filters; returns the ids replayed."""
+        op = _bulk_replay_op(task, queue, since, before)
+        return self._run(op, atomic=True)  # type: ignore[no-any-return]
+
+    async def areplay_dead_letters(
+        self,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> list[uuid.UUID]:
+        """Async twin of replay_dead_letters()."""
+        op = _bulk_replay_op(task, queue, since, before)
+        return await self._arun(op, atomic=True)  # type: ignore[no-any-return]
+
+    def purge_dead_letters(
+        self,
+        job_ids: Sequence[uuid.UUID | str] | None = None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> int:
+        """Forget matching dead letters for good (the jobs stay `failed`); returns how many."""
+        op = _purge_op(job_ids, task, queue, since, before)
+        return self._run(op)  # type: ignore[no-any-return]
+
+    async def apurge_dead_letters(
+        self,
+        job_ids: Sequence[uuid.UUID | str] | None = None,
+        *,
+        task: str | None = None,
+        queue: str | None = None,
+        since: datetime | None = None,
+        before: datetime | None = None,
+    ) -> int:
+        """Async twin of purge_dead_letters()."""
+        op = _purge_op(job_ids, task, queue, since, before)
+        return await self._arun(op)  # type: ignore[no-any-return]
 
     # -- workers -------------------------------------------------------------------
 
@@ -646,12 +757,88 @@ def task_summary_op(ids: Sequence[uuid.UUID]) -> _db.Op:
 
 
 def _cancel_op(app: App, job_id: uuid.UUID) -> _db.Op:
-    # A running job is left to its worker: only jobs that have not started are cancelled here.
+    # A job that waits ends here; a running one is its worker's to stop, so
+    # it is only asked to (the worker hears of it by NOTIFY, or by its poll).
     waiting = [s for s in sources(Status.CANCELLED) if s != Status.RUNNING]
     row = yield "cancel_job", {"id": job_id, "from_statuses": waiting}, "one"
     if row is not None:
         return Job.from_row(row, app)
+    yield "request_cancel", {"id": job_id}, "none"
     current = yield "get_job", {"id": job_id}, "one"
     if current is None:
         raise JobNotFound(f"no job with id {job_id}")
     return Job.from_row(current, app)
+
+
+#: The statuses a job is replayed from: it failed for good or was cancelled.
+_REPLAYABLE = [Status.FAILED.value, Status.CANCELLED.value]
+assert all(can_transition(s, Status.PENDING) for s in _REPLAYABLE)
+
+
+def _filters(
+    task: str | None, queue: str | None, since: datetime | None, before: datetime | None
+) -> dict[str, Any]:
+    for label, moment in (("since", since), ("before", before)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidArguments(f"{label} must be timezone-aware (e.g. datetime.now(UTC))")
+    return {"task": task, "queue": queue, "since": since, "before": before}
+
+
+def _dead_letters_op(
+    task: str | None,
+    queue: str | None,
+    since: datetime | None,
+    before: datetime | None,
+    limit: int,
+    cursor: uuid.UUID | str | None,
+) -> _db.Op:
+    if not 1 <= limit <= 1000:
+        raise InvalidArguments(f"limit must be between 1 and 1000, got {limit}")
+    params = _filters(task, queue, since, before)
+    params.update(limit=limit, cursor=None if cursor is None else _as_id(cursor))
+    rows = yield "list_dead_letters", params, "all"
+    return [DeadLetter.from_row(r) for r in rows]
+
+
+def _dead_letter_op(job_id: uuid.UUID) -> _db.Op:
+    row = yield "get_dead_letter", {"id": job_id}, "one"
+    if row is None:
+        raise JobNotFound(f"no dead letter for job {job_id}")
+    return DeadLetter.from_row(row)
+
+
+def _replay_op(app: App, job_id: uuid.UUID) -> _db.Op:
+    params = _filters(None, None, None, None)
+    params.update(ids=[job_id], from_statuses=_REPLAYABLE)
+    yield "replay_jobs", params, "all"
+    row = yield "get_job", {"id": job_id}, "one"
+    if row is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    job = Job.from_row(row, app)
+    if job.status is not Status.PENDING:
+        raise IllegalTransition(
+            f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be replayed"
+        )
+    return job
+
+
+def _bulk_replay_op(
+    task: str | None, queue: str | None, since: datetime | None, before: datetime | None
+) -> _db.Op:
+    params = _filters(task, queue, since, before)
+    params.update(ids=None, from_statuses=_REPLAYABLE)
+    rows = yield "replay_jobs", params, "all"
+    return [r["id"] for r in rows]
+
+
+def _purge_op(
+    job_ids: Sequence[uuid.UUID | str] | None,
+    task: str | None,
+    queue: str | None,
+    since: datetime | None,
+    before: datetime | None,
+) -> _db.Op:
+    params = _filters(task, queue, since, before)
+    params["ids"] = None if job_ids is None else [_as_id(i) for i in job_ids]
+    rows = yield "purge_dead_letters", params, "all"
+    return len(rows)

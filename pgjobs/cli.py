@@ -1,4 +1,4 @@
-"""The pgjobs command line: demo, worker, migrate, enqueue, status, jobs, queues."""
+"""The pgjobs command line: demo, worker, migrate, enqueue, status, jobs, queues, dead letters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -98,7 +98,21 @@ def demo(count: int, data_dir: str | None) -> None:
 @click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--burst", is_flag=True, help="Run what is ready, then exit.")
 @click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0.01))
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(1),
+    help="Run `def` tasks in N child processes (a hard time limit then kills them).",
+)
 @click.option("--grace-period", default=30.0, show_default=True, type=click.FloatRange(0))
+@click.option("--heartbeat-interval", default=5.0, show_default=True, type=click.FloatRange(0.05))
+@click.option(
+    "--lease-ttl",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds without a heartbeat before a worker is taken for dead and its jobs rescued.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def worker(
     app_spec: str,
@@ -107,7 +121,10 @@ def worker(
     concurrency: int,
     burst: bool,
     poll_interval: float,
+    processes: int | None,
     grace_period: float,
+    heartbeat_interval: float,
+    lease_ttl: float,
     log_level: str,
 ) -> None:
     """Run a worker for APP (package.module:app) until SIGTERM or SIGINT."""
@@ -120,14 +137,28 @@ def worker(
     if app.url and app.embedded:
         app.migrate()
     app.check_schema()
-    Worker(
+    w = Worker(
         app,
         queues=[q.strip() for q in queues.split(",") if q.strip()],
         concurrency=concurrency,
+        processes=processes,
+        app_spec=app_spec,
         burst=burst,
         poll_interval=poll_interval,
         grace_period=grace_period,
-    ).run()
+        heartbeat_interval=heartbeat_interval,
+        lease_ttl=lease_ttl,
+    )
+    w.run()
+    if w.abandoned_threads:
+        # Their jobs were handed back or failed already; a thread cannot be
+        # stopped, and waiting for it would keep a job running in a worker
+        # that no longer owns it. Leave now.
+        logging.getLogger("pgjobs.worker").warning(
+            "exiting with %d task threads still running", w.abandoned_threads
+        )
+        logging.shutdown()
+        os._exit(0)
 
 
 @main.command()
@@ -283,6 +314,191 @@ def queues(url: str | None, app_spec: str | None, as_json: bool) -> None:
         )
     if not stats:
         click.echo("(no jobs)")
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@app_option
+def cancel(job_id: str, url: str | None, app_spec: str | None) -> None:
+    """Cancel a job; a running one is stopped by its worker, wherever that runs."""
+    job = _app(app_spec, url).cancel(job_id)
+    if job.status.value == "running":
+        click.echo(f"{job.id} running: cancellation requested from its worker")
+    else:
+        click.echo(f"{job.id} {job.status.value}")
+
+
+# -- dead letters ------------------------------------------------------------------
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    """An ISO timestamp, or an age such as 30m, 2h, 7d meaning that long ago."""
+    if value is None:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArguments(
+            f"{option} takes an ISO time (2026-11-25T09:00:00+00:00) or an age (30m, 2h, 7d), "
+            f"got {value!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _filter_options(fn: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--task", help="Only this task."),
+            click.option("--queue", help="Only this queue."),
+            click.option("--since", help="Failed at or after: ISO time, or an age (2h, 7d)."),
+            click.option("--before", help="Failed before: ISO time, or an age (2h, 7d)."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+@main.group("dead-letters")
+def dead_letters() -> None:
+    """Jobs that failed for good: list, show, replay, purge."""
+
+
+@dead_letters.command("list")
+@url_option
+@app_option
+@_filter_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", help="The last job id of the previous page.")
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters_list(
+    url: str | None,
+    app_spec: str | None,
+    task: str | None,
+    queue: str | None,
+    since: str | None,
+    before: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List dead letters, newest first."""
+    letters = _app(app_spec, url).dead_letters(
+        task=task,
+        queue=queue,
+        since=_when(since, "--since"),
+        before=_when(before, "--before"),
+        limit=limit,
+        cursor=cursor,
+    )
+    if as_json:
+        _echo_json([d.model_dump(mode="json") for d in letters])
+        return
+    click.echo(f"{'job id':36}  {'task':20} {'queue':12} {'att':>3}  {'failed at':19}  error")
+    for d in letters:
+        error = d.error or {}
+        message = f"{error.get('type', '')}: {error.get('message', '')}".replace("\n", " ")
+        click.echo(
+            f"{d.job_id!s:36}  {d.task[:20]:20} {d.queue[:12]:12} {d.attempts:>3}  "
+            f"{d.failed_at:%Y-%m-%d %H:%M:%S}  {message[:80]}"
+        )
+    if not letters:
+        click.echo("(no dead letters)")
+    elif len(letters) == limit:
+        click.echo(f"more: --cursor {letters[-1].job_id}")
+
+
+@dead_letters.command("show")
+@click.argument("job_id")
+@url_option
+@app_option
+@click.option("--json", "as_json", is_flag=True)
+def dead_letters_show(job_id: str, url: str | None, app_spec: str | None, as_json: bool) -> None:
+    """Show one dead letter: arguments, attempts and the last error with its traceback."""
+    d = _app(app_spec, url).get_dead_letter(job_id)
+    if as_json:
+        _echo_json(d.model_dump(mode="json"))
+        return
+    error = d.error or {}
+    click.echo(f"{'job_id':>9}: {d.job_id}")
+    click.echo(f"{'task':>9}: {d.task}")
+    click.echo(f"{'queue':>9}: {d.queue}")
+    click.echo(f"{'args':>9}: {json.dumps(d.args)}")
+    click.echo(f"{'kwargs':>9}: {json.dumps(d.kwargs)}")
+    click.echo(f"{'attempts':>9}: {d.attempts}")
+    click.echo(f"{'failed_at':>9}: {d.failed_at.isoformat()}")
+    click.echo(f"{'error':>9}: {error.get('type')}: {error.get('message')}")
+    if error.get("traceback"):
+        click.echo(str(error["traceback"]).rstrip())
+
+
+@dead_letters.command("replay")
+@click.argument("job_ids", nargs=-1)
+@url_option
+@app_option
+@_filter_options
+@click.option("--all", "everything", is_flag=True, help="Replay every dead letter.")
+def dead_letters_replay(
+    job_ids: tuple[str, ...],
+    url: str | None,
+    app_spec: str | None,
+    task: str | None,
+    queue: str | None,
+    since: str | None,
+    before: str | None,
+    everything: bool,
+) -> None:
+    """Run dead-lettered jobs again: the JOB_IDS given, or all that match the filters."""
+    app = _app(app_spec, url)
+    filtered = any(v is not None for v in (task, queue, since, before))
+    if job_ids:
+        if filtered or everything:
+            raise InvalidArguments("give job ids or filters, not both")
+        for job_id in job_ids:
+            job = app.replay(job_id)
+            click.echo(f"{job.id} replayed: {job.status.value}")
+        return
+    if not filtered and not everything:
+        raise InvalidArguments("name job ids, give a filter (--task, --queue, ...) or --all")
+    ids = app.replay_dead_letters(
+        task=task, queue=queue, since=_when(since, "--since"), before=_when(before, "--before")
+    )
+    click.echo(f"replayed {len(ids)} jobs")
+
+
+@dead_letters.command("purge")
+@click.argument("job_ids", nargs=-1)
+@url_option
+@app_option
+@_filter_options
+@click.option("--all", "everything", is_flag=True, help="Purge every dead letter.")
+def dead_letters_purge(
+    job_ids: tuple[str, ...],
+    url: str | None,
+    app_spec: str | None,
+    task: str | None,
+    queue: str | None,
+    since: str | None,
+    before: str | None,
+    everything: bool,
+) -> None:
+    """Forget dead letters for good (the jobs stay `failed`): JOB_IDS, or all that match."""
+    filtered = any(v is not None for v in (task, queue, since, before))
+    if not job_ids and not filtered and not everything:
+        raise InvalidArguments("name job ids, give a filter (--task, --queue, ...) or --all")
+    if job_ids and (filtered or everything):
+        raise InvalidArguments("give job ids or filters, not both")
+    n = _app(app_spec, url).purge_dead_letters(
+        list(job_ids) or None,
+        task=task,
+        queue=queue,
+        since=_when(since, "--since"),
+        before=_when(before, "--before"),
+    )
+    click.echo(f"purged {n} dead letters")
 
 
 if __name__ == "__main__":

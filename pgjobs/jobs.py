@@ -123,6 +123,7 @@ class Job(BaseModel):
     worker_id: str | None = None
     dedup_key: str | None = None
     deduplicated: bool = False  # True when enqueue returned an existing job
+    cancel_requested: bool = False  # cancel() asked the worker running it to stop
 
     _app: App | None = PrivateAttr(default=None)
 
@@ -158,6 +159,7 @@ class Job(BaseModel):
             progress=row["progress"],
             worker_id=row["worker_id"],
             dedup_key=row["dedup_key"],
+            cancel_requested=row.get("cancel_requested_at") is not None,
         )
         job._app = app
         return job
@@ -223,6 +225,26 @@ class Job(BaseModel):
             remaining = None if deadline is None else deadline - time.monotonic()
             await asyncio.sleep(delay if remaining is None else max(0.0, min(delay, remaining)))
             delay = min(delay * 2, 0.5)
+
+
+class DeadLetter(BaseModel):
+    """A job that failed for good: what it was asked to do, and how it last failed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: uuid.UUID
+    task: str
+    queue: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    error: dict[str, Any] | None
+    attempts: int
+    failed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeadLetter:
+        """Build a DeadLetter from a row of pgjobs.dead_letters."""
+        return cls(**{name: row[name] for name in cls.model_fields})
 
 
 _NOT_DONE = object()

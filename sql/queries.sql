@@ -86,11 +86,15 @@ WITH outcome AS (
 ),
 done AS (
     UPDATE pgjobs.jobs j
-    SET status = o.status,
+    -- A job whose cancellation was asked for while its attempt ran (and whose
+    -- worker did not hear of it in time) does not go on to another attempt.
+    SET status = CASE WHEN o.status = 'retrying' AND j.cancel_requested_at IS NOT NULL
+                      THEN 'cancelled' ELSE o.status END,
         result = o.result::jsonb,
         error = o.error::jsonb,
         progress = COALESCE(o.progress::jsonb, j.progress),
         finished_at = CASE WHEN o.status IN ('succeeded', 'failed', 'cancelled')
+                             OR j.cancel_requested_at IS NOT NULL
                            THEN now() END,
         -- The next attempt's time comes from the database clock, like every
         -- other timestamp, so workers with skewed clocks agree.
@@ -240,7 +244,9 @@ lost AS (
 ),
 rescued AS (
     UPDATE pgjobs.jobs j
-    SET status = CASE WHEN j.attempt < j.max_attempts THEN 'pending' ELSE 'failed' END,
+    SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                      WHEN j.attempt < j.max_attempts THEN 'pending'
+                      ELSE 'failed' END,
         worker_id = NULL,
         cancel_requested_at = NULL,
         error = jsonb_build_object(
@@ -248,7 +254,8 @@ rescued AS (
             'message', 'the worker running attempt ' || j.attempt || ' (' || lost.worker_id
                        || ') stopped sending heartbeats',
             'traceback', NULL),
-        finished_at = CASE WHEN j.attempt < j.max_attempts THEN NULL ELSE now() END
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.attempt < j.max_attempts
+                           THEN NULL ELSE now() END
     FROM lost
     WHERE j.id = lost.id
     RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.started_at, j.status,
@@ -291,6 +298,7 @@ SELECT * FROM pgjobs.dead_letters
 WHERE (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(since)s::timestamptz IS NULL OR failed_at >= %(since)s::timestamptz)
+  AND (%(before)s::timestamptz IS NULL OR failed_at < %(before)s::timestamptz)
   AND (%(cursor)s::uuid IS NULL OR job_id < %(cursor)s::uuid)
 ORDER BY job_id DESC
 LIMIT %(limit)s;
@@ -311,6 +319,7 @@ WITH chosen AS (
       AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
       AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
       AND (%(since)s::timestamptz IS NULL OR d.failed_at >= %(since)s::timestamptz)
+      AND (%(before)s::timestamptz IS NULL OR d.failed_at < %(before)s::timestamptz)
     FOR UPDATE OF j SKIP LOCKED
 ),
 gone AS (
@@ -336,6 +345,7 @@ WHERE (%(ids)s::uuid[] IS NULL OR job_id = ANY(%(ids)s::uuid[]))
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
   AND (%(since)s::timestamptz IS NULL OR failed_at >= %(since)s::timestamptz)
+  AND (%(before)s::timestamptz IS NULL OR failed_at < %(before)s::timestamptz)
 RETURNING job_id;
 
 -- name: set_leader
