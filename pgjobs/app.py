@@ -506,11 +506,21 @@ class App:
         It leaves the dead letters and keeps its history: attempt numbers go on
         from where they stopped. Raises IllegalTransition for a job in another status.
         """
-        return self._run(_replay_op(self, _as_id(job_id)), atomic=True)  # type: ignore[no-any-return]
+        return self.replay_many([job_id])[0]
 
     async def areplay(self, job_id: uuid.UUID | str) -> Job:
         """Async twin of replay()."""
-        return await self._arun(_replay_op(self, _as_id(job_id)), atomic=True)  # type: ignore[no-any-return]
+        return (await self.areplay_many([job_id]))[0]
+
+    def replay_many(self, job_ids: Sequence[uuid.UUID | str]) -> list[Job]:
+        """replay() for several jobs at once: all of them, or (on any error) none."""
+        ids = [_as_id(i) for i in job_ids]
+        return self._run(_replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
+
+    async def areplay_many(self, job_ids: Sequence[uuid.UUID | str]) -> list[Job]:
+        """Async twin of replay_many()."""
+        ids = [_as_id(i) for i in job_ids]
+        return await self._arun(_replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
 
     def replay_dead_letters(
         self,
@@ -519,9 +529,10 @@ class App:
         queue: str | None = None,
         since: datetime | None = None,
         before: datetime | None = None,
+        everything: bool = False,
     ) -> list[uuid.UUID]:
-        """Replay every dead letter that matches the filters; returns the ids replayed."""
-        op = _bulk_replay_op(task, queue, since, before)
+        """Replay the dead letters matching the filters (all: everything=True); returns the ids."""
+        op = _bulk_replay_op(task, queue, since, before, everything)
         return self._run(op, atomic=True)  # type: ignore[no-any-return]
 
     async def areplay_dead_letters(
@@ -531,9 +542,10 @@ class App:
         queue: str | None = None,
         since: datetime | None = None,
         before: datetime | None = None,
+        everything: bool = False,
     ) -> list[uuid.UUID]:
         """Async twin of replay_dead_letters()."""
-        op = _bulk_replay_op(task, queue, since, before)
+        op = _bulk_replay_op(task, queue, since, before, everything)
         return await self._arun(op, atomic=True)  # type: ignore[no-any-return]
 
     def purge_dead_letters(
@@ -544,9 +556,13 @@ class App:
         queue: str | None = None,
         since: datetime | None = None,
         before: datetime | None = None,
+        everything: bool = False,
     ) -> int:
-        """Forget matching dead letters for good (the jobs stay `failed`); returns how many."""
-        op = _purge_op(job_ids, task, queue, since, before)
+        """Forget dead letters for good: these ids, those matching the filters, or everything=True.
+
+        The jobs stay `failed` with their history. Returns how many were purged.
+        """
+        op = _purge_op(job_ids, task, queue, since, before, everything)
         return self._run(op)  # type: ignore[no-any-return]
 
     async def apurge_dead_letters(
@@ -557,9 +573,10 @@ class App:
         queue: str | None = None,
         since: datetime | None = None,
         before: datetime | None = None,
+        everything: bool = False,
     ) -> int:
         """Async twin of purge_dead_letters()."""
-        op = _purge_op(job_ids, task, queue, since, before)
+        op = _purge_op(job_ids, task, queue, since, before, everything)
         return await self._arun(op)  # type: ignore[no-any-return]
 
     # -- workers -------------------------------------------------------------------
@@ -807,25 +824,44 @@ def _dead_letter_op(job_id: uuid.UUID) -> _db.Op:
     return DeadLetter.from_row(row)
 
 
-def _replay_op(app: App, job_id: uuid.UUID) -> _db.Op:
+def _replay_op(app: App, job_ids: list[uuid.UUID]) -> _db.Op:
     params = _filters(None, None, None, None)
-    params.update(ids=[job_id], from_statuses=_REPLAYABLE)
-    yield "replay_jobs", params, "all"
-    row = yield "get_job", {"id": job_id}, "one"
-    if row is None:
-        raise JobNotFound(f"no job with id {job_id}")
-    job = Job.from_row(row, app)
-    if job.status is not Status.PENDING:
-        raise IllegalTransition(
-            f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be replayed"
+    params.update(ids=job_ids, from_statuses=_REPLAYABLE)
+    rows = yield "replay_jobs", params, "all"
+    replayed = {r["id"] for r in rows}
+    jobs = []
+    for job_id in job_ids:
+        row = yield "get_job", {"id": job_id}, "one"
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        job = Job.from_row(row, app)
+        if job_id not in replayed:
+            # Raised inside the transaction: none of the others is replayed either.
+            raise IllegalTransition(
+                f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be replayed"
+            )
+        jobs.append(job)
+    return jobs
+
+
+def _require_scope(
+    what: str, filters: dict[str, Any], everything: bool, ids: object = None
+) -> None:
+    if ids is None and not everything and all(v is None for v in filters.values()):
+        raise InvalidArguments(
+            f"{what} needs a filter (task, queue, since, before) or everything=True"
         )
-    return job
 
 
 def _bulk_replay_op(
-    task: str | None, queue: str | None, since: datetime | None, before: datetime | None
+    task: str | None,
+    queue: str | None,
+    since: datetime | None,
+    before: datetime | None,
+    everything: bool,
 ) -> _db.Op:
     params = _filters(task, queue, since, before)
+    _require_scope("replaying dead letters", params, everything)
     params.update(ids=None, from_statuses=_REPLAYABLE)
     rows = yield "replay_jobs", params, "all"
     return [r["id"] for r in rows]
@@ -837,8 +873,10 @@ def _purge_op(
     queue: str | None,
     since: datetime | None,
     before: datetime | None,
+    everything: bool,
 ) -> _db.Op:
     params = _filters(task, queue, since, before)
+    _require_scope("purging dead letters", params, everything, job_ids)
     params["ids"] = None if job_ids is None else [_as_id(i) for i in job_ids]
     rows = yield "purge_dead_letters", params, "all"
     return len(rows)

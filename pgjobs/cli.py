@@ -52,6 +52,9 @@ def _app(spec: str | None, url: str | None) -> App:
     app = load_app(spec) if spec else App()
     if url:
         app.url = url
+    # Close the pool before the interpreter tears down: a pool left to its
+    # finaliser at exit can print "Exception ignored" noise on stderr.
+    click.get_current_context().call_on_close(app.close)
     return app
 
 
@@ -457,14 +460,17 @@ def dead_letters_replay(
     if job_ids:
         if filtered or everything:
             raise InvalidArguments("give job ids or filters, not both")
-        for job_id in job_ids:
-            job = app.replay(job_id)
+        for job in app.replay_many(job_ids):
             click.echo(f"{job.id} replayed: {job.status.value}")
         return
     if not filtered and not everything:
         raise InvalidArguments("name job ids, give a filter (--task, --queue, ...) or --all")
     ids = app.replay_dead_letters(
-        task=task, queue=queue, since=_when(since, "--since"), before=_when(before, "--before")
+        task=task,
+        queue=queue,
+        since=_when(since, "--since"),
+        before=_when(before, "--before"),
+        everything=everything,
     )
     click.echo(f"replayed {len(ids)} jobs")
 
@@ -497,6 +503,7 @@ def dead_letters_purge(
         queue=queue,
         since=_when(since, "--since"),
         before=_when(before, "--before"),
+        everything=everything,
     )
     click.echo(f"purged {n} dead letters")
 

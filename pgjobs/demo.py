@@ -151,7 +151,9 @@ def run_demo(emails: int = 60, timeout: float = 50.0) -> int:
     out.write(f"\n  done in {time.monotonic() - started:.1f} s.")
     if failed:
         out.write(
-            f" {failed} webhook call(s) failed on every attempt and wait in the dead letters."
+            f" {failed} webhook call(s) failed on every attempt and wait in the dead letters:\n"
+            "  see them with `pgjobs dead-letters list`, run them again with"
+            " `pgjobs dead-letters replay --task call_webhook`."
         )
     out.write("\n")
     app.close()

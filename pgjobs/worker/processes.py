@@ -248,6 +248,10 @@ class ProcessPool:
             else:
                 self._replace(child)
 
+    def stop_replacing(self) -> None:
+        """From now on a child that is killed or dies is not replaced (the worker is stopping)."""
+        self._closing = True
+
     async def close(self) -> None:
         """Stop every child: idle ones are asked, busy ones killed."""
         self._closing = True

@@ -572,6 +572,8 @@ class Worker:
         if self._tasks and not self._force:
             await self._wait_running()
         left = list(self._tasks)
+        if self.executor.processes is not None:
+            self.executor.processes.stop_replacing()
         self._abandon(left, "the worker is stopping; the job goes back to the queue")
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self._flush_outcomes()
