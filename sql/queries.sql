@@ -167,7 +167,7 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: heartbeat
 -- Keeps the worker's lease (on every job it runs) and says whether it leads.
-UPDATE pgjobs.workers SET heartbeat_at = now(), leader = %(leader)s
+UPDATE pgjobs.workers SET heartbeat_at = now(), leader_pid = %(leader_pid)s
 WHERE id = %(worker_id)s RETURNING id;
 
 -- name: unregister_worker
@@ -349,4 +349,20 @@ WHERE (%(ids)s::uuid[] IS NULL OR job_id = ANY(%(ids)s::uuid[]))
 RETURNING job_id;
 
 -- name: set_leader
-UPDATE pgjobs.workers SET leader = %(leader)s WHERE id = %(worker_id)s;
+-- Said at once when a worker takes or loses the lead, not at its next heartbeat.
+UPDATE pgjobs.workers SET leader_pid = %(leader_pid)s WHERE id = %(worker_id)s;
+
+-- name: depose_stale_leader
+-- A leader whose heartbeat lapsed while its lock session lives on (a paused
+-- process, a frozen VM whose TCP session stays open) would keep the lock,
+-- and with it maintenance, forever. End that session: Postgres releases the
+-- lock and a live worker takes over. The join on pg_locks makes sure the pid
+-- still holds our lock, and is not a new session that happens to reuse it.
+SELECT w.id, pg_terminate_backend(w.leader_pid) AS deposed
+FROM pgjobs.workers w
+JOIN pg_locks l ON l.pid = w.leader_pid
+WHERE w.leader_pid IS NOT NULL
+  AND w.heartbeat_at < now() - make_interval(secs => %(lease_seconds)s)
+  AND l.locktype = 'advisory' AND l.granted
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = %(key_high)s::oid AND l.objid = %(key_low)s::oid AND l.objsubid = 1;

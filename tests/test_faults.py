@@ -87,8 +87,10 @@ def test_when_the_leader_dies_another_worker_takes_over_maintenance(
     db: psycopg.Connection[Any], spawn_worker: Any
 ) -> None:
     workers = [spawn_worker(*FAST_LEASE) for _ in range(2)]
-    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.workers WHERE leader") == 1)
-    leader_pid = count(db, "SELECT pid FROM pgjobs.workers WHERE leader")
+    wait_for(
+        lambda: count(db, "SELECT count(*) FROM pgjobs.workers WHERE leader_pid IS NOT NULL") == 1
+    )
+    leader_pid = count(db, "SELECT pid FROM pgjobs.workers WHERE leader_pid IS NOT NULL")
     leader = next(w for w in workers if w.proc.pid == leader_pid)
     other = next(w for w in workers if w is not leader)
     leader.proc.kill()
@@ -96,7 +98,9 @@ def test_when_the_leader_dies_another_worker_takes_over_maintenance(
     wait_for(
         lambda: (
             count(
-                db, f"SELECT count(*) FROM pgjobs.workers WHERE leader AND pid = {other.proc.pid}"
+                db,
+                "SELECT count(*) FROM pgjobs.workers"
+                f" WHERE leader_pid IS NOT NULL AND pid = {other.proc.pid}",
             )
             == 1
         ),
@@ -115,6 +119,8 @@ def test_an_outcome_from_a_worker_that_lost_its_lease_is_ignored_and_logged(
     paused = spawn_worker(*FAST_LEASE)
     paused_id = worker_id(db, paused.proc.pid)
     wait_for(lambda: count(db, RUNNING) == 1)
+    # Alone, it leads: paused, it holds the maintenance lock on a live connection.
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.workers WHERE leader_pid > 0") == 1)
     paused.signal(signal.SIGSTOP)  # alive, but silent: its lease runs out
     try:
         other = spawn_worker(*FAST_LEASE)
@@ -133,6 +139,8 @@ def test_an_outcome_from_a_worker_that_lost_its_lease_is_ignored_and_logged(
     ).fetchall()
     other_id = worker_id(db, other.proc.pid)
     assert rows == [(1, "lost", paused_id), (2, "succeeded", other_id)]
+    # The other worker ended the silent leader's lock session and took over.
+    assert "ended its lock session" in other.log() and "leads maintenance" in other.log()
     done = app.get_job(job.id)
     assert done.status.value == "succeeded" and done.attempts == 2
     assert paused.proc.poll() is None  # it carries on, registered again

@@ -2,7 +2,9 @@
 
 The lock lives as long as the leader's connection: when the leader dies, or
 its connection drops, Postgres releases it and the next worker to try takes
-over. No clocks, no leases of our own.
+over. A leader that is alive to Postgres but silent (a paused process whose
+connection stays open) is deposed by the others once its heartbeat lapses
+(see depose_stale_leader in sql/queries.sql).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ log = logging.getLogger("pgjobs.maintenance")
 
 #: The advisory lock key: 'pgjobs' in ASCII, so it reads as ours in pg_locks.
 LOCK_KEY = 0x70676A6F6273
+#: How pg_locks shows a bigint key: its high and low 32 bits as classid and objid.
+LOCK_KEY_HIGH, LOCK_KEY_LOW = LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF
 
 
 class Leader:
@@ -27,6 +31,8 @@ class Leader:
         self.connect_timeout = connect_timeout
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.is_leader = False
+        #: the backend pid of the session holding the lock, while we lead
+        self.backend_pid: int | None = None
 
     async def try_lead(self) -> bool:
         """Take the lock if it is free; check that we still hold it if we lead."""
@@ -40,13 +46,15 @@ class Leader:
                 # A cheap round trip: if the connection died, so did the lock.
                 await self.conn.execute("SELECT 1")
                 return True
-            cur = await self.conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+            cur = await self.conn.execute(
+                "SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (LOCK_KEY,)
+            )
             row = await cur.fetchone()
             self.is_leader = bool(row and row[0])
+            self.backend_pid = row[1] if row and row[0] else None
         except (psycopg.Error, OSError) as exc:
             if self.is_leader:
                 log.warning("lost the leader's connection (%s)", exc)
-            self.is_leader = False
             await self.close()
         return self.is_leader
 
@@ -54,6 +62,7 @@ class Leader:
         """Give up leadership (closing the connection releases the lock)."""
         conn, self.conn = self.conn, None
         self.is_leader = False
+        self.backend_pid = None
         if conn is not None and not conn.closed:
             with contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()

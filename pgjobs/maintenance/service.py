@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from pgjobs.maintenance import rescuer, scheduler
-from pgjobs.maintenance.leader import Leader
+from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
+from pgjobs.queries import sql
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -30,7 +31,6 @@ class Maintenance:
         tick: float = 1.0,
         rescue_interval: float | None = None,
         connect_timeout: float = 10.0,
-        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -38,37 +38,71 @@ class Maintenance:
         self.tick = tick
         self.rescue_interval = rescue_interval or max(tick, lease_seconds / 4)
         self.leader = Leader(url, connect_timeout)
-        self.on_change = on_change
 
     @property
     def is_leader(self) -> bool:
         return self.leader.is_leader
 
+    @property
+    def leader_pid(self) -> int | None:
+        """The backend pid holding the maintenance lock while this worker leads, else None."""
+        return self.leader.backend_pid if self.leader.is_leader else None
+
     async def run(self) -> None:
         """Loop until cancelled: try to lead; while leading, run the services on schedule."""
         last_rescue = 0.0
-        was_leader = False
+        last_depose = time.monotonic()
+        announced: int | None = None
         try:
             while True:
                 leading = await self.leader.try_lead()
-                if leading != was_leader:
-                    was_leader = leading
-                    log.info(
-                        "worker %s %s",
-                        self.worker_id,
-                        "leads maintenance" if leading else "no longer leads",
-                    )
-                    if self.on_change is not None:
-                        self.on_change(leading)
-                if leading:
-                    try:
+                try:
+                    if self.leader_pid != announced:
+                        await self._announce(self.leader_pid)
+                        announced = self.leader_pid
+                    if leading:
                         async with self.pool.connection() as conn:
                             await scheduler.run_once(conn)
                             if time.monotonic() - last_rescue >= self.rescue_interval:
                                 last_rescue = time.monotonic()
                                 await rescuer.run_once(conn, self.lease_seconds)
-                    except (psycopg.Error, OSError) as exc:
-                        log.warning("maintenance failed (%s); trying again", exc)
+                    elif time.monotonic() - last_depose >= self.rescue_interval:
+                        last_depose = time.monotonic()
+                        await self.depose_stale_leader()
+                except (psycopg.Error, OSError) as exc:
+                    log.warning("maintenance failed (%s); trying again", exc)
                 await asyncio.sleep(self.tick)
         finally:
             await self.leader.close()
+
+    async def _announce(self, leader_pid: int | None) -> None:
+        log.info(
+            "worker %s %s",
+            self.worker_id,
+            "leads maintenance" if leader_pid is not None else "does not lead maintenance",
+        )
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                sql("set_leader"), {"worker_id": self.worker_id, "leader_pid": leader_pid}
+            )
+
+    async def depose_stale_leader(self) -> int:
+        """End the lock session of a leader whose heartbeat lapsed; returns how many were ended."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                sql("depose_stale_leader"),
+                {
+                    "lease_seconds": self.lease_seconds,
+                    "key_high": LOCK_KEY_HIGH,
+                    "key_low": LOCK_KEY_LOW,
+                },
+            )
+            rows = await cur.fetchall()
+        for r in rows:
+            log.warning(
+                "worker %s: the leader %s sent no heartbeat for %.0f s; ended its lock session",
+                self.worker_id,
+                r["id"],
+                self.lease_seconds,
+            )
+        return len(rows)

@@ -163,7 +163,6 @@ class Worker:
             lease_seconds=self.lease_ttl,
             tick=self.release_interval,
             connect_timeout=self.app.connect_timeout,
-            on_change=lambda _: None,
         )
 
         if install_signal_handlers is None:
@@ -495,7 +494,7 @@ class Worker:
                 async with self.pool.connection() as conn:
                     cur = await conn.execute(
                         sql("heartbeat"),
-                        {"worker_id": self.id, "leader": self.maintenance.is_leader},
+                        {"worker_id": self.id, "leader_pid": self.maintenance.leader_pid},
                     )
                     alive = await cur.fetchone()
                 if alive is None:

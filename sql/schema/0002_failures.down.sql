@@ -1,6 +1,6 @@
 -- Revert revision 0002.
 DROP INDEX IF EXISTS pgjobs.dead_letters_failed_at_idx;
-ALTER TABLE pgjobs.workers DROP COLUMN IF EXISTS leader;
+ALTER TABLE pgjobs.workers DROP COLUMN IF EXISTS leader_pid;
 ALTER TABLE pgjobs.jobs
     DROP COLUMN IF EXISTS attempt_base,
     DROP COLUMN IF EXISTS cancel_requested_at;

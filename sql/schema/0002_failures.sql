@@ -6,15 +6,18 @@
 -- attempt_base: attempts spent before the job was last replayed, so a replay
 --   gives the job a fresh allowance while its attempt numbers keep counting up
 --   and its attempts history stays whole.
--- leader: the worker that holds the maintenance lock says so here, for
---   operators; the advisory lock, not this column, decides who leads.
+-- leader_pid: set on the worker that holds the maintenance lock, to the
+--   backend pid of the session that holds it. The advisory lock decides who
+--   leads; this column tells operators which worker it is, and lets the
+--   others end the session of a leader whose heartbeat lapsed while its
+--   connection lives on (a paused process), which would hold the lock forever.
 
 ALTER TABLE pgjobs.jobs
     ADD COLUMN cancel_requested_at timestamptz,
     ADD COLUMN attempt_base integer NOT NULL DEFAULT 0;
 
 ALTER TABLE pgjobs.workers
-    ADD COLUMN leader boolean NOT NULL DEFAULT false;
+    ADD COLUMN leader_pid integer;
 
 -- Dead letters are listed newest first and filtered by queue.
 CREATE INDEX dead_letters_failed_at_idx ON pgjobs.dead_letters (failed_at);
