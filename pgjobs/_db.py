@@ -19,6 +19,19 @@ from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
 
 Fetch = Literal["one", "all", "none"]
+
+#: libpq settings for the long-lived connections of workers. A peer that
+#: vanishes without closing the connection (a network cut, a dead host) is
+#: otherwise noticed only after the OS's two-hour keepalive: a worker would
+#: hang on it. With these, such a connection fails within about 30 s and the
+#: worker reconnects. Ignored on Unix sockets.
+KEEPALIVE: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # ms: unacknowledged writes give up too
+}
 Step = tuple[str, dict[str, Any], Fetch]
 Op = Generator[Step, Any, Any]
 

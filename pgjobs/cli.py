@@ -438,6 +438,29 @@ def dead_letters_show(job_id: str, url: str | None, app_spec: str | None, as_jso
         click.echo(str(error["traceback"]).rstrip())
 
 
+def _scope(
+    job_ids: tuple[str, ...],
+    task: str | None,
+    queue: str | None,
+    since: str | None,
+    before: str | None,
+    everything: bool,
+) -> dict[str, Any]:
+    """The filters of a bulk replay or purge, once the choice between ids and filters is clear."""
+    filtered = any(v is not None for v in (task, queue, since, before))
+    if job_ids and (filtered or everything):
+        raise InvalidArguments("give job ids or filters, not both")
+    if not job_ids and not filtered and not everything:
+        raise InvalidArguments("name job ids, give a filter (--task, --queue, ...) or --all")
+    return {
+        "task": task,
+        "queue": queue,
+        "since": _when(since, "--since"),
+        "before": _when(before, "--before"),
+        "everything": everything,
+    }
+
+
 @dead_letters.command("replay")
 @click.argument("job_ids", nargs=-1)
 @url_option
@@ -455,24 +478,13 @@ def dead_letters_replay(
     everything: bool,
 ) -> None:
     """Run dead-lettered jobs again: the JOB_IDS given, or all that match the filters."""
+    scope = _scope(job_ids, task, queue, since, before, everything)
     app = _app(app_spec, url)
-    filtered = any(v is not None for v in (task, queue, since, before))
     if job_ids:
-        if filtered or everything:
-            raise InvalidArguments("give job ids or filters, not both")
         for job in app.replay_many(job_ids):
             click.echo(f"{job.id} replayed: {job.status.value}")
         return
-    if not filtered and not everything:
-        raise InvalidArguments("name job ids, give a filter (--task, --queue, ...) or --all")
-    ids = app.replay_dead_letters(
-        task=task,
-        queue=queue,
-        since=_when(since, "--since"),
-        before=_when(before, "--before"),
-        everything=everything,
-    )
-    click.echo(f"replayed {len(ids)} jobs")
+    click.echo(f"replayed {len(app.replay_dead_letters(**scope))} jobs")
 
 
 @dead_letters.command("purge")
@@ -492,19 +504,8 @@ def dead_letters_purge(
     everything: bool,
 ) -> None:
     """Forget dead letters for good (the jobs stay `failed`): JOB_IDS, or all that match."""
-    filtered = any(v is not None for v in (task, queue, since, before))
-    if not job_ids and not filtered and not everything:
-        raise InvalidArguments("name job ids, give a filter (--task, --queue, ...) or --all")
-    if job_ids and (filtered or everything):
-        raise InvalidArguments("give job ids or filters, not both")
-    n = _app(app_spec, url).purge_dead_letters(
-        list(job_ids) or None,
-        task=task,
-        queue=queue,
-        since=_when(since, "--since"),
-        before=_when(before, "--before"),
-        everything=everything,
-    )
+    scope = _scope(job_ids, task, queue, since, before, everything)
+    n = _app(app_spec, url).purge_dead_letters(list(job_ids) or None, **scope)
     click.echo(f"purged {n} dead letters")
 
 

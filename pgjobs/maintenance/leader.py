@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from pgjobs._db import KEEPALIVE
+
 log = logging.getLogger("pgjobs.maintenance")
 
 #: The advisory lock key: 'pgjobs' in ASCII, so it reads as ours in pg_locks.
@@ -40,7 +42,10 @@ class Leader:
             if self.conn is None or self.conn.closed:
                 self.is_leader = False
                 self.conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout))
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self.connect_timeout)),
+                    **KEEPALIVE,
                 )
             if self.is_leader:
                 # A cheap round trip: if the connection died, so did the lock.

@@ -25,6 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from pgjobs._db import KEEPALIVE
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
 from pgjobs.maintenance import Maintenance
@@ -142,7 +143,7 @@ class Worker:
             url,
             min_size=2,
             max_size=4,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
             timeout=self.app.connect_timeout,
             open=False,
             name=f"pgjobs-worker-{self.id}",
@@ -529,7 +530,10 @@ class Worker:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    url, autocommit=True, connect_timeout=max(1, int(self.app.connect_timeout))
+                    url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self.app.connect_timeout)),
+                    **KEEPALIVE,
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
