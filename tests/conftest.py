@@ -171,9 +171,11 @@ def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
     """Start worker processes; every one still running at the end is stopped."""
     started: list[WorkerProcess] = []
 
-    def spawn(*args: str, app: str = "tests.sample_app:app", wait: bool = True) -> WorkerProcess:
+    def spawn(
+        *args: str, app: str = "tests.sample_app:app", wait: bool = True, url: str | None = None
+    ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
-        env = {**os.environ, "PGJOBS_URL": db_url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PGJOBS_URL": url or db_url, "PYTHONUNBUFFERED": "1"}
         before = _worker_count(db_url)
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgjobs", "worker", app, *args],

@@ -289,3 +289,68 @@ def test_a_second_sigterm_hands_running_jobs_back_at_once(
         back = app.get_job(job.id)
         assert back.status.value == "pending" and back.attempts == 0
     assert "again: handing running jobs back now" in w.log()
+
+
+def test_a_network_cut_longer_than_the_lease_loses_no_job(
+    app: Any, db: psycopg.Connection[Any], db_url: str, spawn_worker: Any
+) -> None:
+    from tests.netcut import NetCut
+
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    proxy = NetCut(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    through = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
+    try:
+        sample_app.steady.enqueue_many([(n,) for n in range(1000)])
+        workers = [spawn_worker("--concurrency", "10", *FAST_LEASE, url=through) for _ in range(2)]
+        wait_for(lambda: count(db, TERMINAL) >= 200, timeout=60)
+        # Hanging calls, silent heartbeats: past the 2 s lease the workers give
+        # up their attempts, and once the network is back the leader rescues them.
+        proxy.partition(4.0)
+        wait_for(lambda: count(db, TERMINAL) == 1000, timeout=120, interval=0.1)
+        assert count(db, SUCCEEDED) == 1000  # lost = 0
+        assert count(db, "SELECT count(DISTINCT n) FROM test_runs") == 1000
+        for w in workers:
+            assert w.proc.poll() is None, w.log()
+        logs = "".join(w.log() for w in workers)
+        assert "heartbeat failed" in logs
+        fresh = "SELECT count(*) FROM pgjobs.workers WHERE heartbeat_at > now() - interval '2 s'"
+        wait_for(lambda: count(db, fresh) == 2, timeout=20)
+        for w in workers:
+            assert w.stop() == 0, w.log()
+    finally:
+        proxy.close()
+
+
+def test_sigterm_with_the_database_unreachable_still_exits_and_loses_nothing(
+    app: Any, db: psycopg.Connection[Any], db_url: str, spawn_worker: Any
+) -> None:
+    from tests.netcut import NetCut
+
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    proxy = NetCut(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    through = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
+    try:
+        cut_off = spawn_worker("--grace-period", "1", *FAST_LEASE, url=through)
+        jobs = [
+            sample_app.sleep.options(retries=1).enqueue(60),
+            sample_app.asleep.options(retries=1).enqueue(60),
+        ]
+        wait_for(lambda: count(db, RUNNING) == 2)
+        proxy.cut = True  # and it never heals
+        started = time.monotonic()
+        cut_off.signal(signal.SIGTERM)
+        assert cut_off.wait(30) == 0, cut_off.log()
+        # The grace period, then a bounded few seconds to try the database.
+        assert time.monotonic() - started < 12, cut_off.log()
+        assert "go back when their lease runs out" in cut_off.log()
+    finally:
+        proxy.close()
+    # The jobs it could not hand back are rescued by the next worker to lead
+    # (one serving another queue, so that they stay pending for the test to see;
+    # as it leads, it may remove the silent worker's row before the fixture counts it).
+    spawn_worker("--queues", "elsewhere", *FAST_LEASE, wait=False)
+    lost = "SELECT count(*) FROM pgjobs.attempts WHERE outcome = 'lost'"
+    wait_for(lambda: count(db, lost) == 2, timeout=20)
+    for job in jobs:
+        rescued = app.get_job(job.id)
+        assert rescued.status.value == "pending" and rescued.attempts == 1

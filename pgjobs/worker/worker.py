@@ -38,6 +38,8 @@ log = logging.getLogger("pgjobs.worker")
 CHANNEL = "pgjobs"
 CANCEL_CHANNEL = "pgjobs_cancel"
 DB_ERRORS = (psycopg.Error, OSError)
+#: Seconds a shutdown may spend past its grace period writing what is left.
+FINAL_STEP_TIMEOUT = 5.0
 
 
 class Worker:
@@ -122,6 +124,8 @@ class Worker:
         """Async twin of run()."""
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
+        self._stop_deadline: float | None = None
+        self._final_deadline = 0.0
         self._force = False
         self._wake = asyncio.Event()
         self._listening = asyncio.Event()
@@ -219,6 +223,8 @@ class Worker:
         self._request_stop()
 
     def _request_stop(self) -> None:
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.grace_period
         self._stopping.set()
         self._wake.set()
 
@@ -436,8 +442,10 @@ class Worker:
                 )
 
     async def _flush_outcomes(self) -> None:
-        deadline = time.monotonic() + max(5.0, self.grace_period)
-        while self._outcomes and time.monotonic() < deadline:
+        # Outcomes left unwritten are not lost (the jobs stay 'running' under
+        # this worker and are rescued), so a dead database does not hold up
+        # the shutdown past the grace period.
+        while self._outcomes and time.monotonic() < self._final_deadline:
             self._outcomes_ready.set()
             await asyncio.sleep(0.01)
 
@@ -564,42 +572,73 @@ class Worker:
 
     async def _wait_running(self) -> None:
         # Up to the grace period, or until a second signal says not to wait.
-        deadline = time.monotonic() + self.grace_period
+        assert self._stop_deadline is not None
         while self._tasks and not self._force:
-            left = deadline - time.monotonic()
+            left = self._stop_deadline - time.monotonic()
             if left <= 0:
                 return
             await asyncio.wait(list(self._tasks.values()), timeout=min(left, 0.1))
 
+    def _final_left(self) -> float:
+        return max(0.1, self._final_deadline - time.monotonic())
+
+    async def _goodbye(self, hand_back: list[uuid.UUID]) -> None:
+        """Hand back what still ran and unregister, within the shutdown's budget.
+
+        On a connection of its own rather than the pool's: a pooled connection
+        may be stuck in a query on a dead network, and cancelling that query
+        waits for the server; a new connection just fails to connect in time.
+        """
+        try:
+            conn = await asyncio.wait_for(
+                psycopg.AsyncConnection.connect(
+                    self.app.url,
+                    autocommit=True,
+                    connect_timeout=max(2, int(self._final_left())),
+                    **KEEPALIVE,
+                ),
+                self._final_left(),
+            )
+        except (*DB_ERRORS, TimeoutError) as exc:
+            log.error(
+                "worker %s: cannot reach the database to say goodbye (%s)%s",
+                self.id,
+                _short(exc),
+                "; its running jobs go back when their lease runs out" if hand_back else "",
+            )
+            return
+        async with conn:
+            try:
+                if hand_back:
+                    cur = await conn.execute(
+                        sql("hand_back_jobs"), {"ids": hand_back, "worker_id": self.id}
+                    )
+                    back = len(await cur.fetchall())
+                    log.info("worker %s handed %d running jobs back to the queue", self.id, back)
+                await conn.execute(sql("unregister_worker"), {"worker_id": self.id})
+            except DB_ERRORS as exc:
+                log.error("worker %s: saying goodbye failed (%s)", self.id, _short(exc))
+
     async def _shutdown(self, helpers: Iterable[asyncio.Task[None]]) -> None:
+        if self._stop_deadline is None:  # a burst that ran dry
+            self._stop_deadline = time.monotonic() + self.grace_period
         if self._tasks and not self._force:
             await self._wait_running()
+        # Past the grace period, what is left to say to the database (outcomes,
+        # hand-back, goodbye) shares one short budget.
+        self._final_deadline = time.monotonic() + FINAL_STEP_TIMEOUT
         left = list(self._tasks)
         if self.executor.processes is not None:
             self.executor.processes.stop_replacing()
         self._abandon(left, "the worker is stopping; the job goes back to the queue")
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         await self._flush_outcomes()
-        if left:
-            try:
-                async with self.pool.connection() as conn:
-                    cur = await conn.execute(
-                        sql("hand_back_jobs"), {"ids": left, "worker_id": self.id}
-                    )
-                    back = len(await cur.fetchall())
-                log.info("worker %s handed %d running jobs back to the queue", self.id, back)
-            except DB_ERRORS as exc:
-                log.error("worker %s: handing jobs back failed (%s)", self.id, _short(exc))
-        try:
-            async with self.pool.connection() as conn:
-                await conn.execute(sql("unregister_worker"), {"worker_id": self.id})
-        except DB_ERRORS as exc:
-            log.warning("worker %s: unregistering failed (%s)", self.id, _short(exc))
+        await self._goodbye(left)
         for h in helpers:
             h.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await asyncio.wait(list(helpers), timeout=self._final_left())
         self.executor.shutdown()
-        await self.pool.close()
+        await self.pool.close(timeout=self._final_left())
         log.info("worker %s stopped after %d jobs", self.id, self.jobs_done)
 
 
