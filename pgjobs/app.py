@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
 import psycopg
@@ -24,7 +24,7 @@ from pgjobs.errors import (
 )
 from pgjobs.jobs import DeadLetter, Job, Status, can_transition, sources
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
-from pgjobs.tasks import NewJob, Options, Task, prepare, split_item
+from pgjobs.tasks import NewJob, Options, Periodic, Task, split_item
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +80,7 @@ class App:
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.tasks: dict[str, Task] = {}
+        self.periodics: dict[str, Periodic] = {}
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
@@ -138,6 +139,8 @@ class App:
         fail_on: ExceptionTypes = (),
         timeout: float | None = None,
         soft_timeout: float | None = None,
+        concurrency: int | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(  # type: ignore[misc]  # mypy misreads the positional-only default
@@ -154,6 +157,8 @@ class App:
         fail_on: ExceptionTypes = (),
         timeout: float | None = None,
         soft_timeout: float | None = None,
+        concurrency: int | None = None,
+        rate_limit: str | None = None,
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a function as a task: `@app.task` or `@app.task(queue=..., retries=...)`.
 
@@ -161,6 +166,8 @@ class App:
         `retry_on`: the only exceptions worth another attempt (default: any);
         `fail_on`: exceptions that fail the job at once. `soft_timeout` and
         `timeout`: the soft and hard time limits of one attempt, in seconds.
+        `concurrency`: at most this many of its jobs run at once, across all
+        workers; `rate_limit`: at most so many start per period ("100/m").
         """
 
         def register(f: Callable[..., Any]) -> Task:
@@ -181,11 +188,52 @@ class App:
                 ),
                 timeout=timeout,
                 soft_timeout=soft_timeout,
+                concurrency=concurrency,
+                rate_limit=rate_limit,
             )
             self.tasks[task_name] = t
             return t
 
         return register(fn) if fn is not None else register
+
+    def periodic(
+        self,
+        schedule: str,
+        *,
+        timezone: str = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        catch_up: str = "latest",
+    ) -> Callable[[Task | Callable[..., Any]], Task]:
+        """Run a task on a cron schedule: `@app.periodic("*/5 * * * *", timezone="Europe/Paris")`.
+
+        Put it above `@app.task(...)`, or on a plain function to make it a task
+        with the defaults. Exactly one job per slot is enqueued however many
+        workers run (the database decides). After downtime, `catch_up="latest"`
+        runs the missed slots once; `"all"` runs each of them (at most 100).
+        A six-field schedule has a leading seconds field.
+        """
+        from pgjobs.cron import CronSchedule
+        from pgjobs.tasks import CATCH_UP, Periodic
+
+        cron = CronSchedule(schedule, timezone=timezone)
+        if catch_up not in CATCH_UP:
+            raise ConfigurationError(
+                f"catch_up must be one of {', '.join(CATCH_UP)}, got {catch_up!r}"
+            )
+
+        def register(target: Task | Callable[..., Any]) -> Task:
+            task = target if isinstance(target, Task) else self.task(target)
+            key = name or task.name
+            if key in self.periodics:
+                raise ConfigurationError(f"a periodic task named {key!r} is already registered")
+            entry = Periodic(key, task, cron, tuple(args), kwargs, catch_up)
+            entry.job_for(cron.next_after(datetime.now(UTC)))  # bad arguments fail here, at import
+            self.periodics[key] = entry
+            return task
+
+        return register
 
     def get_task(self, name: str) -> Task:
         """The registered task of that name; raises UnknownTask."""
@@ -205,10 +253,13 @@ class App:
         priority: int | None = None,
         delay: float | None = None,
         dedup_key: str | None = None,
+        dedup_window: float | None = None,
         conn: Any = None,
     ) -> Job:
         """Enqueue a registered task by name (what the CLI and the web API use)."""
-        new = self._prepare_by_name(task, args, kwargs, queue, priority, delay, dedup_key)
+        new = self._prepare_by_name(
+            task, args, kwargs, queue, priority, delay, dedup_key, dedup_window
+        )
         return self._insert([new], conn)[0]
 
     async def aenqueue(
@@ -221,10 +272,13 @@ class App:
         priority: int | None = None,
         delay: float | None = None,
         dedup_key: str | None = None,
+        dedup_window: float | None = None,
         conn: Any = None,
     ) -> Job:
         """Async twin of enqueue()."""
-        new = self._prepare_by_name(task, args, kwargs, queue, priority, delay, dedup_key)
+        new = self._prepare_by_name(
+            task, args, kwargs, queue, priority, delay, dedup_key, dedup_window
+        )
         return (await self._ainsert([new], conn))[0]
 
     def _prepare_by_name(
@@ -236,6 +290,7 @@ class App:
         priority: int | None,
         delay: float | None,
         dedup_key: str | None,
+        dedup_window: float | None = None,
     ) -> NewJob:
         t = self.get_task(task)
         if not isinstance(args, (list, tuple)):
@@ -251,9 +306,10 @@ class App:
             delay=delay,
             max_attempts=opts.max_attempts,
             dedup_key=dedup_key,
+            dedup_window=dedup_window,
         )
         a, kw = split_item((list(args), kwargs or {}))
-        return prepare(self, t.name, t.signature, a, kw, opts)
+        return t.prepare(a, kw, opts)
 
     # -- connections -------------------------------------------------------------
 
@@ -610,17 +666,24 @@ def _needs_tx(rows: list[NewJob]) -> bool:
 def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
     found: dict[uuid.UUID, Job] = {}
     fresh: list[NewJob] = []
+    # A key used twice in one batch: the later rows get the earlier row's job.
+    keyed_here: dict[str, NewJob] = {}
+    same_as: dict[uuid.UUID, NewJob] = {}
     for r in rows:
         if r.dedup_key is None:
             fresh.append(r)
             continue
+        if r.dedup_key in keyed_here:
+            same_as[r.id] = keyed_here[r.dedup_key]
+            continue
         taken = yield (
             "claim_dedup_key",
-            {"key": r.dedup_key, "job_id": r.id, "expires_at": None},
+            {"key": r.dedup_key, "job_id": r.id, "window_seconds": r.window_seconds},
             "one",
         )
         if taken is not None:
             fresh.append(r)
+            keyed_here[r.dedup_key] = r
             continue
         existing = yield "job_for_dedup_key", {"key": r.dedup_key}, "one"
         if existing is None:  # cannot happen while the key row holds its job
@@ -643,7 +706,8 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
                 "max_attempts": r.max_attempts,
                 "run_at": r.run_at,
                 "dedup_key": r.dedup_key,
-                "meta": "{}",
+                "meta": r.meta_json,
+                "limited": r.limited,
             },
             "one",
         )
@@ -662,15 +726,23 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
                 "max_attempts": [r.max_attempts for r in fresh],
                 "run_ats": [r.run_at for r in fresh],
                 "dedup_keys": [r.dedup_key for r in fresh],
-                "metas": ["{}"] * len(fresh),
+                "metas": [r.meta_json for r in fresh],
+                "limited": [r.limited for r in fresh],
             },
             "one",
         )
         created_at = row["created_at"]
     out: list[Job] = []
+    built: dict[uuid.UUID, Job] = {}
     for r in rows:
         if r.id in found:
             out.append(found[r.id])
+            continue
+        if r.id in same_as:
+            first = built[same_as[r.id].id]
+            twin = first.model_copy(update={"deduplicated": True})
+            twin._app = app
+            out.append(twin)
             continue
         job = Job.model_construct(
             id=r.id,
@@ -694,6 +766,7 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
             deduplicated=False,
         )
         job._app = app
+        built[r.id] = job
         out.append(job)
     return out
 

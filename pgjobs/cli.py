@@ -97,7 +97,16 @@ def demo(count: int, data_dir: str | None) -> None:
 @main.command()
 @click.argument("app_spec", metavar="APP")
 @url_option
-@click.option("--queues", "-q", default="default", show_default=True, help="Comma-separated.")
+@click.option(
+    "--queues",
+    "-q",
+    default="default",
+    show_default=True,
+    help="Comma-separated; with weights (emails=3,reports=1) the claims share by weight.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Claim the first queue's jobs before any of the next's."
+)
 @click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--burst", is_flag=True, help="Run what is ready, then exit.")
 @click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0.01))
@@ -116,11 +125,24 @@ def demo(count: int, data_dir: str | None) -> None:
     type=click.FloatRange(0.1),
     help="Seconds without a heartbeat before a worker is taken for dead and its jobs rescued.",
 )
+@click.option(
+    "--keep-succeeded",
+    default="1d",
+    show_default=True,
+    help="How long succeeded jobs are kept (90, 30m, 2h, 7d, forever).",
+)
+@click.option(
+    "--keep-failed",
+    default="30d",
+    show_default=True,
+    help="How long failed and cancelled jobs, and their dead letters, are kept.",
+)
 @click.option("--log-level", default="INFO", show_default=True)
 def worker(
     app_spec: str,
     url: str | None,
     queues: str,
+    strict: bool,
     concurrency: int,
     burst: bool,
     poll_interval: float,
@@ -128,6 +150,8 @@ def worker(
     grace_period: float,
     heartbeat_interval: float,
     lease_ttl: float,
+    keep_succeeded: str,
+    keep_failed: str,
     log_level: str,
 ) -> None:
     """Run a worker for APP (package.module:app) until SIGTERM or SIGINT."""
@@ -142,7 +166,10 @@ def worker(
     app.check_schema()
     w = Worker(
         app,
-        queues=[q.strip() for q in queues.split(",") if q.strip()],
+        queues=_queues(queues),
+        queue_order="strict" if strict else None,
+        keep_succeeded=_duration(keep_succeeded, "--keep-succeeded"),
+        keep_failed=_duration(keep_failed, "--keep-failed"),
         concurrency=concurrency,
         processes=processes,
         app_spec=app_spec,
@@ -162,6 +189,23 @@ def worker(
         )
         logging.shutdown()
         os._exit(0)
+
+
+def _queues(text: str) -> list[str] | dict[str, float]:
+    """'a,b' -> ['a', 'b']; 'a=3,b=1' -> {'a': 3.0, 'b': 1.0}."""
+    names = [q.strip() for q in text.split(",") if q.strip()]
+    if not any("=" in q for q in names):
+        return names
+    weights: dict[str, float] = {}
+    for item in names:
+        name, _, weight = item.partition("=")
+        try:
+            weights[name.strip()] = float(weight or "1")
+        except ValueError:
+            raise InvalidArguments(
+                f"--queues: {item!r} is not name=weight with a number for weight"
+            ) from None
+    return weights
 
 
 @main.command()
@@ -186,6 +230,9 @@ def migrate(url: str | None, app_spec: str | None) -> None:
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--delay", type=click.FloatRange(0), help="Seconds before it may run.")
 @click.option("--dedup-key", help="Return the existing job if this key was used.")
+@click.option(
+    "--dedup-window", help="How long the key holds after its job ended (90, 30m, 2h, 7d)."
+)
 def enqueue(
     task: str,
     app_spec: str | None,
@@ -196,6 +243,7 @@ def enqueue(
     priority: int | None,
     delay: float | None,
     dedup_key: str | None,
+    dedup_window: str | None,
 ) -> None:
     """Enqueue TASK of --app with JSON arguments; prints the job id."""
     if not app_spec:
@@ -204,7 +252,14 @@ def enqueue(
     kwargs = _parse_json("--kwargs", kwargs_json, dict, "object")
     app = _app(app_spec, url)
     job = app.enqueue(
-        task, args, kwargs, queue=queue, priority=priority, delay=delay, dedup_key=dedup_key
+        task,
+        args,
+        kwargs,
+        queue=queue,
+        priority=priority,
+        delay=delay,
+        dedup_key=dedup_key,
+        dedup_window=None if dedup_window is None else _duration(dedup_window, "--dedup-window"),
     )
     note = " (existing job: same dedup key)" if job.deduplicated else ""
     click.echo(f"{job.id}{note}")
@@ -335,13 +390,36 @@ def cancel(job_id: str, url: str | None, app_spec: str | None) -> None:
 # -- dead letters ------------------------------------------------------------------
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _age(value: str) -> float | None:
+    """Seconds in '90', '30s', '30m', '2h', '7d'; None when it is not such a text."""
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _UNITS else (value, "s")
+    if not number.replace(".", "", 1).isdigit():
+        return None
+    return float(number) * _UNITS[unit]
+
+
+def _duration(value: str, option: str) -> float | None:
+    """A duration option: '30m', '2h', '7d', seconds, or 'forever' (None)."""
+    if value == "forever":
+        return None
+    seconds = _age(value)
+    if seconds is None:
+        raise InvalidArguments(
+            f"{option} takes a duration (90, 30m, 2h, 7d) or 'forever', got {value!r}"
+        )
+    return seconds
+
+
 def _when(value: str | None, option: str) -> datetime | None:
     """An ISO timestamp, or an age such as 30m, 2h, 7d meaning that long ago."""
     if value is None:
         return None
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value[-1:] in units and value[:-1].replace(".", "", 1).isdigit():
-        return datetime.now(UTC) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    seconds = _age(value)
+    if seconds is not None:
+        return datetime.now(UTC) - timedelta(seconds=seconds)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

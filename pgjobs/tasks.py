@@ -20,6 +20,7 @@ from pgjobs.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from pgjobs.app import App
+    from pgjobs.cron import CronSchedule
     from pgjobs.jobs import Job
 
 _P = inspect.Parameter
@@ -150,6 +151,19 @@ class Options:
     run_at: datetime | None = None
     max_attempts: int = 1
     dedup_key: str | None = None
+    dedup_window: float | timedelta | None = None
+
+    def window_seconds(self) -> float | None:
+        """The dedup window in seconds: how long the key holds after the job ends."""
+        if self.dedup_window is None:
+            return None
+        if self.dedup_key is None:
+            raise InvalidArguments("dedup_window needs a dedup_key")
+        w = self.dedup_window
+        seconds = w.total_seconds() if isinstance(w, timedelta) else float(w)
+        if seconds < 0:
+            raise InvalidArguments(f"dedup_window must not be negative, got {seconds}")
+        return seconds
 
     def resolved_run_at(self) -> datetime | None:
         if self.run_at is not None and self.delay is not None:
@@ -185,6 +199,9 @@ class NewJob:
     max_attempts: int
     run_at: datetime | None
     dedup_key: str | None
+    window_seconds: float | None = None
+    limited: bool = False
+    meta_json: str = "{}"
 
 
 def prepare(
@@ -194,6 +211,7 @@ def prepare(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     options: Options,
+    limited: bool = False,
 ) -> NewJob:
     """Validate and encode one call; raise before anything is written."""
     if signature is not None:
@@ -223,7 +241,10 @@ def prepare(
         raise InvalidArguments(f"max_attempts must be at least 1, got {options.max_attempts}")
     if not options.queue:
         raise InvalidArguments("queue must be a non-empty name")
+    if options.dedup_key is not None and not options.dedup_key:
+        raise InvalidArguments("dedup_key must be a non-empty string")
     run_at = options.resolved_run_at()
+    window = options.window_seconds()
     return NewJob(
         id=new_job_id(),
         task=name,
@@ -237,6 +258,8 @@ def prepare(
         max_attempts=options.max_attempts,
         run_at=run_at,
         dedup_key=options.dedup_key,
+        window_seconds=window,
+        limited=limited,
     )
 
 
@@ -265,12 +288,12 @@ class Enqueuer:
 
     def enqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
         """Insert one job and return it at once; with conn=, inside the caller's transaction."""
-        new = prepare(self.task.app, self.task.name, self.task.signature, args, kwargs, self.opts)
+        new = self.task.prepare(args, kwargs, self.opts)
         return self.task.app._insert([new], conn)[0]
 
     async def aenqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
         """Async twin of enqueue()."""
-        new = prepare(self.task.app, self.task.name, self.task.signature, args, kwargs, self.opts)
+        new = self.task.prepare(args, kwargs, self.opts)
         return (await self.task.app._ainsert([new], conn))[0]
 
     def delay(self, *args: Any, **kwargs: Any) -> Job:
@@ -278,12 +301,11 @@ class Enqueuer:
         return self.enqueue(*args, **kwargs)
 
     def _prepare_many(self, items: Iterable[Any]) -> list[NewJob]:
-        app, name, sig = self.task.app, self.task.name, self.task.signature
         out = []
         for i, item in enumerate(items):
             a, kw = split_item(item)
             try:
-                out.append(prepare(app, name, sig, a, kw, self.opts))
+                out.append(self.task.prepare(a, kw, self.opts))
             except InvalidArguments as exc:
                 raise type(exc)(f"item {i}: {exc}") from None
         return out
@@ -311,6 +333,8 @@ class Task:
         policy: RetryPolicy,
         timeout: float | None = None,
         soft_timeout: float | None = None,
+        concurrency: int | None = None,
+        rate_limit: str | None = None,
     ) -> None:
         if policy.retries < 0:
             raise ConfigurationError(
@@ -333,9 +357,16 @@ class Task:
                 f"task {name!r}: the parameter name 'conn' is taken by enqueue(conn=...) "
                 "for the caller's transaction; rename the parameter"
             )
+        if concurrency is not None and concurrency < 1:
+            raise ConfigurationError(
+                f"task {name!r}: concurrency must be at least 1, got {concurrency}"
+            )
         self.policy = policy
         self.timeout = timeout
         self.soft_timeout = soft_timeout
+        self.concurrency = concurrency
+        self.rate_limit = rate_limit
+        self.rate = parse_rate(name, rate_limit) if rate_limit is not None else None
         self.defaults = Options(queue=queue, priority=priority, max_attempts=policy.retries + 1)
         self._enqueuer = Enqueuer(self, self.defaults)
         self.__doc__ = fn.__doc__
@@ -349,6 +380,15 @@ class Task:
         """Run the function here and now, as a plain call."""
         return self.fn(*args, **kwargs)
 
+    @property
+    def limited(self) -> bool:
+        """True when the task has a concurrency or rate limit across all workers."""
+        return self.concurrency is not None or self.rate is not None
+
+    def prepare(self, args: Sequence[Any], kwargs: Mapping[str, Any], opts: Options) -> NewJob:
+        """Validate and encode one call of this task with these options."""
+        return prepare(self.app, self.name, self.signature, args, kwargs, opts, self.limited)
+
     def options(
         self,
         *,
@@ -358,8 +398,14 @@ class Task:
         run_at: datetime | None = None,
         retries: int | None = None,
         dedup_key: str | None = None,
+        dedup_window: float | timedelta | None = None,
     ) -> Enqueuer:
-        """The same task with other enqueue options for the next enqueue call."""
+        """The same task with other enqueue options for the next enqueue call.
+
+        `dedup_key`: while a job with this key has not ended, or ended less than
+        `dedup_window` ago (seconds or a timedelta; default: as long as the job
+        is kept), enqueue returns that job instead of a new one.
+        """
         opts = self.defaults
         changes: dict[str, Any] = {}
         if queue is not None:
@@ -371,6 +417,7 @@ class Task:
         changes["delay"] = delay
         changes["run_at"] = run_at
         changes["dedup_key"] = dedup_key
+        changes["dedup_window"] = dedup_window
         return Enqueuer(self, replace(opts, **changes))
 
     def enqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
@@ -392,3 +439,55 @@ class Task:
     async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
         """Async twin of enqueue_many()."""
         return await self._enqueuer.aenqueue_many(items, conn=conn)
+
+
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most `count` starts per `period` seconds."""
+
+    count: int
+    period: float
+
+
+def parse_rate(task: str, text: str) -> Rate:
+    """'100/m' -> Rate(100, 60.0); also /s, /h, /d and a number of units: '5/10s'."""
+    count_text, _, per = text.partition("/")
+    unit = per[-1:] if per else ""
+    amount_text = per[:-1] or "1"
+    try:
+        count = int(count_text)
+        amount = float(amount_text)
+    except ValueError:
+        count = amount = 0
+    if count < 1 or amount <= 0 or unit not in _RATE_UNITS:
+        raise ConfigurationError(
+            f"task {task!r}: rate_limit must look like '100/m' (per s, m, h or d, "
+            f"optionally '5/10s'), got {text!r}"
+        )
+    return Rate(count, amount * _RATE_UNITS[unit])
+
+
+CATCH_UP = ("latest", "all")
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """A task enqueued on a cron schedule: one job per slot, whatever the number of workers."""
+
+    name: str
+    task: Task
+    schedule: CronSchedule
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] | None = None
+    #: after downtime: 'latest' runs the missed slots once, 'all' runs each (at most max_catch_up)
+    catch_up: str = "latest"
+    max_catch_up: int = 100
+
+    def job_for(self, slot: datetime) -> NewJob:
+        """The job of one slot, validated like any enqueue."""
+        new = self.task.prepare(self.args, self.kwargs or {}, self.task.defaults)
+        new.meta_json = json.dumps({"periodic": self.name, "slot": slot.isoformat()})
+        return new

@@ -9,33 +9,39 @@
 -- Insert a batch of jobs. Ids are UUIDv7 made by the client, so the caller
 -- knows them before the statement runs; the insert trigger wakes workers.
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
-                         max_attempts, run_at, dedup_key, meta)
+                         max_attempts, run_at, dedup_key, meta, limited)
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
-       j.max_attempts, COALESCE(j.run_at, now()), j.dedup_key, j.meta::jsonb
+       j.max_attempts, COALESCE(j.run_at, now()), j.dedup_key, j.meta::jsonb, j.limited
 FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
             %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
             %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(dedup_keys)s::text[],
-            %(metas)s::text[])
-     AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, dedup_key, meta)
+            %(metas)s::text[], %(limited)s::boolean[])
+     AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, dedup_key, meta,
+          limited)
 RETURNING created_at, run_at;
 
 -- name: enqueue_job
 -- Insert one job: the single-job path, kept as a plain VALUES insert because
 -- it is the cheapest statement Postgres can plan.
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
-                         max_attempts, run_at, dedup_key, meta)
+                         max_attempts, run_at, dedup_key, meta, limited)
 VALUES (%(id)s, %(task)s, %(queue)s, %(status)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb,
-        %(max_attempts)s, COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s, %(meta)s::jsonb)
+        %(max_attempts)s, COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s, %(meta)s::jsonb,
+        %(limited)s)
 RETURNING created_at, run_at;
 
 -- name: claim_dedup_key
 -- Take a dedup key for a new job. The primary key decides a race between two
 -- enqueues of the same key: the loser waits for the winner's transaction and
--- then gets no row back. An expired key is taken over.
-INSERT INTO pgjobs.dedup_keys AS d (key, job_id, expires_at)
-VALUES (%(key)s, %(job_id)s, %(expires_at)s)
+-- then gets no row back. A key whose job ended longer than its window ago
+-- has expired (the jobs_dedup_key trigger set expires_at) and is taken over.
+-- The test reads only the key's own row, which the loser sees as the winner
+-- committed it: never a stale view of the job.
+INSERT INTO pgjobs.dedup_keys AS d (key, job_id, window_seconds)
+VALUES (%(key)s, %(job_id)s, %(window_seconds)s)
 ON CONFLICT (key) DO UPDATE
-    SET job_id = EXCLUDED.job_id, created_at = now(), expires_at = EXCLUDED.expires_at
+    SET job_id = EXCLUDED.job_id, created_at = now(), expires_at = NULL,
+        window_seconds = EXCLUDED.window_seconds
     WHERE d.expires_at IS NOT NULL AND d.expires_at <= now()
 RETURNING job_id;
 
@@ -50,19 +56,36 @@ WHERE d.key = %(key)s;
 -- plain `queue = ANY(...)` would make a prepared (generic) plan read and sort
 -- every pending job of those queues on each claim. With several queues a
 -- claim may lock up to %(limit)s rows per queue for the length of this one
--- statement and take the best %(limit)s of them. The lease is the worker's:
--- it holds while the worker's heartbeat in pgjobs.workers stays fresh.
-WITH picked AS (
-    SELECT c.id
-    FROM unnest(%(queues)s::text[]) AS q(name)
+-- statement and take the best %(limit)s of them, by the worker's order:
+--   'priority': priority, then age, across all its queues (the default);
+--   'strict':   the first queue's jobs before any of the second's, and so on;
+--   'weighted': shares by weight: the n-th job of a queue of weight w ranks
+--               at (claimed + n) / w, where `claimed` is what the worker
+--               already took from that queue lately (%(offsets)s), so queues
+--               3 and 1 get about 3 jobs to 1 while both have work, even one
+--               job at a time, and either gets all of it when the other is empty.
+-- Jobs of limited tasks are claimed by claim_limited(), not here. The lease
+-- is the worker's: it holds while the worker's heartbeat stays fresh.
+WITH candidates AS (
+    SELECT c.id, c.priority, c.run_at, q.ord,
+           (q.claimed + row_number() OVER (PARTITION BY q.ord
+                                           ORDER BY c.priority DESC, c.run_at, c.id))
+               / q.weight AS share
+    FROM unnest(%(queues)s::text[], %(weights)s::float8[], %(offsets)s::float8[])
+         WITH ORDINALITY AS q(name, weight, claimed, ord)
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM pgjobs.jobs
-        WHERE status = 'pending' AND queue = q.name
+        WHERE status = 'pending' AND NOT limited AND queue = q.name
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     ) AS c
-    ORDER BY c.priority DESC, c.run_at, c.id
+),
+picked AS (
+    SELECT id FROM candidates
+    ORDER BY CASE WHEN %(order)s::text = 'strict' THEN ord ELSE 0 END,
+             CASE WHEN %(order)s::text = 'weighted' THEN share ELSE 0 END,
+             priority DESC, run_at, id
     LIMIT %(limit)s
 )
 UPDATE pgjobs.jobs j
@@ -71,6 +94,23 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.max_attempts,
           j.started_at, j.dedup_key, j.meta;
+
+-- name: claim_limited
+-- Claim jobs of the tasks that have a concurrency or rate limit, within
+-- them (see pgjobs.claim_limited in sql/schema/0003_time_and_limits.sql).
+SELECT * FROM pgjobs.claim_limited(%(tasks)s::text[], %(queues)s::text[], %(worker_id)s,
+                                   %(limit)s);
+
+-- name: set_task_limit
+-- A worker says what limits its code gives a task; the latest word wins, so
+-- deploying a new limit changes it for every worker at once.
+INSERT INTO pgjobs.task_limits AS l (task, max_running, rate_count, rate_period)
+VALUES (%(task)s, %(max_running)s, %(rate_count)s, %(rate_period)s)
+ON CONFLICT (task) DO UPDATE
+    SET max_running = EXCLUDED.max_running, rate_count = EXCLUDED.rate_count,
+        rate_period = EXCLUDED.rate_period
+    WHERE (l.max_running, l.rate_count, l.rate_period)
+          IS DISTINCT FROM (EXCLUDED.max_running, EXCLUDED.rate_count, EXCLUDED.rate_period);
 
 -- name: finish_jobs
 -- Record the outcomes of a batch of attempts in one statement: the job rows,
@@ -105,7 +145,7 @@ done AS (
     WHERE j.id = o.id AND j.status = 'running'
       AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt
     RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.started_at,
-              j.status, j.error, o.outcome
+              j.status, j.error, j.limited, o.outcome
 ),
 attempt_rows AS (
     INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at,
@@ -118,7 +158,9 @@ dead AS (
     ON CONFLICT (job_id) DO UPDATE
         SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
 )
-SELECT id FROM done;
+-- A limited job that ends frees a slot of its task: wake the queue's workers
+-- (identical notifications in one transaction are delivered once).
+SELECT id, CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified FROM done;
 
 -- name: release_due_jobs
 -- Move scheduled and retrying jobs whose time has come to 'pending', and wake
@@ -264,7 +306,8 @@ rescued AS (
 attempt_rows AS (
     INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at,
                                  outcome, error)
-    SELECT id, attempt, worker_id, started_at, now(), 'lost', error FROM rescued
+    SELECT id, attempt, worker_id, COALESCE(started_at, now()), now(), 'lost', error
+    FROM rescued
     ON CONFLICT (job_id, attempt) DO NOTHING
 ),
 dead AS (
@@ -366,3 +409,68 @@ WHERE w.leader_pid IS NOT NULL
   AND l.locktype = 'advisory' AND l.granted
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = %(key_high)s::oid AND l.objid = %(key_low)s::oid AND l.objsubid = 1;
+
+-- name: ensure_periodic
+-- First sight of a periodic task: its slots start after `since`. Later
+-- deployments that change the schedule keep the slots already run.
+INSERT INTO pgjobs.periodic AS p (name, schedule, timezone, last_slot)
+VALUES (%(name)s, %(schedule)s, %(timezone)s, %(since)s)
+ON CONFLICT (name) DO UPDATE
+    SET schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone
+    WHERE (p.schedule, p.timezone) IS DISTINCT FROM (EXCLUDED.schedule, EXCLUDED.timezone)
+RETURNING last_slot;
+
+-- name: get_periodic
+SELECT name, last_slot FROM pgjobs.periodic WHERE name = ANY(%(names)s::text[]);
+
+-- name: advance_periodic
+-- Compare-and-set: the slot moves on only from the value this worker read,
+-- so of two workers that saw the same due slot exactly one gets a row back,
+-- and only that one enqueues the slot's job (in the same transaction).
+UPDATE pgjobs.periodic
+SET last_slot = %(slot)s, last_job = %(job_id)s, updated_at = now()
+WHERE name = %(name)s AND last_slot = %(expected)s
+RETURNING name;
+
+-- name: prune_jobs
+-- Delete ended jobs past their retention (NULL: kept forever), a batch at a
+-- time, with what
+-- belongs to them. Ended jobs are not in the claim index, and SKIP LOCKED
+-- keeps the pruner out of any transaction that holds one of them.
+WITH old AS (
+    SELECT id FROM pgjobs.jobs
+    WHERE (status = 'succeeded' AND %(keep_succeeded)s::float8 IS NOT NULL
+           AND finished_at < now() - make_interval(secs => %(keep_succeeded)s::float8))
+       OR (status IN ('failed', 'cancelled') AND %(keep_failed)s::float8 IS NOT NULL
+           AND finished_at < now() - make_interval(secs => %(keep_failed)s::float8))
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (
+    DELETE FROM pgjobs.jobs j USING old WHERE j.id = old.id RETURNING j.id
+),
+attempt_rows AS (
+    DELETE FROM pgjobs.attempts a USING gone WHERE a.job_id = gone.id
+),
+keys AS (
+    DELETE FROM pgjobs.dedup_keys d USING gone WHERE d.job_id = gone.id
+),
+letters AS (
+    DELETE FROM pgjobs.dead_letters d USING gone WHERE d.job_id = gone.id
+)
+SELECT count(*) AS pruned FROM gone;
+
+-- name: prune_dedup_keys
+-- Expired keys whose job is still kept: nobody can be deduplicated against
+-- them any more.
+WITH old AS (
+    SELECT key FROM pgjobs.dedup_keys
+    WHERE expires_at < now()
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM pgjobs.dedup_keys d USING old WHERE d.key = old.key;
+
+-- name: db_now
+-- The database's clock: workers on several machines agree on it.
+SELECT now() AS now;

@@ -1,9 +1,11 @@
 """Maintenance: duties that one worker at a time does for all of them.
 
 The leader is elected with a Postgres advisory lock (leader.py). While it
-leads, it releases due scheduled and retrying jobs (scheduler.py) and rescues
-the jobs of workers that stopped sending heartbeats (rescuer.py). Each
-service has a run_once() that tests call directly.
+leads, it releases due scheduled and retrying jobs (scheduler.py), enqueues
+the due slots of periodic tasks (periodic.py), rescues the jobs of workers
+that stopped sending heartbeats (rescuer.py) and deletes ended jobs past
+their retention (pruner.py). Each service has a run_once() that tests call
+directly.
 """
 
 from pgjobs.maintenance.service import Maintenance

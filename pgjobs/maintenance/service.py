@@ -11,15 +11,17 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs.maintenance import rescuer, scheduler
+from pgjobs.maintenance import pruner, rescuer, scheduler
 from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
+from pgjobs.maintenance.periodic import CronEnqueuer
 from pgjobs.queries import sql
 
 log = logging.getLogger("pgjobs.maintenance")
 
 
 class Maintenance:
-    """Elects a leader among the workers; the leader releases due jobs and rescues lost ones."""
+    """Elects a leader among the workers; the leader releases due jobs, enqueues cron slots,
+    rescues lost jobs and prunes old ones."""
 
     def __init__(
         self,
@@ -31,6 +33,10 @@ class Maintenance:
         tick: float = 1.0,
         rescue_interval: float | None = None,
         connect_timeout: float = 10.0,
+        app: Any = None,
+        keep_succeeded: float | None = None,
+        keep_failed: float | None = None,
+        prune_interval: float = 60.0,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -38,6 +44,10 @@ class Maintenance:
         self.tick = tick
         self.rescue_interval = rescue_interval or max(tick, lease_seconds / 4)
         self.leader = Leader(url, connect_timeout)
+        self.cron = CronEnqueuer(app, app.periodics if app is not None else {})
+        self.keep_succeeded = keep_succeeded
+        self.keep_failed = keep_failed
+        self.prune_interval = prune_interval
 
     @property
     def is_leader(self) -> bool:
@@ -50,7 +60,7 @@ class Maintenance:
 
     async def run(self) -> None:
         """Loop until cancelled: try to lead; while leading, run the services on schedule."""
-        last_rescue = 0.0
+        last_rescue = last_prune = 0.0
         last_depose = time.monotonic()
         announced: int | None = None
         try:
@@ -63,15 +73,24 @@ class Maintenance:
                     if leading:
                         async with self.pool.connection() as conn:
                             await scheduler.run_once(conn)
+                            if self.cron.seconds_until_due() == 0:
+                                await self.cron.run_once(conn)
                             if time.monotonic() - last_rescue >= self.rescue_interval:
                                 last_rescue = time.monotonic()
                                 await rescuer.run_once(conn, self.lease_seconds)
+                            if time.monotonic() - last_prune >= self.prune_interval:
+                                last_prune = time.monotonic()
+                                await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
                     elif time.monotonic() - last_depose >= self.rescue_interval:
                         last_depose = time.monotonic()
                         await self.depose_stale_leader()
                 except (psycopg.Error, OSError) as exc:
                     log.warning("maintenance failed (%s); trying again", exc)
-                await asyncio.sleep(self.tick)
+                # Wake for the next cron slot on time, not up to a tick late.
+                pause = self.tick
+                if leading:
+                    pause = min(pause, self.cron.seconds_until_due())
+                await asyncio.sleep(max(pause, 0.01))
         finally:
             await self.leader.close()
 

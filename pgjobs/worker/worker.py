@@ -18,7 +18,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -49,7 +50,8 @@ class Worker:
         self,
         app: App,
         *,
-        queues: Sequence[str] = ("default",),
+        queues: Sequence[str] | Mapping[str, float] = ("default",),
+        queue_order: str | None = None,
         concurrency: int = 10,
         processes: int | None = None,
         app_spec: str | None = None,
@@ -60,11 +62,11 @@ class Worker:
         grace_period: float = 30.0,
         burst: bool = False,
         max_batch: int = 500,
+        keep_succeeded: float | timedelta | None = timedelta(days=1),
+        keep_failed: float | timedelta | None = timedelta(days=30),
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
-        if not queues or any(not q for q in queues):
-            raise ConfigurationError("a worker needs at least one queue name")
         if poll_interval <= 0:
             raise ConfigurationError(f"poll_interval must be positive, got {poll_interval}")
         if lease_ttl < 2 * heartbeat_interval:
@@ -75,7 +77,10 @@ class Worker:
         if processes is not None and processes < 1:
             raise ConfigurationError(f"processes must be at least 1, got {processes}")
         self.app = app
-        self.queues = list(dict.fromkeys(queues))
+        self.queues, self.weights, self.queue_order = _queue_plan(queues, queue_order)
+        self.keep_succeeded = _seconds(keep_succeeded)
+        self.keep_failed = _seconds(keep_failed)
+        self.limited_tasks = sorted(name for name, t in app.tasks.items() if t.limited)
         self.processes = processes
         # Child processes run one attempt each: capacity is the number of children.
         self.concurrency = max(concurrency, processes or 0)
@@ -139,6 +144,7 @@ class Worker:
         self._progress_lock = threading.Lock()
         self._last_heartbeat = time.monotonic()
         self._reconcile_due = 0.0
+        self._claimed: dict[str, float] = {}
         if self._stop_requested.is_set():
             self._stopping.set()
 
@@ -168,6 +174,9 @@ class Worker:
             lease_seconds=self.lease_ttl,
             tick=self.release_interval,
             connect_timeout=self.app.connect_timeout,
+            app=self.app,
+            keep_succeeded=self.keep_succeeded,
+            keep_failed=self.keep_failed,
         )
 
         if install_signal_handlers is None:
@@ -309,12 +318,57 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
+        limit = min(limit, self.max_batch)
+        rows: list[dict[str, Any]] = []
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                sql("claim_jobs"),
-                {"queues": self.queues, "limit": min(limit, self.max_batch), "worker_id": self.id},
-            )
-            return await cur.fetchall()  # type: ignore[return-value]
+            if self.limited_tasks:
+                # Jobs of limited tasks first, each within its limit; the
+                # rest of the free capacity goes to everything else.
+                cur = await conn.execute(
+                    sql("claim_limited"),
+                    {
+                        "tasks": self.limited_tasks,
+                        "queues": self.queues,
+                        "worker_id": self.id,
+                        "limit": limit,
+                    },
+                )
+                rows = await cur.fetchall()  # type: ignore[assignment]
+            if len(rows) < limit:
+                cur = await conn.execute(
+                    sql("claim_jobs"),
+                    {
+                        "queues": self.queues,
+                        "weights": self.weights,
+                        "offsets": [self._claimed.get(q, 0.0) for q in self.queues],
+                        "order": self.queue_order,
+                        "limit": limit - len(rows),
+                        "worker_id": self.id,
+                    },
+                )
+                main: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+                if self.queue_order == "weighted":
+                    self._account(main, full=len(main) == limit - len(rows))
+                rows += main
+        return rows
+
+    def _account(self, rows: list[dict[str, Any]], full: bool) -> None:
+        """Remember how much each weighted queue got, for the next claim's shares."""
+        for r in rows:
+            self._claimed[r["queue"]] = self._claimed.get(r["queue"], 0.0) + 1
+        shares = {
+            q: self._claimed.get(q, 0.0) / w for q, w in zip(self.queues, self.weights, strict=True)
+        }
+        if not full:
+            # A short claim means the queues that gave nothing are empty: an
+            # idle queue earns no credit to flood the worker with later.
+            got = {r["queue"] for r in rows}
+            floor = min((shares[q] for q in got), default=0.0)
+            shares = {q: (v if q in got else floor) for q, v in shares.items()}
+        low = min(shares.values())
+        self._claimed = {
+            q: (shares[q] - low) * w for q, w in zip(self.queues, self.weights, strict=True)
+        }
 
     async def _reconcile(self) -> None:
         """Compare what the database says this worker runs with what it does run.
@@ -484,6 +538,17 @@ class Worker:
 
     async def _register(self) -> None:
         async with self.pool.connection() as conn:
+            for name in self.limited_tasks:
+                task = self.app.tasks[name]
+                await conn.execute(
+                    sql("set_task_limit"),
+                    {
+                        "task": name,
+                        "max_running": task.concurrency,
+                        "rate_count": task.rate.count if task.rate else None,
+                        "rate_period": task.rate.period if task.rate else None,
+                    },
+                )
             await conn.execute(
                 sql("register_worker"),
                 {
@@ -640,6 +705,40 @@ class Worker:
         self.executor.shutdown()
         await self.pool.close(timeout=self._final_left())
         log.info("worker %s stopped after %d jobs", self.id, self.jobs_done)
+
+
+QUEUE_ORDERS = ("priority", "strict", "weighted")
+
+
+def _queue_plan(
+    queues: Sequence[str] | Mapping[str, float], order: str | None
+) -> tuple[list[str], list[float], str]:
+    """Queue names, their weights and the order to claim them in, checked."""
+    if isinstance(queues, Mapping):
+        weights = dict(queues)
+        order = order or "weighted"
+    else:
+        weights = dict.fromkeys(queues, 1.0)
+        order = order or "priority"
+    if not weights or any(not q for q in weights):
+        raise ConfigurationError("a worker needs at least one queue name")
+    if order not in QUEUE_ORDERS:
+        raise ConfigurationError(
+            f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, got {order!r}"
+        )
+    for name, weight in weights.items():
+        if not weight > 0:
+            raise ConfigurationError(f"queue {name!r}: weight must be positive, got {weight}")
+    return list(weights), [float(w) for w in weights.values()], order
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ConfigurationError(f"a retention must not be negative, got {seconds} s")
+    return seconds
 
 
 def _short(exc: BaseException) -> str:

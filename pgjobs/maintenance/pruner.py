@@ -1,0 +1,50 @@
+"""The pruner: ended jobs leave the database once their retention has passed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgjobs.queries import sql
+
+log = logging.getLogger("pgjobs.maintenance")
+
+#: Rows per DELETE: small enough that no statement holds many locks or runs
+#: long, large enough that a big backlog drains in few round trips.
+BATCH = 1000
+#: A run stops after this many batches and leaves the rest to the next run.
+MAX_BATCHES = 50
+
+
+async def run_once(
+    conn: psycopg.AsyncConnection[Any],
+    keep_succeeded: float | None,
+    keep_failed: float | None,
+    batch: int = BATCH,
+) -> int:
+    """Delete succeeded jobs older than keep_succeeded and failed or cancelled ones older
+    than keep_failed (None: keep them), with their attempts, keys and dead letters.
+
+    Returns how many jobs were deleted.
+    """
+    if keep_succeeded is None and keep_failed is None:
+        return 0
+    params = {"keep_succeeded": keep_succeeded, "keep_failed": keep_failed, "batch": batch}
+    total = 0
+    async with conn.cursor(row_factory=dict_row) as cur:
+        for _ in range(MAX_BATCHES):
+            await cur.execute(sql("prune_jobs"), params)
+            row = await cur.fetchone()
+            pruned = int(row["pruned"]) if row else 0
+            total += pruned
+            if pruned < batch:
+                break
+            await asyncio.sleep(0)  # let the worker's other duties in between batches
+        await cur.execute(sql("prune_dedup_keys"), {"batch": batch * MAX_BATCHES})
+    if total:
+        log.info("pruned %d ended jobs past their retention", total)
+    return total
