@@ -114,7 +114,10 @@ def db_url(admin_url: str) -> Iterator[str]:
             )
 
 
-TABLES = "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers"
+TABLES = (
+    "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers,"
+    " pgjobs.task_limits, pgjobs.periodic"
+)
 
 
 @pytest.fixture

@@ -341,3 +341,34 @@ def poison(how: str) -> None:
     import ctypes
 
     ctypes.string_at(0)  # a segfault
+
+
+# -- limits ---------------------------------------------------------------------------
+
+
+def _timed_run(n: int, seconds: float) -> None:
+    job = pgjobs.current_job()
+    conn = _guard_conn()
+    conn.execute(
+        "INSERT INTO test_runs (job_id, n, pid, attempt) VALUES (%s, %s, %s, %s)",
+        (job.id, n, os.getpid(), job.attempt),
+    )
+    time.sleep(seconds)
+    conn.execute(
+        "UPDATE test_runs SET ended_at = clock_timestamp() WHERE job_id = %s AND attempt = %s",
+        (job.id, job.attempt),
+    )
+
+
+@app.task(concurrency=3)
+def fragile_api(n: int, seconds: float) -> int:
+    """Calls an outside API that allows 3 calls at a time, across all workers."""
+    _timed_run(n, seconds)
+    return n
+
+
+@app.task(rate_limit="5/s")
+def rated(n: int) -> int:
+    """At most 5 starts a second, across all workers."""
+    _timed_run(n, 0.0)
+    return n

@@ -114,4 +114,33 @@ def test_a_dead_database_or_a_wrong_url_is_one_clear_line(admin_url: str) -> Non
 def test_migrate_reports_the_revision(db_url: str) -> None:
     result = pgjobs("migrate", url=db_url)
     assert result.returncode == 0, result.stderr
-    assert "0002_failures" in result.stdout
+    assert "0003_time_and_limits" in result.stdout
+
+
+def test_enqueue_with_a_dedup_window_returns_the_existing_job(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    args = ("enqueue", "add", "--app", APP, "--args", "[1, 1]", "--dedup-key", "k1")
+    first = pgjobs(*args, "--dedup-window", "10m")
+    again = pgjobs(*args, "--dedup-window", "10m")
+    assert first.returncode == 0 and again.returncode == 0, again.stderr
+    assert again.stdout.split()[0] == first.stdout.strip()
+    assert "existing job" in again.stdout
+    assert count(db) == 1
+    row = db.execute("SELECT window_seconds FROM pgjobs.dedup_keys").fetchone()
+    assert row == (600.0,)
+
+
+def test_worker_and_enqueue_mistakes_in_the_new_options_are_one_line(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    one_line_error(
+        pgjobs("worker", APP, "--burst", "--keep-succeeded", "soon"), "--keep-succeeded takes"
+    )
+    one_line_error(pgjobs("worker", APP, "--burst", "--queues", "a=x,b=1"), "name=weight")
+    one_line_error(pgjobs("worker", APP, "--burst", "--queues", "a=0"), "weight must be positive")
+    one_line_error(
+        pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 1]", "--dedup-window", "1h"),
+        "dedup_window needs a dedup_key",
+    )
+    assert count(db) == 0

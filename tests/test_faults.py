@@ -156,7 +156,15 @@ def test_finishing_is_fenced_by_worker_and_attempt(app: Any, db: psycopg.Connect
         " VALUES ('w-owner', 'h', 1, '{default}', 1)"
     )
     claimed = db.execute(
-        sql("claim_jobs"), {"queues": ["default"], "limit": 1, "worker_id": "w-owner"}
+        sql("claim_jobs"),
+        {
+            "queues": ["default"],
+            "weights": [1.0],
+            "offsets": [0.0],
+            "order": "priority",
+            "limit": 1,
+            "worker_id": "w-owner",
+        },
     )
     assert len(claimed.fetchall()) == 1
 

@@ -14,7 +14,7 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0002_failures"
+HEAD = "0003_time_and_limits"
 
 
 @pytest.fixture
@@ -53,6 +53,8 @@ def test_upgrade_creates_the_schema_and_is_idempotent(empty_db: str) -> None:
         "dedup_keys",
         "dead_letters",
         "workers",
+        "task_limits",
+        "periodic",
         "alembic_version",
     }
 
