@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests import sample_app
 from tests.conftest import count, restart_postgres, wait_for
+from tests.netcut import NetCut
 
 # Short leases so a dead worker's jobs are rescued within seconds.
 FAST_LEASE = ("--lease-ttl", "2", "--heartbeat-interval", "0.5", "--poll-interval", "0.5")
@@ -299,60 +301,57 @@ def test_a_second_sigterm_hands_running_jobs_back_at_once(
     assert "again: handing running jobs back now" in w.log()
 
 
-def test_a_network_cut_longer_than_the_lease_loses_no_job(
-    app: Any, db: psycopg.Connection[Any], db_url: str, spawn_worker: Any
-) -> None:
-    from tests.netcut import NetCut
-
+@pytest.fixture
+def netcut(db_url: str) -> Iterator[tuple[NetCut, str]]:
+    """A proxy to the test database that can cut the network, and the URL through it."""
     info = psycopg.conninfo.conninfo_to_dict(db_url)
     proxy = NetCut(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-    through = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
     try:
-        sample_app.steady.enqueue_many([(n,) for n in range(1000)])
-        workers = [spawn_worker("--concurrency", "10", *FAST_LEASE, url=through) for _ in range(2)]
-        wait_for(lambda: count(db, TERMINAL) >= 200, timeout=60)
-        # Hanging calls, silent heartbeats: past the 2 s lease the workers give
-        # up their attempts, and once the network is back the leader rescues them.
-        proxy.partition(4.0)
-        wait_for(lambda: count(db, TERMINAL) == 1000, timeout=120, interval=0.1)
-        assert count(db, SUCCEEDED) == 1000  # lost = 0
-        assert count(db, "SELECT count(DISTINCT n) FROM test_runs") == 1000
-        for w in workers:
-            assert w.proc.poll() is None, w.log()
-        logs = "".join(w.log() for w in workers)
-        assert "heartbeat failed" in logs
-        fresh = "SELECT count(*) FROM pgjobs.workers WHERE heartbeat_at > now() - interval '2 s'"
-        wait_for(lambda: count(db, fresh) == 2, timeout=20)
-        for w in workers:
-            assert w.stop() == 0, w.log()
+        yield proxy, psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
     finally:
         proxy.close()
+
+
+def test_a_network_cut_longer_than_the_lease_loses_no_job(
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any, netcut: tuple[NetCut, str]
+) -> None:
+    proxy, through = netcut
+    sample_app.steady.enqueue_many([(n,) for n in range(1000)])
+    workers = [spawn_worker("--concurrency", "10", *FAST_LEASE, url=through) for _ in range(2)]
+    wait_for(lambda: count(db, TERMINAL) >= 200, timeout=60)
+    # Hanging calls, silent heartbeats: past the 2 s lease the workers give
+    # up their attempts, and once the network is back the leader rescues them.
+    proxy.partition(4.0)
+    wait_for(lambda: count(db, TERMINAL) == 1000, timeout=120, interval=0.1)
+    assert count(db, SUCCEEDED) == 1000  # lost = 0
+    assert count(db, "SELECT count(DISTINCT n) FROM test_runs") == 1000
+    for w in workers:
+        assert w.proc.poll() is None, w.log()
+    logs = "".join(w.log() for w in workers)
+    assert "heartbeat failed" in logs
+    fresh = "SELECT count(*) FROM pgjobs.workers WHERE heartbeat_at > now() - interval '2 s'"
+    wait_for(lambda: count(db, fresh) == 2, timeout=20)
+    for w in workers:
+        assert w.stop() == 0, w.log()
 
 
 def test_sigterm_with_the_database_unreachable_still_exits_and_loses_nothing(
-    app: Any, db: psycopg.Connection[Any], db_url: str, spawn_worker: Any
+    app: Any, db: psycopg.Connection[Any], spawn_worker: Any, netcut: tuple[NetCut, str]
 ) -> None:
-    from tests.netcut import NetCut
-
-    info = psycopg.conninfo.conninfo_to_dict(db_url)
-    proxy = NetCut(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-    through = psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
-    try:
-        cut_off = spawn_worker("--grace-period", "1", *FAST_LEASE, url=through)
-        jobs = [
-            sample_app.sleep.options(retries=1).enqueue(60),
-            sample_app.asleep.options(retries=1).enqueue(60),
-        ]
-        wait_for(lambda: count(db, RUNNING) == 2)
-        proxy.cut = True  # and it never heals
-        started = time.monotonic()
-        cut_off.signal(signal.SIGTERM)
-        assert cut_off.wait(30) == 0, cut_off.log()
-        # The grace period, then a bounded few seconds to try the database.
-        assert time.monotonic() - started < 12, cut_off.log()
-        assert "go back when their lease runs out" in cut_off.log()
-    finally:
-        proxy.close()
+    proxy, through = netcut
+    cut_off = spawn_worker("--grace-period", "1", *FAST_LEASE, url=through)
+    jobs = [
+        sample_app.sleep.options(retries=1).enqueue(60),
+        sample_app.asleep.options(retries=1).enqueue(60),
+    ]
+    wait_for(lambda: count(db, RUNNING) == 2)
+    proxy.cut = True  # and it never heals
+    started = time.monotonic()
+    cut_off.signal(signal.SIGTERM)
+    assert cut_off.wait(30) == 0, cut_off.log()
+    # The grace period, then a bounded few seconds to try the database.
+    assert time.monotonic() - started < 12, cut_off.log()
+    assert "go back when their lease runs out" in cut_off.log()
     # The jobs it could not hand back are rescued by the next worker to lead
     # (one serving another queue, so that they stay pending for the test to see;
     # as it leads, it may remove the silent worker's row before the fixture counts it).
@@ -362,3 +361,22 @@ def test_sigterm_with_the_database_unreachable_still_exits_and_loses_nothing(
     for job in jobs:
         rescued = app.get_job(job.id)
         assert rescued.status.value == "pending" and rescued.attempts == 1
+
+
+def test_a_failing_maintenance_duty_backs_off_instead_of_spinning(
+    app: Any, db: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_worker import start_in_thread
+
+    db.execute("ALTER TABLE pgjobs.workers RENAME COLUMN leader_pid TO leader_pid_gone")
+    try:
+        with caplog.at_level("WARNING", logger="pgjobs.maintenance"):
+            worker, thread = start_in_thread(app, release_interval=0.1)
+            time.sleep(2.0)
+            worker.stop()
+            thread.join(30)
+    finally:
+        db.execute("ALTER TABLE pgjobs.workers RENAME COLUMN leader_pid_gone TO leader_pid")
+    failures = [r for r in caplog.records if "maintenance failed" in r.getMessage()]
+    # 0.1 s doubling: about five tries in two seconds, not one every few milliseconds.
+    assert 2 <= len(failures) <= 7, len(failures)

@@ -63,9 +63,18 @@ class Maintenance:
         last_rescue = last_prune = 0.0
         last_depose = time.monotonic()
         announced: int | None = None
+        was_leading = False
+        failures = 0
         try:
             while True:
                 leading = await self.leader.try_lead()
+                if leading != was_leading:
+                    was_leading = leading
+                    log.info(
+                        "worker %s %s",
+                        self.worker_id,
+                        "leads maintenance" if leading else "does not lead maintenance",
+                    )
                 try:
                     if self.leader_pid != announced:
                         await self._announce(self.leader_pid)
@@ -84,22 +93,23 @@ class Maintenance:
                     elif time.monotonic() - last_depose >= self.rescue_interval:
                         last_depose = time.monotonic()
                         await self.depose_stale_leader()
+                    failures = 0
                 except (psycopg.Error, OSError) as exc:
+                    failures += 1
                     log.warning("maintenance failed (%s); trying again", exc)
-                # Wake for the next cron slot on time, not up to a tick late.
                 pause = self.tick
-                if leading:
+                if failures:
+                    # A failing duty is retried at the tick, backing off to a
+                    # minute, not in a loop that floods the log and the server.
+                    pause = min(60.0, self.tick * 2 ** (failures - 1))
+                elif leading:
+                    # Wake for the next cron slot on time, not up to a tick late.
                     pause = min(pause, self.cron.seconds_until_due())
                 await asyncio.sleep(max(pause, 0.01))
         finally:
             await self.leader.close()
 
     async def _announce(self, leader_pid: int | None) -> None:
-        log.info(
-            "worker %s %s",
-            self.worker_id,
-            "leads maintenance" if leader_pid is not None else "does not lead maintenance",
-        )
         async with self.pool.connection() as conn:
             await conn.execute(
                 sql("set_leader"), {"worker_id": self.worker_id, "leader_pid": leader_pid}
