@@ -203,8 +203,8 @@ FROM unnest(%(ids)s::uuid[], %(progress)s::text[]) AS p(id, progress)
 WHERE j.id = p.id AND j.status = 'running' AND j.worker_id = %(worker_id)s;
 
 -- name: register_worker
-INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)
-VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s)
+INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, lease_seconds)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lease_seconds)s)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: heartbeat
@@ -267,14 +267,14 @@ SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL AS migrated;
 
 -- name: rescue_jobs
 -- The rescuer (run by the leader only). Workers whose heartbeat is older
--- than the lease are dead: their rows go, and each job they were running gets
+-- than their own lease are dead: their rows go, and each job they were running gets
 -- its attempt recorded as 'lost' and goes back to 'pending' for another
 -- attempt, or to 'failed' and the dead letters when it has none left. A job
 -- whose own worker kills it (a poison job) spends an attempt each time, so
 -- it cannot loop forever.
 WITH dead_workers AS (
     DELETE FROM pgjobs.workers
-    WHERE heartbeat_at < now() - make_interval(secs => %(lease_seconds)s)
+    WHERE heartbeat_at < now() - make_interval(secs => lease_seconds)
     RETURNING id
 ),
 lost AS (
@@ -405,7 +405,7 @@ SELECT w.id, pg_terminate_backend(w.leader_pid) AS deposed
 FROM pgjobs.workers w
 JOIN pg_locks l ON l.pid = w.leader_pid
 WHERE w.leader_pid IS NOT NULL
-  AND w.heartbeat_at < now() - make_interval(secs => %(lease_seconds)s)
+  AND w.heartbeat_at < now() - make_interval(secs => w.lease_seconds)
   AND l.locktype = 'advisory' AND l.granted
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND l.classid = %(key_high)s::oid AND l.objid = %(key_low)s::oid AND l.objsubid = 1;

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgjobs import Status
 from tests import sample_app
 from tests.conftest import count, restart_postgres, wait_for
 from tests.netcut import NetCut
@@ -380,3 +381,34 @@ def test_a_failing_maintenance_duty_backs_off_instead_of_spinning(
     failures = [r for r in caplog.records if "maintenance failed" in r.getMessage()]
     # 0.1 s doubling: about five tries in two seconds, not one every few milliseconds.
     assert 2 <= len(failures) <= 7, len(failures)
+
+
+def test_each_worker_is_judged_by_its_own_lease(
+    app: Any, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    import asyncio
+
+    from pgjobs.maintenance import rescuer
+
+    patient, hasty = (sample_app.steady.enqueue(1), sample_app.steady.enqueue(2))  # retries=3
+    for worker, lease, job in (("w-patient", 60, patient), ("w-hasty", 2, hasty)):
+        db.execute(
+            "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, lease_seconds,"
+            " heartbeat_at) VALUES (%s, 'h', 1, '{default}', 1, %s, now() - interval '10 s')",
+            (worker, lease),
+        )
+        db.execute(
+            "UPDATE pgjobs.jobs SET status = 'running', worker_id = %s, attempt = 1,"
+            " started_at = now() WHERE id = %s",
+            (worker, job.id),
+        )
+
+    async def rescue() -> int:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            return await rescuer.run_once(conn)
+
+    assert asyncio.run(rescue()) == 1
+    assert app.get_job(patient.id).status is Status.RUNNING  # 10 s silent, within its 60 s
+    assert app.get_job(hasty.id).status is Status.PENDING  # past its 2 s
+    workers = {r[0] for r in db.execute("SELECT id FROM pgjobs.workers").fetchall()}
+    assert workers == {"w-patient"}

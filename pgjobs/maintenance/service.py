@@ -86,7 +86,7 @@ class Maintenance:
                                 await self.cron.run_once(conn)
                             if time.monotonic() - last_rescue >= self.rescue_interval:
                                 last_rescue = time.monotonic()
-                                await rescuer.run_once(conn, self.lease_seconds)
+                                await rescuer.run_once(conn)
                             if time.monotonic() - last_prune >= self.prune_interval:
                                 last_prune = time.monotonic()
                                 await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
@@ -120,18 +120,13 @@ class Maintenance:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 sql("depose_stale_leader"),
-                {
-                    "lease_seconds": self.lease_seconds,
-                    "key_high": LOCK_KEY_HIGH,
-                    "key_low": LOCK_KEY_LOW,
-                },
+                {"key_high": LOCK_KEY_HIGH, "key_low": LOCK_KEY_LOW},
             )
             rows = await cur.fetchall()
         for r in rows:
             log.warning(
-                "worker %s: the leader %s sent no heartbeat for %.0f s; ended its lock session",
+                "worker %s: the leader %s missed its lease; ended its lock session",
                 self.worker_id,
                 r["id"],
-                self.lease_seconds,
             )
         return len(rows)

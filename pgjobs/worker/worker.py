@@ -557,6 +557,7 @@ class Worker:
                     "pid": os.getpid(),
                     "queues": self.queues,
                     "concurrency": self.concurrency,
+                    "lease_seconds": self.lease_ttl,
                 },
             )
         self._last_heartbeat = time.monotonic()

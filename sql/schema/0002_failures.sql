@@ -11,13 +11,17 @@
 --   leads; this column tells operators which worker it is, and lets the
 --   others end the session of a leader whose heartbeat lapsed while its
 --   connection lives on (a paused process), which would hold the lock forever.
+-- lease_seconds: how long this worker may go without a heartbeat before it
+--   is taken for dead. Each worker says its own, so workers with different
+--   settings can share a database.
 
 ALTER TABLE pgjobs.jobs
     ADD COLUMN cancel_requested_at timestamptz,
     ADD COLUMN attempt_base integer NOT NULL DEFAULT 0;
 
 ALTER TABLE pgjobs.workers
-    ADD COLUMN leader_pid integer;
+    ADD COLUMN leader_pid integer,
+    ADD COLUMN lease_seconds double precision NOT NULL DEFAULT 30 CHECK (lease_seconds > 0);
 
 -- Dead letters are listed newest first and filtered by queue.
 CREATE INDEX dead_letters_failed_at_idx ON pgjobs.dead_letters (failed_at);
