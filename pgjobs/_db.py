@@ -18,7 +18,8 @@ from psycopg.rows import DictRow, dict_row
 from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
 
-Fetch = Literal["one", "all", "none"]
+# "copy": the step's params are {"rows": [...]}, written with COPY FROM STDIN.
+Fetch = Literal["one", "all", "none", "copy"]
 
 #: libpq settings for the long-lived connections of workers. A peer that
 #: vanishes without closing the connection (a network cut, a dead host) is
@@ -131,8 +132,14 @@ def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
             step = next(op)
             while True:
                 name, params, fetch = step
-                cur.execute(sql(name), params)
                 rows: list[DictRow] | DictRow | None
+                if fetch == "copy":
+                    with cur.copy(sql(name)) as copy:
+                        for row in params["rows"]:
+                            copy.write_row(row)
+                    step = op.send(None)
+                    continue
+                cur.execute(sql(name), params)
                 if fetch == "one":
                     rows = cur.fetchone()
                 elif fetch == "all":
@@ -151,8 +158,14 @@ async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
             step = next(op)
             while True:
                 name, params, fetch = step
-                await cur.execute(sql(name), params)
                 rows: list[DictRow] | DictRow | None
+                if fetch == "copy":
+                    async with cur.copy(sql(name)) as copy:
+                        for row in params["rows"]:
+                            await copy.write_row(row)
+                    step = op.send(None)
+                    continue
+                await cur.execute(sql(name), params)
                 if fetch == "one":
                     rows = await cur.fetchone()
                 elif fetch == "all":

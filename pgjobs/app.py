@@ -659,8 +659,13 @@ def _as_id(job_id: uuid.UUID | str) -> uuid.UUID:
         raise JobNotFound(f"{job_id!r} is not a job id (a UUID)") from None
 
 
+#: From this many jobs without dedup keys, enqueue_many() uses COPY. Below it,
+#: one INSERT ... unnest statement is cheaper than COPY's extra round trips.
+COPY_FROM = 100
+
+
 def _needs_tx(rows: list[NewJob]) -> bool:
-    return any(r.dedup_key for r in rows)
+    return len(rows) >= COPY_FROM or any(r.dedup_key for r in rows)
 
 
 def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
@@ -712,6 +717,26 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
             "one",
         )
         created_at = row["created_at"]
+    elif len(fresh) >= COPY_FROM and len(fresh) == len(rows):
+        row = yield "transaction_now", {}, "one"
+        created_at = row["now"]
+        copy_rows = [
+            (
+                r.id,
+                r.task,
+                r.queue,
+                r.status,
+                r.priority,
+                r.args_json,
+                r.kwargs_json,
+                r.max_attempts,
+                r.run_at or created_at,
+                r.meta_json,
+                r.limited,
+            )
+            for r in fresh
+        ]
+        yield "copy_jobs", {"rows": copy_rows}, "copy"
     elif fresh:
         row = yield (
             "enqueue_jobs",
@@ -734,6 +759,7 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
         created_at = row["created_at"]
     out: list[Job] = []
     built: dict[uuid.UUID, Job] = {}
+    template: Job | None = None
     for r in rows:
         if r.id in found:
             out.append(found[r.id])
@@ -744,27 +770,36 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
             twin._app = app
             out.append(twin)
             continue
-        job = Job.model_construct(
-            id=r.id,
-            task=r.task,
-            queue=r.queue,
-            status=Status(r.status),
-            priority=r.priority,
-            args=r.args,
-            kwargs=r.kwargs,
-            attempts=0,
-            max_attempts=r.max_attempts,
-            created_at=created_at,
-            run_at=r.run_at or created_at,
-            started_at=None,
-            finished_at=None,
-            result=None,
-            error=None,
-            progress=None,
-            worker_id=None,
-            dedup_key=r.dedup_key,
-            deduplicated=False,
-        )
+        fields: dict[str, Any] = {
+            "id": r.id,
+            "task": r.task,
+            "queue": r.queue,
+            "status": Status(r.status),
+            "priority": r.priority,
+            "args": r.args,
+            "kwargs": r.kwargs,
+            "max_attempts": r.max_attempts,
+            "run_at": r.run_at or created_at,
+            "dedup_key": r.dedup_key,
+        }
+        if template is None:
+            template = Job.model_construct(
+                attempts=0,
+                created_at=created_at,
+                started_at=None,
+                finished_at=None,
+                result=None,
+                error=None,
+                progress=None,
+                worker_id=None,
+                deduplicated=False,
+                **fields,
+            )
+            job = template
+        else:
+            # A copy of the batch's first job with this row's fields: a third
+            # of the cost of model_construct, which a thousand-job batch feels.
+            job = template.model_copy(update=fields)
         job._app = app
         built[r.id] = job
         out.append(job)

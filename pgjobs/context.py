@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +25,9 @@ class JobContext:
     _report: Callable[[uuid.UUID, str], None] = field(repr=False)
     #: time.monotonic() at which the task should wrap up (its soft limit, else its hard one)
     _deadline: float | None = field(default=None, repr=False)
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A plain flag: set from the event loop, read from the task's thread; an
+    # Event per job would cost more than a no-op job itself.
+    _cancelled: bool = field(default=False, repr=False)
 
     def set_progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -58,7 +59,7 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once someone asked to cancel this job: a `def` task should stop soon."""
-        return self._cancel.is_set()
+        return self._cancelled
 
 
 _current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgjobs_current_job")

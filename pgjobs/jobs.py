@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import os
+import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -94,7 +94,10 @@ def new_job_id() -> uuid.UUID:
     else:
         _last_ms = ms
         _seq = 0
-    rand_b = int.from_bytes(os.urandom(8), "big") & 0x3FFF_FFFF_FFFF_FFFF
+    # random, not os.urandom: ids need uniqueness, not secrecy, and a system
+    # call per id costs more than the rest of an enqueue. The random module
+    # reseeds itself in a forked child, so processes do not share sequences.
+    rand_b = random.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (_seq << 64) | (0b10 << 62) | rand_b
     return uuid.UUID(int=value)
 

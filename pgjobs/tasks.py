@@ -71,6 +71,24 @@ class Signature:
             elif p.kind is _P.VAR_KEYWORD:
                 self.var_keyword = p
         self.result = _adapter(hints.get("return", Any))
+        # The common call, plain positional values, is checked without
+        # inspect's bind(): how many may be given, and how many must.
+        self.max_positional = len(self.positional)
+        self.min_positional = sum(1 for p in self.positional if p.default is _P.empty)
+        self.keyword_only_required = any(
+            p.kind is _P.KEYWORD_ONLY and p.default is _P.empty
+            for p in self.sig.parameters.values()
+        )
+        # Parameters whose hint is exactly int, str or bool (or none at all):
+        # a value of exactly that type is already valid and already JSON, so
+        # pydantic is not asked (the result would be the value itself).
+        self.exact: dict[str, tuple[type, ...]] = {}
+        for p in self.positional:
+            hint = hints.get(p.name, _P.empty)
+            if hint in (int, str, bool):
+                self.exact[p.name] = (hint,)
+            elif hint is _P.empty or hint is Any:
+                self.exact[p.name] = (int, str, bool, type(None))
 
     def _param_for(self, index: int | None, key: str | None) -> _P:
         if index is not None:
@@ -106,6 +124,20 @@ class Signature:
     def _walk(
         self, args: Sequence[Any], kwargs: Mapping[str, Any], to_json: bool
     ) -> tuple[list[Any], dict[str, Any]]:
+        if (
+            not kwargs
+            and not self.keyword_only_required
+            and self.min_positional <= len(args) <= self.max_positional
+        ):
+            exact = self.exact
+            out: list[Any] = []
+            for p, v in zip(self.positional, args, strict=False):
+                kinds = exact.get(p.name)
+                if kinds is not None and type(v) in kinds:
+                    out.append(v)
+                else:
+                    out.append(self._convert(p, p.name, v, to_json))
+            return out, {}
         try:
             self.sig.bind(*args, **kwargs)
         except TypeError as exc:
@@ -204,6 +236,23 @@ class NewJob:
     meta_json: str = "{}"
 
 
+# One encoder, made once: json.dumps() builds a new one per call when given options.
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def check_options(options: Options) -> tuple[datetime | None, float | None]:
+    """Validate enqueue options; their run_at and dedup window in seconds."""
+    if options.priority < -32768 or options.priority > 32767:
+        raise InvalidArguments(f"priority must fit in a smallint, got {options.priority}")
+    if options.max_attempts < 1:
+        raise InvalidArguments(f"max_attempts must be at least 1, got {options.max_attempts}")
+    if not options.queue:
+        raise InvalidArguments("queue must be a non-empty name")
+    if options.dedup_key is not None and not options.dedup_key:
+        raise InvalidArguments("dedup_key must be a non-empty string")
+    return options.resolved_run_at(), options.window_seconds()
+
+
 def prepare(
     app: App,
     name: str,
@@ -212,15 +261,19 @@ def prepare(
     kwargs: Mapping[str, Any],
     options: Options,
     limited: bool = False,
+    checked: tuple[datetime | None, float | None] | None = None,
 ) -> NewJob:
-    """Validate and encode one call; raise before anything is written."""
+    """Validate and encode one call; raise before anything is written.
+
+    `checked` is check_options(options), when the caller did it once for many calls.
+    """
     if signature is not None:
         j_args, j_kwargs = signature.encode(args, kwargs)
     else:
         j_args, j_kwargs = list(args), dict(kwargs)
     try:
-        args_json = json.dumps(j_args, separators=(",", ":"), allow_nan=False)
-        kwargs_json = json.dumps(j_kwargs, separators=(",", ":"), allow_nan=False)
+        args_json = _dumps(j_args)
+        kwargs_json = _dumps(j_kwargs) if j_kwargs else "{}"
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"task {name!r}: arguments cannot be stored as JSON: {exc}"
@@ -235,21 +288,12 @@ def prepare(
             f"{app.max_payload_bytes} bytes (App(max_payload_bytes=...)); store large data "
             "elsewhere and pass a reference"
         )
-    if options.priority < -32768 or options.priority > 32767:
-        raise InvalidArguments(f"priority must fit in a smallint, got {options.priority}")
-    if options.max_attempts < 1:
-        raise InvalidArguments(f"max_attempts must be at least 1, got {options.max_attempts}")
-    if not options.queue:
-        raise InvalidArguments("queue must be a non-empty name")
-    if options.dedup_key is not None and not options.dedup_key:
-        raise InvalidArguments("dedup_key must be a non-empty string")
-    run_at = options.resolved_run_at()
-    window = options.window_seconds()
+    run_at, window = checked or check_options(options)
     return NewJob(
         id=new_job_id(),
         task=name,
         queue=options.queue,
-        status=(Status.SCHEDULED if run_at is not None else Status.PENDING).value,
+        status=_SCHEDULED if run_at is not None else _PENDING,
         priority=options.priority,
         args=j_args,
         kwargs=j_kwargs,
@@ -261,6 +305,10 @@ def prepare(
         window_seconds=window,
         limited=limited,
     )
+
+
+_SCHEDULED = Status.SCHEDULED.value
+_PENDING = Status.PENDING.value
 
 
 def split_item(item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
@@ -301,11 +349,19 @@ class Enqueuer:
         return self.enqueue(*args, **kwargs)
 
     def _prepare_many(self, items: Iterable[Any]) -> list[NewJob]:
+        # The options are the same for every item: checked once. (A delay is
+        # resolved once too, so the batch shares one run_at.)
+        checked = check_options(self.opts)
+        task = self.task
         out = []
         for i, item in enumerate(items):
             a, kw = split_item(item)
             try:
-                out.append(self.task.prepare(a, kw, self.opts))
+                out.append(
+                    prepare(
+                        task.app, task.name, task.signature, a, kw, self.opts, task.limited, checked
+                    )
+                )
             except InvalidArguments as exc:
                 raise type(exc)(f"item {i}: {exc}") from None
         return out

@@ -39,22 +39,80 @@ def test_job_ids_sort_by_creation_time(app: Any) -> None:
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
-def test_enqueue_many_inserts_thousands_in_one_round_trip(
-    app: Any, db_url: str, db: psycopg.Connection[Any]
-) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn, tempfile.TemporaryFile("w+") as trace:
+def traced(conn: psycopg.Connection[Any], call: Any) -> tuple[Any, list[str]]:
+    """Run call() and return its result and the protocol messages the client sent."""
+    with tempfile.TemporaryFile("w+") as trace:
         conn.pgconn.trace(trace.fileno())
         conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-        jobs = sample_app.add.enqueue_many([(i, 2 * i) for i in range(5000)], conn=conn)
+        out = call()
         conn.pgconn.untrace()
         trace.seek(0)
-        sent = [ln.split("\t")[2] for ln in trace.read().splitlines() if ln.startswith("F\t")]
-    assert sent.count("Sync") == 1, sent[:10]
-    assert sent.count("Execute") == 1
-    assert len(jobs) == 5000 and len({j.id for j in jobs}) == 5000
-    assert count(db) == 5000
+        return out, [ln.split("\t")[2] for ln in trace.read().splitlines() if ln.startswith("F\t")]
+
+
+def round_trips(sent: list[str]) -> int:
+    """Messages after which the client waits for the server: Sync, a simple Query, CopyDone."""
+    return sum(1 for m in sent if m in ("Sync", "Query", "CopyDone")) - sent.count("CopyDone")
+
+
+def test_enqueue_many_takes_a_fixed_number_of_round_trips_whatever_the_size(
+    app: Any, db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        small, sent_small = traced(
+            conn, lambda: sample_app.add.enqueue_many([(i, i) for i in range(50)], conn=conn)
+        )
+        jobs, sent = traced(
+            conn,
+            lambda: sample_app.add.enqueue_many([(i, 2 * i) for i in range(5000)], conn=conn),
+        )
+    # Below 100 jobs: one INSERT ... unnest statement.
+    assert round_trips(sent_small) == 1 and sent_small.count("Execute") == 1
+    # From 100 on: BEGIN, SELECT now(), COPY, COMMIT, however many rows.
+    assert round_trips(sent) == 4, sent[:12]
+    assert sent.count("CopyData") >= 1
+    assert len(jobs) == 5000 and len({j.id for j in jobs}) == 5000 and len(small) == 50
+    assert count(db) == 5050
     row = db.execute("SELECT args FROM pgjobs.jobs WHERE id = %s", (jobs[4321].id,)).fetchone()
     assert row == ([4321, 8642],)
+
+
+def test_a_large_batch_stores_every_field_as_a_small_one_does(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    fields = "task, queue, status, priority, args, kwargs, max_attempts, limited, meta, attempt"
+    for size in (3, 300):  # INSERT ... unnest, then COPY
+        db.execute("TRUNCATE pgjobs.jobs CASCADE")
+        plain = sample_app.add.enqueue_many([((i,), {"b": i}) for i in range(size)])
+        later = sample_app.add.options(queue="q2", priority=-3, retries=2, delay=600)
+        delayed = later.enqueue_many([(i, i) for i in range(size)])
+        limited = sample_app.fragile_api.enqueue_many([(i, 0.1) for i in range(size)])
+        stored = {
+            r[0]: r[1:]
+            for r in db.execute(f"SELECT id, created_at, run_at, {fields} FROM pgjobs.jobs")
+        }
+        assert len(stored) == 3 * size
+        for job in plain + delayed + limited:
+            created_at, run_at, *rest = stored[job.id]
+            # What enqueue_many returned is what the database holds.
+            assert (job.created_at, job.run_at) == (created_at, run_at)
+            assert rest[:7] == [
+                job.task,
+                job.queue,
+                job.status.value,
+                job.priority,
+                job.args,
+                job.kwargs,
+                job.max_attempts,
+            ]
+            assert rest[7] is (job.task == "fragile_api") and rest[8] == {} and rest[9] == 0
+        assert {stored[j.id][0] for j in plain} == {plain[0].created_at}
+        assert plain[2].args == [2] and plain[2].kwargs == {"b": 2}
+        assert all(j.status is Status.SCHEDULED and j.queue == "q2" for j in delayed)
+        assert all(
+            timedelta(seconds=599) < j.run_at - j.created_at < timedelta(seconds=601)
+            for j in delayed
+        )
 
 
 def test_enqueue_many_takes_tuples_dicts_and_args_kwargs_pairs(app: Any) -> None:

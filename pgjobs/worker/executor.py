@@ -64,7 +64,7 @@ class Attempt:
         if self.cancel_requested:
             return
         self.cancel_requested = True
-        self.ctx._cancel.set()
+        self.ctx._cancelled = True
         if self._interrupt is not None:
             self._interrupt()
 
@@ -199,6 +199,8 @@ class Executor:
     async def _run_async(
         self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
     ) -> Any:
+        if task.timeout is None and task.soft_timeout is None:
+            return await self._run_async_unlimited(task, attempt, args, kwargs)
         token = _current.set(attempt.ctx)
         try:
             driver = _Interruptible(task.fn(*args, **kwargs))
@@ -231,6 +233,30 @@ class Executor:
                 soft.cancel()
             if not inner.done():
                 inner.cancel()
+
+    async def _run_async_unlimited(
+        self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        # No time limit: the coroutine runs in the attempt's own asyncio task,
+        # without a task and a wait of its own, which would double the cost of
+        # a short job. A cancellation request cancels that task; run() tells
+        # it from a shutdown by attempt.cancel_requested.
+        me = asyncio.current_task()
+        assert me is not None
+
+        def interrupt() -> None:
+            me.cancel()
+
+        attempt._interrupt = interrupt
+        token = _current.set(attempt.ctx)
+        try:
+            return await task.fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            if attempt.cancel_requested:
+                me.uncancel()
+            raise
+        finally:
+            _current.reset(token)
 
     async def _run_thread(
         self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]

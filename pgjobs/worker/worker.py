@@ -145,6 +145,8 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         self._reconcile_due = 0.0
         self._claimed: dict[str, float] = {}
+        # Slots promised to a claim that is on its way to the database.
+        self._reserved = 0
         if self._stop_requested.is_set():
             self._stopping.set()
 
@@ -260,7 +262,7 @@ class Worker:
         # worker's concurrency (per-task limits count on that). Threads left
         # running past a hard limit still hold theirs.
         busy = len(self._attempts) + len(self._outcomes) + self.executor.abandoned_threads
-        return self.concurrency - busy
+        return self.concurrency - busy - self._reserved
 
     async def _fetch_loop(self) -> None:
         failures = 0
@@ -318,38 +320,47 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
-        limit = min(limit, self.max_batch)
+        self._reserved += limit
+        try:
+            async with self.pool.connection() as conn:
+                return await self._claim_on(conn, min(limit, self.max_batch))
+        finally:
+            self._reserved -= limit
+
+    async def _claim_on(
+        self, conn: psycopg.AsyncConnection[Any], limit: int
+    ) -> list[dict[str, Any]]:
+        """Claim up to `limit` jobs on `conn` (which may be in a pipeline with a finish)."""
         rows: list[dict[str, Any]] = []
-        async with self.pool.connection() as conn:
-            if self.limited_tasks:
-                # Jobs of limited tasks first, each within its limit; the
-                # rest of the free capacity goes to everything else.
-                cur = await conn.execute(
-                    sql("claim_limited"),
-                    {
-                        "tasks": self.limited_tasks,
-                        "queues": self.queues,
-                        "worker_id": self.id,
-                        "limit": limit,
-                    },
-                )
-                rows = await cur.fetchall()  # type: ignore[assignment]
-            if len(rows) < limit:
-                cur = await conn.execute(
-                    sql("claim_jobs"),
-                    {
-                        "queues": self.queues,
-                        "weights": self.weights,
-                        "offsets": [self._claimed.get(q, 0.0) for q in self.queues],
-                        "order": self.queue_order,
-                        "limit": limit - len(rows),
-                        "worker_id": self.id,
-                    },
-                )
-                main: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
-                if self.queue_order == "weighted":
-                    self._account(main, full=len(main) == limit - len(rows))
-                rows += main
+        if self.limited_tasks:
+            # Jobs of limited tasks first, each within its limit; the
+            # rest of the free capacity goes to everything else.
+            cur = await conn.execute(
+                sql("claim_limited"),
+                {
+                    "tasks": self.limited_tasks,
+                    "queues": self.queues,
+                    "worker_id": self.id,
+                    "limit": limit,
+                },
+            )
+            rows = await cur.fetchall()
+        if len(rows) < limit:
+            cur = await conn.execute(
+                sql("claim_jobs"),
+                {
+                    "queues": self.queues,
+                    "weights": self.weights,
+                    "offsets": [self._claimed.get(q, 0.0) for q in self.queues],
+                    "order": self.queue_order,
+                    "limit": limit - len(rows),
+                    "worker_id": self.id,
+                },
+            )
+            main: list[dict[str, Any]] = await cur.fetchall()
+            if self.queue_order == "weighted":
+                self._account(main, full=len(main) == limit - len(rows))
+            rows += main
         return rows
 
     def _account(self, rows: list[dict[str, Any]], full: bool) -> None:
@@ -450,9 +461,18 @@ class Worker:
             await self._outcomes_ready.wait()
             self._outcomes_ready.clear()
             while self._outcomes:
-                batch = self._outcomes[: self.max_batch]
+                # At most half the capacity per statement: while one batch is
+                # being written, the jobs claimed with the previous one run.
+                batch = self._outcomes[: max(1, min(self.max_batch, self.concurrency // 2))]
+                # While jobs are waiting, the statement that records outcomes
+                # also claims as many new jobs as it frees slots (plus any
+                # slots already free), in one round trip.
+                claim = 0
+                if (self._backlog or self.burst) and not self._stopping.is_set():
+                    claim = max(0, min(self.max_batch, self._free() + len(batch)))
+                self._reserved += claim
                 try:
-                    await self._finish(batch)
+                    rows = await self._finish(batch, claim)
                     failures = 0
                 except DB_ERRORS as exc:
                     # Keep the outcomes and try again: the jobs stay 'running'
@@ -466,13 +486,23 @@ class Worker:
                         _short(exc),
                         delay,
                     )
+                    if claim:
+                        # A claim may have committed without its reply.
+                        self._reconcile_due = 0.0
                     await asyncio.sleep(delay)
                     continue
+                finally:
+                    self._reserved -= claim
                 del self._outcomes[: len(batch)]
+                for row in rows:
+                    self._start(row)
+                if claim:
+                    self._backlog = len(rows) == claim
                 if self._backlog or self.burst or self._stopping.is_set():
                     self._wake.set()
 
-    async def _finish(self, batch: list[Outcome]) -> None:
+    async def _finish(self, batch: list[Outcome], claim: int = 0) -> list[dict[str, Any]]:
+        """Record a batch of outcomes and, in the same round trip, claim up to `claim` jobs."""
         params = {
             "worker_id": self.id,
             "ids": [o.job_id for o in batch],
@@ -484,9 +514,16 @@ class Worker:
             "progress": [o.progress for o in batch],
             "retry_in": [o.retry_in for o in batch],
         }
+        rows: list[dict[str, Any]] = []
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql("finish_jobs"), params)
-            applied = {r["id"] for r in await cur.fetchall()}  # type: ignore[call-overload]
+            if claim:
+                async with conn.pipeline():
+                    cur = await conn.execute(sql("finish_jobs"), params)
+                    rows = await self._claim_on(conn, claim)
+                    applied = {r["id"] for r in await cur.fetchall()}  # type: ignore[call-overload]
+            else:
+                cur = await conn.execute(sql("finish_jobs"), params)
+                applied = {r["id"] for r in await cur.fetchall()}  # type: ignore[call-overload]
         for o in batch:
             if o.job_id not in applied:
                 log.warning(
@@ -494,6 +531,7 @@ class Worker:
                     o.job_id,
                     o.attempt,
                 )
+        return rows
 
     async def _flush_outcomes(self) -> None:
         # Outcomes left unwritten are not lost (the jobs stay 'running' under
