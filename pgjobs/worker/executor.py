@@ -167,7 +167,7 @@ class Executor:
         try:
             if task is None:
                 raise UnknownTask(f"no task named {row['task']!r} is registered in this worker")
-            args, kwargs = task.signature.decode(row["args"], row["kwargs"])
+            args, kwargs = task.signature.decode(row["args"], row["kwargs"] or {})
             if task.is_async:
                 value = await self._run_async(task, attempt, args, kwargs)
             elif self.processes is not None:

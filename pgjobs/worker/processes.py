@@ -200,7 +200,7 @@ class ProcessPool:
                     "run",
                     task.name,
                     row["args"],
-                    row["kwargs"],
+                    row["kwargs"] or {},
                     {
                         "id": row["id"],
                         "queue": row["queue"],

@@ -41,6 +41,8 @@ CANCEL_CHANNEL = "pgjobs_cancel"
 DB_ERRORS = (psycopg.Error, OSError)
 #: Seconds a shutdown may spend past its grace period writing what is left.
 FINAL_STEP_TIMEOUT = 5.0
+#: Batches of outcomes being written at once (each on its own connection).
+WRITERS = 2
 
 
 class Worker:
@@ -138,7 +140,9 @@ class Worker:
         self._attempts: dict[uuid.UUID, Attempt] = {}
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._abandoned: set[uuid.UUID] = set()
-        self._outcomes: list[Outcome] = []
+        self._outcomes: list[Outcome] = []  # not yet sent to the database
+        self._sending: list[list[Outcome]] = []  # batches on their way
+        self._finish_failures = 0
         self._outcomes_ready = asyncio.Event()
         self._progress: dict[uuid.UUID, str] = {}
         self._progress_lock = threading.Lock()
@@ -154,7 +158,7 @@ class Worker:
         self.pool = AsyncConnectionPool(
             url,
             min_size=2,
-            max_size=4,
+            max_size=6,
             kwargs={"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
             timeout=self.app.connect_timeout,
             open=False,
@@ -261,7 +265,7 @@ class Worker:
         # returns: so the database never shows more running jobs than the
         # worker's concurrency (per-task limits count on that). Threads left
         # running past a hard limit still hold theirs.
-        busy = len(self._attempts) + len(self._outcomes) + self.executor.abandoned_threads
+        busy = len(self._attempts) + self._unrecorded() + self.executor.abandoned_threads
         return self.concurrency - busy - self._reserved
 
     async def _fetch_loop(self) -> None:
@@ -295,7 +299,7 @@ class Worker:
             # A full claim means more jobs may be waiting: claim again as soon as
             # a slot frees instead of waiting for a notification.
             self._backlog = free <= 0 or claimed == free
-            if self.burst and claimed == 0 and not self._attempts and not self._outcomes:
+            if self.burst and claimed == 0 and not self._attempts and not self._unrecorded():
                 log.info("worker %s: queues are empty, burst done", self.id)
                 return
             if self._backlog and self._free() > 0:
@@ -393,6 +397,7 @@ class Worker:
             cur = await conn.execute(sql("running_jobs_of_worker"), {"worker_id": self.id})
             rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
         recorded = {o.job_id for o in self._outcomes}
+        recorded.update(o.job_id for batch in self._sending for o in batch)
         orphans = []
         for r in rows:
             attempt = self._attempts.get(r["id"])
@@ -455,51 +460,74 @@ class Worker:
 
     # -- completer -----------------------------------------------------------------
 
+    def _unrecorded(self) -> int:
+        """Outcomes not yet in the database: their jobs still hold their slots."""
+        return len(self._outcomes) + sum(len(b) for b in self._sending)
+
     async def _complete_loop(self) -> None:
-        failures = 0
-        while True:
-            await self._outcomes_ready.wait()
-            self._outcomes_ready.clear()
-            while self._outcomes:
-                # At most half the capacity per statement: while one batch is
-                # being written, the jobs claimed with the previous one run.
-                batch = self._outcomes[: max(1, min(self.max_batch, self.concurrency // 2))]
-                # While jobs are waiting, the statement that records outcomes
-                # also claims as many new jobs as it frees slots (plus any
-                # slots already free), in one round trip.
-                claim = 0
-                if (self._backlog or self.burst) and not self._stopping.is_set():
-                    claim = max(0, min(self.max_batch, self._free() + len(batch)))
-                self._reserved += claim
-                try:
-                    rows = await self._finish(batch, claim)
-                    failures = 0
-                except DB_ERRORS as exc:
-                    # Keep the outcomes and try again: the jobs stay 'running'
-                    # under this worker meanwhile, so nothing is lost.
-                    failures += 1
-                    delay = min(10.0, 0.25 * 2**failures)
-                    log.warning(
-                        "worker %s: recording %d outcomes failed (%s); retrying in %.1f s",
-                        self.id,
-                        len(batch),
-                        _short(exc),
-                        delay,
-                    )
-                    if claim:
-                        # A claim may have committed without its reply.
-                        self._reconcile_due = 0.0
-                    await asyncio.sleep(delay)
-                    continue
-                finally:
-                    self._reserved -= claim
-                del self._outcomes[: len(batch)]
-                for row in rows:
-                    self._start(row)
-                if claim:
-                    self._backlog = len(rows) == claim
-                if self._backlog or self.burst or self._stopping.is_set():
-                    self._wake.set()
+        writers: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._outcomes_ready.wait()
+                self._outcomes_ready.clear()
+                # Two batches may be on their way at once, on two connections:
+                # while one is written, the jobs claimed with the other run.
+                while self._outcomes and len(writers) < WRITERS:
+                    # At most half the capacity per batch, so there is a second.
+                    size = max(1, min(self.max_batch, self.concurrency // 2))
+                    batch = self._outcomes[:size]
+                    del self._outcomes[:size]
+                    self._sending.append(batch)
+                    writer = asyncio.create_task(self._write(batch), name="writer")
+                    writers.add(writer)
+                    writer.add_done_callback(writers.discard)
+        finally:
+            for writer in writers:
+                writer.cancel()
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        # While jobs are waiting, the statement that records outcomes also
+        # claims as many new jobs as it frees slots (plus any already free),
+        # in the same round trip.
+        claim = 0
+        if (self._backlog or self.burst) and not self._stopping.is_set():
+            claim = max(0, min(self.max_batch, self._free() + len(batch)))
+        self._reserved += claim
+        try:
+            rows = await self._finish(batch, claim)
+            self._finish_failures = 0
+        except DB_ERRORS as exc:
+            # Keep the outcomes and try again: the jobs stay 'running' under
+            # this worker meanwhile, so nothing is lost.
+            self._finish_failures += 1
+            delay = min(10.0, 0.25 * 2**self._finish_failures)
+            log.warning(
+                "worker %s: recording %d outcomes failed (%s); retrying in %.1f s",
+                self.id,
+                len(batch),
+                _short(exc),
+                delay,
+            )
+            if claim:
+                # A claim may have committed without its reply.
+                self._reconcile_due = 0.0
+            self._reserved -= claim
+            claim = 0
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._outcomes[:0] = batch
+            return
+        finally:
+            self._reserved -= claim
+            self._sending.remove(batch)
+            self._outcomes_ready.set()
+        for row in rows:
+            self._start(row)
+        if claim:
+            self._backlog = len(rows) == claim
+        if self._backlog or self.burst or self._stopping.is_set():
+            self._wake.set()
 
     async def _finish(self, batch: list[Outcome], claim: int = 0) -> list[dict[str, Any]]:
         """Record a batch of outcomes and, in the same round trip, claim up to `claim` jobs."""
@@ -537,7 +565,7 @@ class Worker:
         # Outcomes left unwritten are not lost (the jobs stay 'running' under
         # this worker and are rescued), so a dead database does not hold up
         # the shutdown past the grace period.
-        while self._outcomes and time.monotonic() < self._final_deadline:
+        while self._unrecorded() and time.monotonic() < self._final_deadline:
             self._outcomes_ready.set()
             await asyncio.sleep(0.01)
 
