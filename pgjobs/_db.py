@@ -9,6 +9,7 @@ async twin without being written twice.
 from __future__ import annotations
 
 import re
+import select
 from collections.abc import Generator
 from typing import Any, Literal
 
@@ -34,6 +35,34 @@ KEEPALIVE: dict[str, Any] = {
     "tcp_user_timeout": 30_000,  # ms: unacknowledged writes give up too
 }
 Step = tuple[str, dict[str, Any], Fetch]
+
+
+def _closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    # An idle pooled connection (no LISTEN) has nothing to read unless the
+    # server said goodbye (a restart, pg_terminate_backend, idle timeout):
+    # its socket is then readable. Asking the socket costs a system call;
+    # asking the server (psycopg_pool's check_connection) a round trip.
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    return bool(readable)
+
+
+def check_idle(conn: psycopg.Connection[Any]) -> None:
+    """Pool check: refuse a connection the server has closed, without a round trip."""
+    if _closed_by_server(conn):
+        # Closed here too, so the pool discards it rather than offering it again.
+        conn.close()
+        raise psycopg.OperationalError("the server closed this idle connection")
+
+
+async def acheck_idle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Async twin of check_idle()."""
+    if _closed_by_server(conn):
+        await conn.close()
+        raise psycopg.OperationalError("the server closed this idle connection")
+
+
 Op = Generator[Step, Any, Any]
 
 

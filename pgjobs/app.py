@@ -327,6 +327,7 @@ class App:
                 max_size=self.pool_size,
                 kwargs=self._conn_kwargs(),
                 timeout=self.connect_timeout,
+                check=_db.check_idle,
                 open=False,
                 name="pgjobs",
             )
@@ -346,6 +347,7 @@ class App:
                 max_size=self.pool_size,
                 kwargs=self._conn_kwargs(),
                 timeout=self.connect_timeout,
+                check=_db.acheck_idle,
                 open=False,
                 name="pgjobs-async",
             )

@@ -6,6 +6,7 @@ two places at once; both must be zero.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
@@ -412,3 +413,27 @@ def test_each_worker_is_judged_by_its_own_lease(
     assert app.get_job(hasty.id).status is Status.PENDING  # past its 2 s
     workers = {r[0] for r in db.execute("SELECT id FROM pgjobs.workers").fetchall()}
     assert workers == {"w-patient"}
+
+
+def test_the_app_pool_does_not_hand_out_connections_the_server_closed(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    first = sample_app.add.enqueue(1, 1)  # the pool now holds open connections
+    with sample_app.app.connection() as a, sample_app.app.connection() as b:
+        assert a is not b  # two idle connections in the sync pool
+    assert terminate_worker_connections(db) >= 2
+    time.sleep(0.2)
+    # Each call gets a live connection at its first try: the pool's check sees
+    # that the server closed the idle ones (without a round trip) and replaces them.
+    after = [sample_app.add.enqueue(2, 2) for _ in range(3)]
+
+    async def async_pool() -> list[Any]:
+        made = [await sample_app.aadd.aenqueue(1, 1)]
+        assert terminate_worker_connections(db) >= 1
+        await asyncio.sleep(0.2)
+        made += [await sample_app.aadd.aenqueue(2, 2) for _ in range(3)]
+        return made
+
+    after += asyncio.run(async_pool())
+    stored = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs")}
+    assert {first.id, *(j.id for j in after)} <= stored

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs._db import KEEPALIVE
+from pgjobs._db import KEEPALIVE, acheck_idle
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
 from pgjobs.maintenance import Maintenance
@@ -161,6 +161,7 @@ class Worker:
             max_size=6,
             kwargs={"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
             timeout=self.app.connect_timeout,
+            check=acheck_idle,
             open=False,
             name=f"pgjobs-worker-{self.id}",
         )
@@ -395,7 +396,7 @@ class Worker:
         self._reconcile_due = time.monotonic() + self.heartbeat_interval
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql("running_jobs_of_worker"), {"worker_id": self.id})
-            rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+            rows: list[dict[str, Any]] = await cur.fetchall()
         recorded = {o.job_id for o in self._outcomes}
         recorded.update(o.job_id for batch in self._sending for o in batch)
         orphans = []
@@ -548,10 +549,10 @@ class Worker:
                 async with conn.pipeline():
                     cur = await conn.execute(sql("finish_jobs"), params)
                     rows = await self._claim_on(conn, claim)
-                    applied = {r["id"] for r in await cur.fetchall()}  # type: ignore[call-overload]
+                    applied = {r["id"] for r in await cur.fetchall()}
             else:
                 cur = await conn.execute(sql("finish_jobs"), params)
-                applied = {r["id"] for r in await cur.fetchall()}  # type: ignore[call-overload]
+                applied = {r["id"] for r in await cur.fetchall()}
         for o in batch:
             if o.job_id not in applied:
                 log.warning(
@@ -661,7 +662,7 @@ class Worker:
         async with self.pool.connection() as conn:
             cur = await conn.execute(sql("release_due_jobs"), {"limit": 1000})
             rows = await cur.fetchall()
-        return sum(r["released"] for r in rows)  # type: ignore[call-overload]
+        return sum(r["released"] for r in rows)
 
     async def _listen_loop(self) -> None:
         url = self.app.listen_url or self.app.url
