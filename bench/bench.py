@@ -1,217 +1,400 @@
-"""Measure pgjobs on a real Postgres: enqueue rates, processing rate, and latency.
+"""Benchmark pgjobs against its peers, side by side, in one run on one machine.
 
-    .venv/bin/python bench/bench.py [--quick] [--url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python bench/bench.py [--quick] [--peers pgjobs,pgqueuer] [--runs 3]
 
-Creates (and drops again) a database of its own on that server. Writes the
-table to bench/results/latest.md.
+Each peer runs in its own virtualenv under bench/venvs/ (created here on first
+use from the pinned requirements below), against the same Postgres (the local
+server, or --url / $PGJOBS_BENCH_URL) and Redis (--redis). Every scenario is
+run `--runs` times per peer, interleaved, and the median is reported. Writes
+bench/results/{latest,quick}.{md,json,png}.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import platform
-import signal
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql as psql
 
 ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / "bench" / "venvs"
+RESULTS = ROOT / "bench" / "results"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-DB = "pgjobs_bench"
-TABLES = "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers"
+DEFAULT_REDIS = "redis://127.0.0.1:6379"
 
 
-def with_db(url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
+@dataclass(frozen=True)
+class PeerSpec:
+    """A queue under test: how to install it and where it keeps its jobs."""
+
+    name: str
+    module: str
+    requirements: tuple[str, ...] = ()  # empty: runs in the project's own .venv
+    backend: str = "postgres"  # or "redis"
+    redis_db: int = 0
+    min_python: tuple[int, int] = (3, 11)
+    scenarios: frozenset[str] = field(
+        default_factory=lambda: frozenset(
+            {"bulk", "single", "process1", "process4", "sleep", "latency", "mixed"}
+        )
+    )
+
+
+PEERS = [
+    PeerSpec("pgjobs", "bench.peers.pgjobs_peer"),
+    PeerSpec(
+        "postgres (bare SQL)",
+        "bench.peers.bare_peer",
+        scenarios=frozenset({"bulk", "single", "process1"}),
+    ),
+    PeerSpec(
+        "pgqueuer",
+        "bench.peers.pgqueuer_peer",
+        ("pgqueuer==1.6.0", "asyncpg==0.32.0", "psycopg[binary]==3.3.9"),
+    ),
+    PeerSpec(
+        "procrastinate",
+        "bench.peers.procrastinate_peer",
+        ("procrastinate==3.10.0", "psycopg[binary]==3.3.9"),
+    ),
+    PeerSpec("chancy", "bench.peers.chancy_peer", ("chancy==0.26.0", "psycopg[binary]==3.3.9")),
+    PeerSpec("oban", "bench.peers.oban_peer", ("oban==0.7.0",), min_python=(3, 12)),
+    PeerSpec("celery", "bench.peers.celery_peer", ("celery[redis]==5.7.0",), "redis", redis_db=1),
+    PeerSpec("rq", "bench.peers.rq_peer", ("rq==3.0.0",), "redis", redis_db=2),
+    PeerSpec(
+        "dramatiq", "bench.peers.dramatiq_peer", ("dramatiq[redis]==2.2.1",), "redis", redis_db=3
+    ),
+]
+CHART_REQUIREMENTS = ("matplotlib==3.11.2",)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the report: the common driver's scenario and its arguments."""
+
+    key: str
+    label: str
+    driver: str
+    args: tuple[str, ...]
+    metrics: tuple[str, ...] = ("jobs_per_s",)
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    """The scenarios, smaller with --quick."""
+    n = 5_000 if quick else 20_000
+    return [
+        Scenario("bulk", "bulk enqueue", "bulk", ("--count", "20000" if quick else "50000")),
+        Scenario("single", "single enqueue", "single", ("--count", "500" if quick else "2000")),
+        Scenario(
+            "process1",
+            f"process {n:,} no-ops, 1 process",
+            "process",
+            ("--count", str(n), "--workers", "1", "--timeout", "60" if quick else "120"),
+        ),
+        Scenario(
+            "process4",
+            f"process {n:,} no-ops, 4 processes",
+            "process",
+            ("--count", str(n), "--workers", "4", "--timeout", "60" if quick else "120"),
+        ),
+        Scenario(
+            "sleep",
+            f"process {500 if quick else 2000:,} jobs of 10 ms",
+            "sleep",
+            ("--count", "500" if quick else "2000", "--timeout", "120"),
+        ),
+        Scenario(
+            "latency",
+            "enqueue-to-start latency, idle",
+            "latency",
+            ("--count", "50" if quick else "200"),
+            ("p50_ms", "p99_ms"),
+        ),
+        Scenario(
+            "mixed",
+            "mixed load, 500 jobs/s offered",
+            "mixed",
+            ("--duration", "10" if quick else "60", "--rate", "500"),
+            ("p50_ms", "p99_ms", "backlog_max", "offered_per_s"),
+        ),
+    ]
+
+
+# -- virtualenvs -------------------------------------------------------------------------
+
+
+def find_python(at_least: tuple[int, int]) -> str | None:
+    """A Python interpreter of at least that version on this machine."""
+    if sys.version_info[:2] >= at_least:
+        return sys.executable
+    names = [f"python3.{minor}" for minor in range(at_least[1], 16)]
+    candidates = [shutil.which(n) for n in names]
+    pyenv = Path.home() / ".pyenv" / "versions"
+    if pyenv.is_dir():
+        candidates += [str(p / "bin" / "python3") for p in sorted(pyenv.iterdir(), reverse=True)]
+    for path in filter(None, candidates):
+        out = subprocess.run(
+            [path, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0 and tuple(map(int, out.stdout.split())) >= at_least:
+            return path
+    return None
+
+
+def ensure_venv(name: str, requirements: tuple[str, ...], min_python: tuple[int, int]) -> Path:
+    """bench/venvs/<name> with exactly these pins, made once; raises RuntimeError if it cannot."""
+    venv = VENVS / name
+    digest = hashlib.sha1(" ".join(requirements).encode()).hexdigest()[:12]
+    stamp = venv / f".pins-{digest}"
+    python = venv / "bin" / "python"
+    if stamp.exists() and python.exists():
+        return python
+    base = find_python(min_python)
+    if base is None:
+        raise RuntimeError(f"needs Python {'.'.join(map(str, min_python))} or newer, none found")
+    print(f"installing {name} into {venv} ...", flush=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    out = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"pip install failed: {out.stderr.strip()[-500:]}")
+    stamp.touch()
+    return python
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def database_url(admin: str, spec: PeerSpec) -> str:
+    """A fresh database of the peer's own on the shared server."""
+    name = "bench_" + spec.module.rsplit(".", 1)[1].removesuffix("_peer")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
+        )
+        conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
+    if admin.startswith(("postgresql://", "postgres://")):
+        # A URL stays a URL: asyncpg (pgqueuer) takes no key=value strings.
+        return urlsplit(admin)._replace(path=f"/{name}").geturl()
+    info = psycopg.conninfo.conninfo_to_dict(admin)
     info["dbname"] = name
     return psycopg.conninfo.make_conninfo(**info)
 
 
-def recreate(admin: str) -> str:
+def drop_database(admin: str, url: str) -> None:
+    """Drop a peer's database again."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
-            psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(DB))
+            psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(str(name)))
         )
-        conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(DB)))
-    return with_db(admin, DB)
 
 
-def reset(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {TABLES}")
-        # A clean heap and fresh statistics for each scenario, as a queue in
-        # steady state would have; without it one scenario's dead rows slow the next.
-        conn.execute("VACUUM ANALYZE pgjobs.jobs")
+def run_once(
+    python: Path, spec: PeerSpec, scenario: Scenario, pg_url: str, redis_url: str
+) -> dict[str, Any]:
+    """One scenario, once, in the peer's own interpreter; the RESULT it printed."""
+    cmd = [str(python), "-m", spec.module, scenario.driver, *scenario.args]
+    cmd += ["--pg-url", pg_url, "--redis-url", redis_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+            return result
+    tail = (out.stderr or out.stdout).strip().splitlines()[-3:]
+    raise RuntimeError(f"exit {out.returncode}: {' | '.join(tail)}")
 
 
-def rate(count: int, seconds: float) -> str:
-    return f"{count / seconds:,.0f} jobs/s"
+def median_of(runs: list[dict[str, Any]], metric: str) -> float | None:
+    """The median of one metric over the runs that have it."""
+    values = [r[metric] for r in runs if r.get(metric) is not None]
+    return statistics.median(values) if values else None
 
 
-def bulk_enqueue(total: int, batch: int) -> tuple[str, str]:
-    from bench.tasks import noop_async
-
-    started = time.perf_counter()
-    for start in range(0, total, batch):
-        noop_async.enqueue_many([(i,) for i in range(start, start + batch)])
-    return f"bulk enqueue ({batch:,} per enqueue_many)", rate(total, time.perf_counter() - started)
+# -- report --------------------------------------------------------------------------------
 
 
-def single_enqueue(url: str, total: int) -> list[tuple[str, str]]:
-    from bench.tasks import noop_async
-
-    noop_async.enqueue(0)  # the pool's first connection is not what we measure
-    started = time.perf_counter()
-    for i in range(total):
-        noop_async.enqueue(i)
-    ours = total / (time.perf_counter() - started)
-    # The floor: a bare single-row autocommit INSERT on one connection.
-    with psycopg.connect(url, autocommit=True) as conn:
-        # A logged table, like pgjobs.jobs: each commit waits for its WAL flush.
-        conn.execute("CREATE TABLE IF NOT EXISTS bare (id bigint, payload jsonb)")
-        started = time.perf_counter()
-        for i in range(total):
-            conn.execute("INSERT INTO bare VALUES (%s, %s::jsonb)", (i, f"[{i}]"))
-        bare = total / (time.perf_counter() - started)
-    return [
-        ("single enqueue, autocommit (one producer)", f"{ours:,.0f} jobs/s"),
-        ("bare single-row INSERT, autocommit (floor)", f"{bare:,.0f} rows/s"),
-        ("single enqueue / bare INSERT", f"{100 * ours / bare:.0f} %"),
-    ]
+def fmt(metric: str, value: float | None) -> str:
+    """A number as the table shows it."""
+    if value is None:
+        return "-"
+    if metric.endswith("_ms"):
+        return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"
+    if metric == "backlog_max":
+        return f"{value:,.0f}"
+    return f"{value:,.0f}/s"
 
 
-def worker_cmd(*args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pgjobs",
-        "worker",
-        "bench.tasks:app",
-        "--log-level",
-        "WARNING",
-        *args,
-    ]
+def cell(entry: dict[str, Any], scenario: Scenario) -> str:
+    """One table cell: the median, or why there is none."""
+    if "error" in entry:
+        return f"failed: {entry['error'][:60]}"
+    if "skipped" in entry:
+        return "n/a"
+    m = entry["median"]
+    if scenario.key == "latency":
+        return f"{fmt('p50_ms', m['p50_ms'])} / {fmt('p99_ms', m['p99_ms'])}"
+    if scenario.key == "mixed":
+        return (
+            f"{fmt('p50_ms', m['p50_ms'])} / {fmt('p99_ms', m['p99_ms'])}, "
+            f"backlog ≤ {fmt('backlog_max', m['backlog_max'])}"
+        )
+    text = fmt("jobs_per_s", m["jobs_per_s"])
+    if not all(r.get("complete", True) for r in entry["runs"]):
+        text += " (timed out)"
+    return text
 
 
-def processing(url: str, task: str, total: int, concurrency: int) -> tuple[str, str]:
-    from bench.tasks import app
+def report(
+    results: dict[str, dict[str, dict[str, Any]]], chosen: list[Scenario], header: str
+) -> str:
+    """The markdown table: a row per peer, a column per scenario."""
+    lines = [header, ""]
+    lines.append("| queue | " + " | ".join(s.label for s in chosen) + " |")
+    lines.append("|---|" + "---:|" * len(chosen))
+    for peer, by_scenario in results.items():
+        cells = [cell(by_scenario.get(s.key, {"skipped": True}), s) for s in chosen]
+        lines.append(f"| {peer} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Configurations:")
+    lines.append("")
+    for peer, by_scenario in results.items():
+        for entry in by_scenario.values():
+            if entry.get("runs"):
+                r = entry["runs"][0]
+                lines.append(f"- {peer} {r.get('version', '')}: {r.get('config', '')}")
+                break
+    return "\n".join(lines) + "\n"
 
-    t = app.tasks[task]
-    for start in range(0, total, 5000):
-        t.enqueue_many([(i,) for i in range(start, min(total, start + 5000))])
-    env = {**os.environ, "PGJOBS_URL": url}
-    started = time.perf_counter()
-    subprocess.run(
-        worker_cmd("--burst", "--concurrency", str(concurrency)), cwd=ROOT, env=env, check=True
-    )
-    elapsed = time.perf_counter() - started
-    with psycopg.connect(url) as conn:
-        row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
-            "(SELECT count(*) FROM pgjobs.attempts) FROM pgjobs.jobs"
-        ).fetchone()
-    assert row == (total, total), f"expected {total} succeeded jobs and attempt rows, got {row}"
-    kind = "async" if task.endswith("async") else "sync, threads"
-    label = f"process {total:,} no-op jobs, 1 worker process ({kind}, concurrency {concurrency})"
-    return label, rate(total, elapsed)
 
-
-def latency(url: str, samples: int) -> list[tuple[str, str]]:
-    from bench.tasks import noop_async
-
-    env = {**os.environ, "PGJOBS_URL": url}
-    proc = subprocess.Popen(worker_cmd(), cwd=ROOT, env=env)
+def chart(json_path: Path, png_path: Path) -> str:
+    """Draw the PNG in a small virtualenv of its own (matplotlib is not a pgjobs dependency)."""
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            deadline = time.monotonic() + 30
-            while conn.execute("SELECT count(*) FROM pgjobs.workers").fetchone() != (1,):
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the latency worker did not start")
-                time.sleep(0.05)
-        time.sleep(0.5)  # past its first look at the queue
-        jobs = []
-        for i in range(samples):
-            jobs.append(noop_async.enqueue(i))
-            time.sleep(0.02 + (i % 4) * 0.01)
-        for job in jobs:
-            job.wait(timeout=10)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT EXTRACT(EPOCH FROM started_at - created_at) * 1000 FROM pgjobs.jobs"
-        ).fetchall()
-    ms = sorted(float(r[0]) for r in rows)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    label = f"enqueue-to-start latency, idle worker ({samples} jobs)"
-    return [
-        (f"{label}, p50", f"{statistics.median(ms):.1f} ms"),
-        (f"{label}, p99", f"{p99:.1f} ms"),
-    ]
+        python = ensure_venv("report", CHART_REQUIREMENTS, (3, 11))
+    except RuntimeError as exc:
+        return f"no chart: {exc}"
+    out = subprocess.run(
+        [str(python), str(ROOT / "bench" / "chart.py"), str(json_path), str(png_path)],
+        capture_output=True,
+        text=True,
+    )
+    return f"chart: {png_path}" if out.returncode == 0 else f"no chart: {out.stderr[-300:]}"
 
 
 def main() -> None:
+    """Run the comparison and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("PGJOBS_BENCH_URL", DEFAULT_URL))
-    parser.add_argument("--quick", action="store_true", help="smaller counts, about 30 s")
+    parser.add_argument("--redis", default=os.environ.get("PGJOBS_BENCH_REDIS", DEFAULT_REDIS))
+    parser.add_argument("--quick", action="store_true", help="pgjobs and pgqueuer, small counts")
+    parser.add_argument("--peers", help="comma-separated names (default: all)")
+    parser.add_argument("--scenarios", help="comma-separated keys (default: all)")
+    parser.add_argument("--runs", type=int, help="runs per scenario (default 3, 1 with --quick)")
     opts = parser.parse_args()
-    quick = opts.quick
-    url = recreate(opts.url)
-    os.environ["PGJOBS_URL"] = url
-    sys.path.insert(0, str(ROOT))
-    import pgjobs
-    from bench.tasks import app
-    from pgjobs.migrations import upgrade
+    wanted = opts.peers.split(",") if opts.peers else None
+    if wanted is None and opts.quick:
+        wanted = ["pgjobs", "pgqueuer"]
+    specs = [p for p in PEERS if wanted is None or p.name in wanted or p.name.split()[0] in wanted]
+    chosen = scenarios(opts.quick)
+    if opts.scenarios:
+        chosen = [s for s in chosen if s.key in opts.scenarios.split(",")]
+    runs = opts.runs or (1 if opts.quick else 3)
 
-    upgrade(url)
-    results: list[tuple[str, str]] = []
+    results: dict[str, dict[str, dict[str, Any]]] = {p.name: {} for p in specs}
+    ready: dict[str, tuple[Path, str, str]] = {}
+    for spec in specs:
+        try:
+            python = (
+                ensure_venv(
+                    spec.module.rsplit(".", 1)[1].removesuffix("_peer"),
+                    spec.requirements,
+                    spec.min_python,
+                )
+                if spec.requirements
+                else Path(sys.executable)
+            )
+        except RuntimeError as exc:
+            print(f"{spec.name}: not run: {exc}", flush=True)
+            for s in chosen:
+                results[spec.name][s.key] = {"error": f"not installed: {exc}"}
+            continue
+        pg = database_url(opts.url, spec)
+        redis = f"{opts.redis.rstrip('/')}/{spec.redis_db}"
+        ready[spec.name] = (python, pg, redis)
 
-    def run(step: Callable[[], Any]) -> None:
-        reset(url)
-        out = step()
-        for label, value in out if isinstance(out, list) else [out]:
-            print(f"{label:<78} {value:>16}", flush=True)
-            results.append((label, value))
+    started = time.monotonic()
+    for scenario in chosen:
+        for run in range(runs):
+            for spec in specs:
+                if spec.name not in ready or scenario.key not in spec.scenarios:
+                    continue
+                python, pg, redis = ready[spec.name]
+                entry = results[spec.name].setdefault(scenario.key, {"runs": []})
+                try:
+                    r = run_once(python, spec, scenario, pg, redis)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    entry["error"] = str(exc)
+                    print(f"{scenario.key:<9} run {run + 1} {spec.name:<20} FAILED {exc}")
+                    continue
+                entry["runs"].append(r)
+                shown = ", ".join(f"{m}={fmt(m, r.get(m))}" for m in scenario.metrics)
+                print(f"{scenario.key:<9} run {run + 1} {spec.name:<20} {shown}", flush=True)
+    for by_scenario in results.values():
+        for key, entry in by_scenario.items():
+            metrics = next(s.metrics for s in chosen if s.key == key)
+            if entry.get("runs") and "error" not in entry:
+                entry["median"] = {m: median_of(entry["runs"], m) for m in metrics}
 
-    n = 10_000 if quick else 50_000
-    run(lambda: bulk_enqueue(n, 1000))
-    run(lambda: single_enqueue(url, 1000 if quick else 3000))
-    run(lambda: processing(url, "noop_async", 5000 if quick else 20_000, 100))
-    run(lambda: processing(url, "noop_sync", 5000 if quick else 20_000, 20))
-    run(lambda: latency(url, 100 if quick else 300))
-    app.close()
-
-    with psycopg.connect(url) as conn:
+    for _, pg, _ in ready.values():
+        drop_database(opts.url, pg)
+    with psycopg.connect(opts.url) as conn:
         row = conn.execute("SHOW server_version").fetchone()
         server = row[0] if row else "?"
-    with psycopg.connect(opts.url, autocommit=True) as conn:
-        conn.execute(
-            psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(DB))
-        )
-
-    header = (
-        f"pgjobs {pgjobs.__version__} on {socket.gethostname()} ({os.cpu_count()} CPUs), "
-        f"Python {platform.python_version()}, PostgreSQL {server} on loopback, "
-        f"{datetime.now(UTC):%Y-%m-%d}{' (quick)' if quick else ''}"
+    redis_version = (
+        subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+        .stdout.split(" v=")[-1]
+        .split()[0:1]
     )
-    table = [header, "", "| scenario | result |", "|---|---:|"]
-    table += [f"| {label} | {value} |" for label, value in results]
-    text = "\n".join(table) + "\n"
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / ("quick.md" if quick else "latest.md")).write_text(text)
+    header = (
+        f"{datetime.now(UTC):%Y-%m-%d}, {socket.gethostname()} ({os.cpu_count()} CPUs), "
+        f"Python {platform.python_version()}, PostgreSQL {server} and Redis "
+        f"{redis_version[0] if redis_version else '?'} on loopback, median of {runs} run(s)"
+        f"{' (quick)' if opts.quick else ''}; took {time.monotonic() - started:,.0f} s"
+    )
+    text = report(results, chosen, header)
+    RESULTS.mkdir(exist_ok=True)
+    stem = "quick" if opts.quick else "latest"
+    (RESULTS / f"{stem}.md").write_text(text)
+    payload = {
+        "header": header,
+        "scenarios": [s.__dict__ for s in chosen],
+        "results": results,
+    }
+    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=list))
     print("\n" + text)
+    print(chart(RESULTS / f"{stem}.json", RESULTS / f"{stem}.png"))
 
 
 if __name__ == "__main__":

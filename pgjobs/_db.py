@@ -44,8 +44,10 @@ def _closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[An
     # asking the server (psycopg_pool's check_connection) a round trip.
     if conn.closed:
         return True
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    # poll(), not select(): select() fails on descriptors above 1023.
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def check_idle(conn: psycopg.Connection[Any]) -> None:
