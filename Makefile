@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test lint typecheck pytest bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Each peer queue is installed into bench/venvs/<name> on first use.
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/bench.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
