@@ -96,14 +96,19 @@ def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db
 
 
 def test_every_named_query_parses_and_plans(db: psycopg.Connection[Any]) -> None:
-    """EXPLAIN each statement in sql/queries.sql with NULL parameters: a typo fails here."""
+    """EXPLAIN each statement in sql/queries.sql with NULL parameters (COPY: copy nothing)."""
     assert len(names()) >= 15
     for name in names():
         text = sql(name)
         params = {p: None for p in _params(text)}
         db.execute("BEGIN")
         try:
-            db.execute("EXPLAIN " + text, params)
+            if text.startswith("COPY"):
+                # COPY cannot be explained; copying no rows checks its columns.
+                with db.cursor().copy(text):
+                    pass
+            else:
+                db.execute("EXPLAIN " + text, params)
         finally:
             db.execute("ROLLBACK")
 
