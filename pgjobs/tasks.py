@@ -6,7 +6,7 @@ import inspect
 import json
 import typing
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -307,6 +307,30 @@ def prepare(
     )
 
 
+def prepare_each(
+    task: Task,
+    opts: Options,
+    items: Iterable[Any],
+    checked: tuple[datetime | None, float | None] | None = None,
+) -> Iterator[NewJob]:
+    """Validate and encode the items of an enqueue_many(), one at a time."""
+    # The options are the same for every item: checked once. (A delay is
+    # resolved once too, so the batch shares one run_at.)
+    checked = checked or check_options(opts)
+    app, name, signature, limited = task.app, task.name, task.signature, task.limited
+    for i, item in enumerate(items):
+        a, kw = split_item(item)
+        try:
+            yield prepare(app, name, signature, a, kw, opts, limited, checked)
+        except InvalidArguments as exc:
+            raise type(exc)(f"item {i}: {exc}") from None
+
+
+def prepare_many(task: Task, opts: Options, items: Iterable[Any]) -> list[NewJob]:
+    """All items of an enqueue_many(), validated before anything is written."""
+    return list(prepare_each(task, opts, items))
+
+
 _SCHEDULED = Status.SCHEDULED.value
 _PENDING = Status.PENDING.value
 
@@ -348,31 +372,13 @@ class Enqueuer:
         """Same as enqueue(), for those used to Celery."""
         return self.enqueue(*args, **kwargs)
 
-    def _prepare_many(self, items: Iterable[Any]) -> list[NewJob]:
-        # The options are the same for every item: checked once. (A delay is
-        # resolved once too, so the batch shares one run_at.)
-        checked = check_options(self.opts)
-        task = self.task
-        out = []
-        for i, item in enumerate(items):
-            a, kw = split_item(item)
-            try:
-                out.append(
-                    prepare(
-                        task.app, task.name, task.signature, a, kw, self.opts, task.limited, checked
-                    )
-                )
-            except InvalidArguments as exc:
-                raise type(exc)(f"item {i}: {exc}") from None
-        return out
-
     def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
-        """Insert many jobs in one statement; all are validated first, so a bad one inserts none."""
-        return self.task.app._insert(self._prepare_many(items), conn)
+        """Insert many jobs at once (COPY from 100 on); one bad item and none is inserted."""
+        return self.task.app._enqueue_many(self.task, self.opts, items, conn)
 
     async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
         """Async twin of enqueue_many()."""
-        return await self.task.app._ainsert(self._prepare_many(items), conn)
+        return await self.task.app._aenqueue_many(self.task, self.opts, items, conn)
 
 
 class Task:
@@ -489,7 +495,7 @@ class Task:
         return self._enqueuer.enqueue(*args, **kwargs)
 
     def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
-        """Insert many jobs in one statement; all are validated first, so a bad one inserts none."""
+        """Insert many jobs at once (COPY from 100 on); one bad item and none is inserted."""
         return self._enqueuer.enqueue_many(items, conn=conn)
 
     async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:

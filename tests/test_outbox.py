@@ -170,3 +170,39 @@ def test_an_idle_worker_with_a_60s_poll_starts_a_committed_job_within_2s(
     row = db.execute("SELECT job_id, n FROM test_runs").fetchone()
     assert row == (job.id, 2)
     assert rolled_back.id != job.id
+
+
+def test_a_bad_item_in_a_large_batch_leaves_the_callers_transaction_usable(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    from pgjobs.errors import InvalidArguments
+
+    items: list[Any] = [(i, i) for i in range(300)]
+    items[150] = (1, "not a number")
+    with psycopg.connect(db_url) as conn:
+        kept = sample_app.add.enqueue(1, 2, conn=conn)
+        with pytest.raises(InvalidArguments, match=r"item 150: task 'add': argument 'b'"):
+            sample_app.add.enqueue_many(items, conn=conn)
+        # Validated before the COPY began: the transaction is intact and commits.
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        sample_app.add.enqueue_many([(i, i) for i in range(200)], conn=conn)
+        conn.commit()
+    assert count(db) == 201
+    assert sample_app.app.get_job(kept.id).args == [1, 2]
+
+
+def test_a_bad_item_streamed_into_copy_inserts_nothing(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    from pgjobs.errors import InvalidArguments
+
+    items: list[Any] = [(i, i) for i in range(3000)]
+    items[2999] = (1, "not a number")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        with pytest.raises(InvalidArguments, match=r"item 2999: task 'add': argument 'b'"):
+            sample_app.add.enqueue_many(items, conn=conn)
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the connection is fine
+    with pytest.raises(InvalidArguments, match=r"item 2999"):
+        sample_app.add.enqueue_many(items)  # the App's own pool: the same
+    assert count(db) == 0
+    assert len(sample_app.add.enqueue_many(items[:2999])) == 2999

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -283,6 +285,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 def main(peer: Peer, argv: list[str] | None = None) -> None:
     """Run one scenario once and print `RESULT {json}`."""
     args = parse(argv)
+    # A SIGTERM (the harness interrupted) unwinds, so the workers are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault(LATENCY_FILE, f"/tmp/bench-latency-{os.getpid()}.txt")
     Path(os.environ[LATENCY_FILE]).write_text("")
     peer.setup(args)
