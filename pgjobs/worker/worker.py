@@ -142,6 +142,7 @@ class Worker:
         self._abandoned: set[uuid.UUID] = set()
         self._outcomes: list[Outcome] = []  # not yet sent to the database
         self._sending: list[list[Outcome]] = []  # batches on their way
+        self._writers: set[asyncio.Task[None]] = set()
         self._finish_failures = 0
         self._outcomes_ready = asyncio.Event()
         self._progress: dict[uuid.UUID, str] = {}
@@ -466,7 +467,7 @@ class Worker:
         return len(self._outcomes) + sum(len(b) for b in self._sending)
 
     async def _complete_loop(self) -> None:
-        writers: set[asyncio.Task[None]] = set()
+        writers = self._writers
         try:
             while True:
                 await self._outcomes_ready.wait()
@@ -481,7 +482,6 @@ class Worker:
                     self._sending.append(batch)
                     writer = asyncio.create_task(self._write(batch), name="writer")
                     writers.add(writer)
-                    writer.add_done_callback(writers.discard)
         finally:
             for writer in writers:
                 writer.cancel()
@@ -522,6 +522,9 @@ class Worker:
         finally:
             self._reserved -= claim
             self._sending.remove(batch)
+            # Leave the set before waking the completer, so that it sees this
+            # writer's slot free (a done-callback would run only after it looked).
+            self._writers.discard(asyncio.current_task())
             self._outcomes_ready.set()
         for row in rows:
             self._start(row)
