@@ -29,7 +29,28 @@ def _load() -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
         queries[name] = "\n".join(lines).strip().rstrip(";")
-    return queries
+    return {name: _compose(text, queries) for name, text in queries.items()}
+
+
+_SLOT = re.compile(r"\{(\w+)(\.ctes)?\}")
+
+
+def _compose(text: str, queries: dict[str, str]) -> str:
+    """Fill {name} with another statement, and {name.ctes} with its WITH list alone."""
+
+    def fill(m: re.Match[str]) -> str:
+        other = queries.get(m.group(1))
+        if other is None:
+            return m.group(0)  # not a slot: e.g. an array literal such as '{a}'
+
+        if not m.group(2):
+            return other
+        # The CTEs: after the leading WITH, up to the statement's own final
+        # SELECT, the one line that starts at the left margin.
+        head, _, _ = other.removeprefix("WITH").rpartition("\nSELECT ")
+        return head.strip()
+
+    return _SLOT.sub(fill, text) if "{" in text else text
 
 
 def sql(name: str) -> str:

@@ -198,6 +198,57 @@ def test_finishing_is_fenced_by_worker_and_attempt(app: Any, db: psycopg.Connect
     assert finish("w-owner", 1) == 0  # a replayed finish changes nothing
 
 
+def test_finish_and_claim_in_one_statement_is_fenced_and_claims_only_pending_jobs(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    from pgjobs.queries import sql
+
+    # Composed from the two statements it joins, each written once.
+    combined = sql("finish_and_claim")
+    assert sql("claim_jobs") in combined and "{" not in combined.replace("'{}'", "")
+    first, flaky = sample_app.add.enqueue(1, 2), sample_app.add.enqueue(5, 5)
+    db.execute(
+        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
+        " VALUES ('w-owner', 'h', 1, '{default}', 3)"
+    )
+    claim = {"queues": ["default"], "weights": [1.0], "offsets": [0.0], "order": "priority"}
+    db.execute(sql("claim_jobs"), {**claim, "limit": 2, "worker_id": "w-owner"})
+    waiting = sample_app.add.enqueue_many([(i, i) for i in range(3)])
+
+    def finish_and_claim(worker: str, attempts: list[int], limit: int) -> dict[str, list[Any]]:
+        rows = db.execute(
+            combined,
+            {
+                **claim,
+                "limit": limit,
+                "worker_id": worker,
+                "ids": [first.id, flaky.id],
+                "attempts": attempts,
+                "statuses": ["succeeded", "retrying"],
+                "outcomes": ["succeeded", "failed"],
+                "results": ["3", None],
+                "errors": [None, '{"type": "E", "message": "m", "traceback": null}'],
+                "progress": [None, None],
+                "retry_in": [None, 0.0],
+            },
+        ).fetchall()
+        out: dict[str, list[Any]] = {"finished": [], "claimed": []}
+        for r in rows:
+            out[r[0]].append(r[1])
+        return out
+
+    # A stranger's outcomes apply to nothing, but its claim still claims.
+    got = finish_and_claim("w-stranger", [1, 1], 1)
+    assert got["finished"] == [] and got["claimed"] == [waiting[0].id]
+    got = finish_and_claim("w-owner", [1, 1], 5)
+    assert sorted(got["finished"]) == sorted([first.id, flaky.id])
+    # The job that goes to 'retrying' in the same statement is not claimed again.
+    assert sorted(got["claimed"]) == sorted(j.id for j in waiting[1:])
+    assert app.get_job(first.id).result == 3
+    assert app.get_job(flaky.id).status.value == "retrying"
+    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == 2
+
+
 def terminate_worker_connections(db: psycopg.Connection[Any]) -> int:
     return count(
         db,

@@ -352,22 +352,22 @@ class Worker:
             )
             rows = await cur.fetchall()
         if len(rows) < limit:
-            cur = await conn.execute(
-                sql("claim_jobs"),
-                {
-                    "queues": self.queues,
-                    "weights": self.weights,
-                    "offsets": [self._claimed.get(q, 0.0) for q in self.queues],
-                    "order": self.queue_order,
-                    "limit": limit - len(rows),
-                    "worker_id": self.id,
-                },
-            )
+            cur = await conn.execute(sql("claim_jobs"), self._claim_params(limit - len(rows)))
             main: list[dict[str, Any]] = await cur.fetchall()
             if self.queue_order == "weighted":
                 self._account(main, full=len(main) == limit - len(rows))
             rows += main
         return rows
+
+    def _claim_params(self, limit: int) -> dict[str, Any]:
+        return {
+            "queues": self.queues,
+            "weights": self.weights,
+            "offsets": [self._claimed.get(q, 0.0) for q in self.queues],
+            "order": self.queue_order,
+            "limit": limit,
+            "worker_id": self.id,
+        }
 
     def _account(self, rows: list[dict[str, Any]], full: bool) -> None:
         """Remember how much each weighted queue got, for the next claim's shares."""
@@ -548,7 +548,19 @@ class Worker:
         }
         rows: list[dict[str, Any]] = []
         async with self.pool.connection() as conn:
-            if claim:
+            if claim and not self.limited_tasks:
+                cur = await conn.execute(
+                    sql("finish_and_claim"), {**params, **self._claim_params(claim)}
+                )
+                applied = set()
+                for r in await cur.fetchall():
+                    if r["kind"] == "finished":
+                        applied.add(r["id"])
+                    else:
+                        rows.append(r)
+                if self.queue_order == "weighted":
+                    self._account(rows, full=len(rows) == claim)
+            elif claim:
                 async with conn.pipeline():
                     cur = await conn.execute(sql("finish_jobs"), params)
                     rows = await self._claim_on(conn, claim)
