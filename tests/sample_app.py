@@ -209,7 +209,10 @@ def guarded(n: int, seconds: float) -> int:
     return n
 
 
-@app.task(retries=3, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
+# Ten retries, not three: after the fault tests kill every connection, each
+# task thread's own connection is dead until that thread's next job finds
+# out, so a retried job can land on several such threads in a row.
+@app.task(retries=10, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
 def steady(n: int) -> int:
     """record(), with retries: a dropped connection of the task's own is a retryable failure."""
     record(n)

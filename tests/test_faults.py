@@ -442,7 +442,7 @@ def test_each_worker_is_judged_by_its_own_lease(
 
     from pgjobs.maintenance import rescuer
 
-    patient, hasty = (sample_app.steady.enqueue(1), sample_app.steady.enqueue(2))  # retries=3
+    patient, hasty = (sample_app.steady.enqueue(1), sample_app.steady.enqueue(2))  # retries=10
     for worker, lease, job in (("w-patient", 60, patient), ("w-hasty", 2, hasty)):
         db.execute(
             "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, lease_seconds,"

@@ -152,6 +152,7 @@ class Worker:
         self._claimed: dict[str, float] = {}
         # Slots promised to a claim that is on its way to the database.
         self._reserved = 0
+        self._reconciling = False
         if self._stop_requested.is_set():
             self._stopping.set()
 
@@ -390,14 +391,23 @@ class Worker:
     async def _reconcile(self) -> None:
         """Compare what the database says this worker runs with what it does run.
 
-        Runs in the fetch loop, between claims, so no claim is in flight.
         Jobs claimed by a statement whose reply was lost go back to the queue;
-        cancellations whose notification was lost are acted on.
+        cancellations whose notification was lost are acted on. No claim may
+        be in flight meanwhile: its jobs, committed but not yet started here,
+        would look lost. The fetch loop runs this between its own claims;
+        writers claim nothing while it runs, and it waits while they do.
         """
+        if self._reserved:
+            self._reconcile_due = time.monotonic() + 0.05  # a writer's claim is on its way
+            return
         self._reconcile_due = time.monotonic() + self.heartbeat_interval
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql("running_jobs_of_worker"), {"worker_id": self.id})
-            rows: list[dict[str, Any]] = await cur.fetchall()
+        self._reconciling = True
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(sql("running_jobs_of_worker"), {"worker_id": self.id})
+                rows: list[dict[str, Any]] = await cur.fetchall()
+        finally:
+            self._reconciling = False
         recorded = {o.job_id for o in self._outcomes}
         recorded.update(o.job_id for batch in self._sending for o in batch)
         orphans = []
@@ -491,7 +501,7 @@ class Worker:
         # claims as many new jobs as it frees slots (plus any already free),
         # in the same round trip.
         claim = 0
-        if (self._backlog or self.burst) and not self._stopping.is_set():
+        if (self._backlog or self.burst) and not self._stopping.is_set() and not self._reconciling:
             claim = max(0, min(self.max_batch, self._free() + len(batch)))
         self._reserved += claim
         try:
