@@ -75,6 +75,40 @@ class Peer(Protocol):
         """Release connections."""
 
 
+class PgCounter:
+    """count(*) queries for done() and backlog(): one connection per calling thread.
+
+    The mixed scenario calls backlog() from a sampling thread while the main
+    thread enqueues, and a psycopg connection serves one thread at a time.
+    Every Postgres peer's virtualenv has psycopg, so it is imported here, late.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.conns: list[Any] = []
+
+    def __call__(self, query: Any) -> int:
+        """The first column of the query's one row, as an int."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            import psycopg
+
+            conn = self.local.conn = psycopg.connect(self.url, autocommit=True)
+            with self.lock:
+                self.conns.append(conn)
+        row = conn.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        """Close every connection it opened."""
+        with self.lock:
+            for conn in self.conns:
+                conn.close()
+            self.conns.clear()
+
+
 def spawn(cmd: list[str], processes: int, name: str, **env: str) -> list[subprocess.Popen[bytes]]:
     """Start `processes` copies of a worker command, logging to /tmp/bench-<name>-<pid>.log."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}

@@ -14,7 +14,7 @@ import sys
 
 import psycopg
 
-from bench.peers._common import main, spawn
+from bench.peers._common import PgCounter, main, spawn
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bare_jobs (
@@ -43,10 +43,12 @@ class BarePeer:
     def __init__(self) -> None:
         self.url = ""
         self.conn: psycopg.Connection[tuple[int]] | None = None
+        self.count = PgCounter("")
 
     def setup(self, args: argparse.Namespace) -> None:
         """Create the table and empty it."""
         self.url = args.pg_url
+        self.count = PgCounter(self.url)
         self.conn = psycopg.connect(self.url, autocommit=True)
         self.conn.execute(SCHEMA)
         self.conn.execute("TRUNCATE bare_jobs")
@@ -75,18 +77,15 @@ class BarePeer:
 
     def done(self) -> int:
         """Rows marked done."""
-        assert self.conn is not None
-        row = self.conn.execute("SELECT count(*) FROM bare_jobs WHERE done").fetchone()
-        return row[0] if row else 0
+        return self.count("SELECT count(*) FROM bare_jobs WHERE done")
 
     def backlog(self) -> int:
         """Rows not done."""
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM bare_jobs WHERE NOT done").fetchone()
-        return row[0] if row else 0
+        return self.count("SELECT count(*) FROM bare_jobs WHERE NOT done")
 
     def close(self) -> None:
         """Close the connection."""
+        self.count.close()
         if self.conn is not None:
             self.conn.close()
 

@@ -12,10 +12,9 @@ import asyncio
 import importlib
 import subprocess
 import sys
-import threading
 from importlib.metadata import version
 from types import ModuleType
-from typing import Any, LiteralString
+from typing import Any
 
 import orjson
 import psycopg
@@ -24,7 +23,7 @@ from oban.schema import install
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
-from bench.peers._common import main, record_latency, spawn
+from bench.peers._common import PgCounter, main, record_latency, spawn
 
 QUEUE = "default"
 MODULE = "bench.peers.oban_peer"
@@ -68,13 +67,12 @@ class ObanPeer:
         self.oban: Oban | None = None
         self.tasks = tasks()
         # done() and backlog() run on different threads, so each thread gets its own connection.
-        self.local = threading.local()
-        self.counters: list[psycopg.Connection] = []
-        self.lock = threading.Lock()
+        self.count = PgCounter("")
 
     def setup(self, args: argparse.Namespace) -> None:
         """Install Oban's schema if missing, then empty its tables."""
         self.url = args.pg_url
+        self.count = PgCounter(self.url)
         self.config = (
             f"`oban start --queues {QUEUE}:{args.concurrency}` per process (queue limit = "
             "concurrency), uvloop, pool 1-10 (default), log level WARNING; bulk = "
@@ -142,32 +140,20 @@ class ObanPeer:
         ]
         return spawn(cmd, processes, "oban")
 
-    def _count(self, sql: LiteralString) -> int:
-        conn: psycopg.Connection | None = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = psycopg.connect(self.url, autocommit=True)
-            self.local.conn = conn
-            with self.lock:
-                self.counters.append(conn)
-        row = conn.execute(sql).fetchone()
-        return int(row[0]) if row else 0
-
     def done(self) -> int:
         """Jobs in state `completed` (Oban keeps them; its pruner drops them after a day)."""
-        return self._count("SELECT count(*) FROM oban_jobs WHERE state = 'completed'")
+        return self.count("SELECT count(*) FROM oban_jobs WHERE state = 'completed'")
 
     def backlog(self) -> int:
         """Jobs in state `available`."""
-        return self._count("SELECT count(*) FROM oban_jobs WHERE state = 'available'")
+        return self.count("SELECT count(*) FROM oban_jobs WHERE state = 'available'")
 
     def close(self) -> None:
         """Close the pool and every connection."""
         if self.pool is not None:
             self.loop.run_until_complete(self.pool.close())
         self.loop.close()
-        with self.lock:
-            for conn in self.counters:
-                conn.close()
+        self.count.close()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from importlib.metadata import version
 import psycopg
 
 import pgjobs
-from bench.peers._common import main, record_latency, spawn
+from bench.peers._common import PgCounter, main, record_latency, spawn
 
 app = pgjobs.App()  # $PGJOBS_URL, set by setup() for the workers it starts
 
@@ -44,12 +44,14 @@ class PgjobsPeer:
     def __init__(self) -> None:
         self.url = ""
         self.conn: psycopg.Connection[tuple[int]] | None = None
+        self.count = PgCounter("")
 
     def setup(self, args: argparse.Namespace) -> None:
         """Migrate the database and empty the tables."""
         from pgjobs.migrations import upgrade
 
         self.url = args.pg_url
+        self.count = PgCounter(self.url)
         os.environ["PGJOBS_URL"] = self.url
         upgrade(self.url)
         self.conn = psycopg.connect(self.url, autocommit=True)
@@ -88,23 +90,16 @@ class PgjobsPeer:
 
     def done(self) -> int:
         """Succeeded jobs."""
-        assert self.conn is not None
-        row = self.conn.execute(
-            "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'"
-        ).fetchone()
-        return row[0] if row else 0
+        return self.count("SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'")
 
     def backlog(self) -> int:
-        """Pending jobs, on a connection of this thread's own."""
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pgjobs.jobs WHERE status = 'pending'"
-            ).fetchone()
-        return row[0] if row else 0
+        """Pending jobs."""
+        return self.count("SELECT count(*) FROM pgjobs.jobs WHERE status = 'pending'")
 
     def close(self) -> None:
         """Close connections."""
         app.close()
+        self.count.close()
         if self.conn is not None:
             self.conn.close()
 

@@ -15,21 +15,18 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
-from typing import LiteralString
 
 import asyncpg
 import pgqueuer
-import psycopg
 import uvloop
 from pgqueuer import PgQueuer, Queries
 from pgqueuer.core.logconfig import LogLevel, setup_fancy_logger
 from pgqueuer.models import Job
 
-from bench.peers._common import main, record_latency, spawn
+from bench.peers._common import PgCounter, main, record_latency, spawn
 
 PG_URL = "BENCH_PG_URL"
 # PgQueuer's performance guide advises a larger batch_size for short jobs; with 100, one
@@ -106,13 +103,12 @@ class PgQueuerPeer:
         self.connection: asyncpg.Connection | None = None
         self.queries: Queries | None = None
         # done() and backlog() run on different threads, so each thread gets its own connection.
-        self.local = threading.local()
-        self.counters: list[psycopg.Connection] = []
-        self.lock = threading.Lock()
+        self.count = PgCounter("")
 
     def setup(self, args: argparse.Namespace) -> None:
         """Install PgQueuer's schema if missing, then empty its tables."""
         self.url = args.pg_url
+        self.count = PgCounter(self.url)
         self.config = (
             f"asyncpg, batch_size={batch_size(args.concurrency)}, "
             f"max_concurrent_tasks={args.concurrency}, durability=durable (default), "
@@ -157,34 +153,22 @@ class PgQueuerPeer:
         cmd = [sys.executable, "-c", f"from bench.peers.pgqueuer_peer import work; {call}"]
         return spawn(cmd, processes, "pgqueuer", **{PG_URL: self.url})
 
-    def _count(self, sql: LiteralString) -> int:
-        conn: psycopg.Connection | None = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = psycopg.connect(self.url, autocommit=True)
-            self.local.conn = conn
-            with self.lock:
-                self.counters.append(conn)
-        row = conn.execute(sql).fetchone()
-        return int(row[0]) if row else 0
-
     def done(self) -> int:
         """Jobs logged `successful` in pgqueuer_log (finished jobs are deleted from the queue)."""
         # The log keeps every status change; rows are only flagged when folded into statistics,
         # never deleted, and setup() truncated it.
-        return self._count("SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'")
+        return self.count("SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'")
 
     def backlog(self) -> int:
         """Jobs still `queued` in the queue table."""
-        return self._count("SELECT count(*) FROM pgqueuer WHERE status = 'queued'")
+        return self.count("SELECT count(*) FROM pgqueuer WHERE status = 'queued'")
 
     def close(self) -> None:
         """Close every connection."""
         if self.connection is not None:
             self.loop.run_until_complete(self.connection.close())
         self.loop.close()
-        with self.lock:
-            for conn in self.counters:
-                conn.close()
+        self.count.close()
 
 
 if __name__ == "__main__":
