@@ -14,7 +14,7 @@ from importlib.metadata import version
 import psycopg
 from chancy import Chancy, Job, Queue, Worker
 
-from bench.peers._common import main, record_latency, spawn
+from bench.peers._common import PgCounter, main, record_latency, spawn
 
 # Jobs name their function by import path; the producer runs this module as __main__,
 # so the path is spelled out rather than derived from the function.
@@ -87,11 +87,13 @@ class ChancyPeer:
         self.url = ""
         self.app: Chancy | None = None
         self.conn: psycopg.Connection[tuple[int]] | None = None
+        self.count = PgCounter("")
         self.stack = contextlib.ExitStack()
 
     def setup(self, args: argparse.Namespace) -> None:
         """Migrate (core and plugin tables), empty the tables, open the sync API."""
         self.url = args.pg_url
+        self.count = PgCounter(self.url)
         self.app = make_app(self.url)
 
         async def migrate() -> None:
@@ -144,23 +146,16 @@ class ChancyPeer:
 
     def done(self) -> int:
         """Jobs in state succeeded (the worker writes outcomes every FLUSH_INTERVAL)."""
-        assert self.conn is not None
-        row = self.conn.execute(
-            "SELECT count(*) FROM chancy_jobs WHERE state = 'succeeded'"
-        ).fetchone()
-        return row[0] if row else 0
+        return self.count("SELECT count(*) FROM chancy_jobs WHERE state = 'succeeded'")
 
     def backlog(self) -> int:
-        """Jobs pending or waiting to retry, on a connection of this thread's own."""
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM chancy_jobs WHERE state IN ('pending', 'retrying')"
-            ).fetchone()
-        return row[0] if row else 0
+        """Jobs pending or waiting to retry."""
+        return self.count("SELECT count(*) FROM chancy_jobs WHERE state IN ('pending', 'retrying')")
 
     def close(self) -> None:
         """Close the sync pool and the counting connection."""
         self.stack.close()
+        self.count.close()
         if self.conn is not None:
             self.conn.close()
 

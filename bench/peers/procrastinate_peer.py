@@ -13,7 +13,7 @@ from importlib.metadata import version
 import procrastinate
 import psycopg
 
-from bench.peers._common import main, record_latency, spawn
+from bench.peers._common import PgCounter, main, record_latency, spawn
 
 # Each sub-worker takes a pool connection to fetch a job and again to finish it, so for
 # short jobs the docs advise a pool as large as the concurrency plus one ("Mind the size
@@ -69,11 +69,13 @@ class ProcrastinatePeer:
     def __init__(self) -> None:
         self.url = ""
         self.conn: psycopg.Connection[tuple[int]] | None = None
+        self.count = PgCounter("")
         self.stack = contextlib.ExitStack()
 
     def setup(self, args: argparse.Namespace) -> None:
         """Apply the schema if missing, empty the tables, open a sync connector to defer."""
         self.url = args.pg_url
+        self.count = PgCounter(self.url)
         self.conn = psycopg.connect(self.url, autocommit=True)
         # The producer is synchronous, as a web app would be: the documented
         # SyncPsycopgConnector ("Control the way synchronous calls to defer are handled").
@@ -135,23 +137,16 @@ class ProcrastinatePeer:
 
     def done(self) -> int:
         """Jobs with status succeeded (finished jobs are kept: delete_jobs=never)."""
-        assert self.conn is not None
-        row = self.conn.execute(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
-        ).fetchone()
-        return row[0] if row else 0
+        return self.count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'")
 
     def backlog(self) -> int:
-        """Jobs with status todo, on a connection of this thread's own."""
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
-            ).fetchone()
-        return row[0] if row else 0
+        """Jobs with status todo."""
+        return self.count("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
 
     def close(self) -> None:
         """Close the connector and the counting connection."""
         self.stack.close()
+        self.count.close()
         if self.conn is not None:
             self.conn.close()
 
