@@ -1,0 +1,266 @@
+"""Backlog thresholds per queue: what `pgjobs check` and the metrics alert on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+
+from pgjobs import _db
+from pgjobs.errors import PgJobsError
+
+ANY_QUEUE = "*"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Limits for one queue: jobs waiting, and seconds the oldest ready job has waited."""
+
+    max_depth: int | None = None
+    max_age: float | None = None
+
+
+def threshold_for(thresholds: Mapping[str, Threshold], queue: str) -> Threshold | None:
+    """The queue's limits: its own where set, else those for every queue ("*"), else None."""
+    own, every = thresholds.get(queue), thresholds.get(ANY_QUEUE)
+    if own is None or every is None:
+        return own or every
+    return Threshold(
+        max_depth=own.max_depth if own.max_depth is not None else every.max_depth,
+        max_age=own.max_age if own.max_age is not None else every.max_age,
+    )
+
+
+def merge_thresholds(
+    base: Mapping[str, Threshold], override: Mapping[str, Threshold]
+) -> dict[str, Threshold]:
+    """Thresholds in which each limit that `override` sets wins over `base`, queue by queue."""
+    merged: dict[str, Threshold] = {}
+    # Every key of either side, "*" included: threshold_for() on the result
+    # then gives, for any queue, base's limits with override's laid on top.
+    for queue in {*base, *override}:
+        low = base.get(queue, base.get(ANY_QUEUE)) or Threshold()
+        high = override.get(queue, override.get(ANY_QUEUE)) or Threshold()
+        merged[queue] = Threshold(
+            max_depth=high.max_depth if high.max_depth is not None else low.max_depth,
+            max_age=high.max_age if high.max_age is not None else low.max_age,
+        )
+    return merged
+
+
+@dataclass(frozen=True)
+class QueueLevel:
+    """A queue's backlog now: jobs waiting, jobs ready, and the oldest ready job."""
+
+    queue: str
+    depth: int = 0
+    pending: int = 0
+    oldest_pending_age: float | None = None
+    oldest_pending_id: uuid.UUID | None = None
+
+
+Limit = Literal["max_depth", "max_age"]
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One queue over one limit: which limit, the value seen and the maximum allowed."""
+
+    queue: str
+    limit: Limit
+    value: float
+    maximum: float
+
+    def describe(self) -> str:
+        """One line naming the queue, the value and the limit."""
+        if self.limit == "max_depth":
+            return f"queue {self.queue} has {self.value:.0f} jobs waiting (max {self.maximum:.0f})"
+        return (
+            f"queue {self.queue}: oldest pending job has waited {seconds(self.value)} "
+            f"(max {seconds(self.maximum)})"
+        )
+
+
+@dataclass(frozen=True)
+class Health:
+    """The levels of the queues checked, their thresholds, and the breaches among them."""
+
+    levels: dict[str, QueueLevel]
+    thresholds: dict[str, Threshold] = field(default_factory=dict)
+    breaches: list[Breach] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no queue is over a limit."""
+        return not self.breaches
+
+    def summary(self, shown: int = 5) -> str:
+        """One line: "ok: ..." with the queues checked, else every breach."""
+        if self.breaches:
+            return "; ".join(b.describe() for b in self.breaches)
+        checked = [self.levels[q] for q in self.thresholds]
+        if not checked:
+            return "ok: no queue has jobs waiting"
+        parts = []
+        for level in checked[:shown]:
+            part = f"{level.queue} {level.depth} waiting"
+            if level.oldest_pending_age is not None:
+                part += f", oldest {seconds(level.oldest_pending_age)}"
+            parts.append(part)
+        if len(checked) > shown:
+            parts.append(f"{len(checked) - shown} more")
+        noun = "queue" if len(checked) == 1 else "queues"
+        return f"ok: {len(checked)} {noun} within limits ({'; '.join(parts)})"
+
+
+def seconds(value: float) -> str:
+    """Seconds for a message: 300s, 1.5s, 0.2s."""
+    text = f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def evaluate(
+    levels: Mapping[str, QueueLevel],
+    thresholds: Mapping[str, Threshold],
+    queues: Iterable[str] = (),
+) -> Health:
+    """Compare each queue's level with its threshold; `queues` are checked even when empty.
+
+    The queues checked are those with waiting jobs, those a threshold names,
+    and `queues`; a queue with no jobs waiting has depth 0 and no age, and a
+    queue without a threshold (own or "*") is never in breach.
+    """
+    names = sorted({*levels, *(q for q in thresholds if q != ANY_QUEUE), *queues})
+    seen: dict[str, QueueLevel] = {}
+    applied: dict[str, Threshold] = {}
+    breaches: list[Breach] = []
+    for name in names:
+        level = seen[name] = levels.get(name) or QueueLevel(name)
+        limit = threshold_for(thresholds, name)
+        if limit is None or (limit.max_depth is None and limit.max_age is None):
+            continue
+        applied[name] = limit
+        if limit.max_depth is not None and level.depth > limit.max_depth:
+            breaches.append(Breach(name, "max_depth", level.depth, limit.max_depth))
+        age = level.oldest_pending_age
+        if limit.max_age is not None and age is not None and age > limit.max_age:
+            breaches.append(Breach(name, "max_age", age, limit.max_age))
+    return Health(levels=seen, thresholds=applied, breaches=breaches)
+
+
+#: The read behind every health check; the view reads waiting jobs only.
+LEVELS_SQL = (
+    "SELECT queue, depth, pending, oldest_pending_age, oldest_pending_id FROM pgjobs.queue_oldest"
+)
+
+
+def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
+    """QueueLevels from rows of pgjobs.queue_oldest read as dicts."""
+    return {
+        r["queue"]: QueueLevel(
+            r["queue"],
+            int(r["depth"]),
+            int(r["pending"]),
+            None if r["oldest_pending_age"] is None else float(r["oldest_pending_age"]),
+            r["oldest_pending_id"],
+        )
+        for r in rows
+    }
+
+
+def _levels(rows: Iterable[tuple[Any, ...]]) -> dict[str, QueueLevel]:
+    return {
+        queue: QueueLevel(queue, int(depth), int(pending), age, oldest_id)
+        for queue, depth, pending, age, oldest_id in rows
+    }
+
+
+def _translate(exc: psycopg.Error, where: str) -> Exception:
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        # Schema missing, or older than the revision that made the view.
+        return _db.SchemaMissing(
+            f"the database at {_db.describe(where)} has no pgjobs.queue_oldest view: "
+            "run `pgjobs migrate`"
+        )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return _db.DatabaseUnavailable(
+            f"Postgres at {_db.describe(where)} did not answer in time: {exc}".strip()
+        )
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return _db.translate(exc, where) or PgJobsError(
+        f"reading pgjobs.queue_oldest at {_db.describe(where)} failed: {first_line}"
+    )
+
+
+def _limits(seconds: float) -> tuple[int, str]:
+    """libpq's connect_timeout (whole seconds, at least 1) and a statement_timeout in ms."""
+    return max(1, round(seconds)), str(max(1, round(seconds * 1000)))
+
+
+def read_levels(
+    source: str | psycopg.Connection[Any], *, connect_timeout: float = 10.0
+) -> dict[str, QueueLevel]:
+    """Each queue with waiting jobs and its level, read from pgjobs.queue_oldest.
+
+    On a URL, `connect_timeout` bounds both the connection and the query; a
+    connection of the caller's is used as it is, in its transaction.
+    """
+    where = source if isinstance(source, str) else source.info.dsn
+    try:
+        if isinstance(source, str):
+            _db.check_url(source)
+            connect, statement = _limits(connect_timeout)
+            with psycopg.connect(source, connect_timeout=connect) as conn:
+                # A probe must not hang on a lock (a migration, a TRUNCATE). The
+                # setting is local to this transaction: behind a transaction-pooling
+                # PgBouncer a session setting would stay on a connection others get.
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
+                return _levels(conn.execute(LEVELS_SQL).fetchall())
+        return _levels(source.execute(LEVELS_SQL).fetchall())
+    except psycopg.Error as exc:
+        raise _translate(exc, where) from None
+
+
+async def aread_levels(
+    source: str | psycopg.AsyncConnection[Any], *, connect_timeout: float = 10.0
+) -> dict[str, QueueLevel]:
+    """Async twin of read_levels()."""
+    where = source if isinstance(source, str) else source.info.dsn
+    try:
+        if isinstance(source, str):
+            _db.check_url(source)
+            connect, statement = _limits(connect_timeout)
+            async with await psycopg.AsyncConnection.connect(
+                source, connect_timeout=connect
+            ) as conn:
+                await conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
+                return _levels(await (await conn.execute(LEVELS_SQL)).fetchall())
+        return _levels(await (await source.execute(LEVELS_SQL)).fetchall())
+    except psycopg.Error as exc:
+        raise _translate(exc, where) from None
+
+
+def check_health(
+    source: str | psycopg.Connection[Any],
+    thresholds: Mapping[str, Threshold],
+    queues: Iterable[str] = (),
+    *,
+    connect_timeout: float = 10.0,
+) -> Health:
+    """Read the queues' levels from a URL or connection and evaluate() them."""
+    return evaluate(read_levels(source, connect_timeout=connect_timeout), thresholds, queues)
+
+
+async def acheck_health(
+    source: str | psycopg.AsyncConnection[Any],
+    thresholds: Mapping[str, Threshold],
+    queues: Iterable[str] = (),
+    *,
+    connect_timeout: float = 10.0,
+) -> Health:
+    """Async twin of check_health()."""
+    levels = await aread_levels(source, connect_timeout=connect_timeout)
+    return evaluate(levels, thresholds, queues)
