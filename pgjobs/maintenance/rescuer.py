@@ -8,9 +8,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgjobs import logs
+from pgjobs.jobs import Status
 from pgjobs.queries import sql
-
-log = logging.getLogger("pgjobs.maintenance")
 
 
 async def run_once(conn: psycopg.AsyncConnection[Any]) -> int:
@@ -19,10 +19,17 @@ async def run_once(conn: psycopg.AsyncConnection[Any]) -> int:
         await cur.execute(sql("rescue_jobs"), {})
         rows = await cur.fetchall()
     for r in rows:
-        log.warning(
-            "job %s rescued from worker %s (its lease ran out): running -> %s",
+        # WARNING whatever the job's next status: a worker died under it.
+        logs.transition(
             r["id"],
-            r["worker_id"],
+            r["task"],
+            r["queue"],
+            Status.RUNNING,
             r["status"],
+            r["attempt"],
+            r["duration"],
+            error="WorkerLost",
+            reason=f"rescued from worker {r['worker_id']} (its lease ran out)",
+            level=logging.WARNING,
         )
     return len(rows)

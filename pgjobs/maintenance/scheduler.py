@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgjobs import logs
 from pgjobs.queries import sql
 
 
@@ -15,4 +16,5 @@ async def run_once(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> int
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql("release_due_jobs"), {"limit": limit})
         rows = await cur.fetchall()
-    return sum(int(r["released"]) for r in rows)
+    logs.from_rows(rows)
+    return len(rows)

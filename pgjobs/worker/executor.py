@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import json
-import logging
 import time
 import traceback
 import uuid
@@ -22,8 +21,6 @@ from pgjobs.tasks import Task
 if TYPE_CHECKING:
     from pgjobs.worker.processes import ProcessPool
 
-log = logging.getLogger("pgjobs.worker")
-
 
 @dataclass
 class Outcome:
@@ -37,13 +34,22 @@ class Outcome:
     error: str | None = None
     retry_in: float | None = None  # seconds until the next attempt
     progress: str | None = None
+    # For the transition log, written once the database has the outcome:
+    row: Mapping[str, Any] | None = None  # the claimed row (task, queue)
+    elapsed: float = 0.0  # seconds the attempt ran
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """An exception as stored on the job: type, message, traceback."""
     # An exception from a child process carries the child's traceback.
     tb = getattr(exc, "__pgjobs_traceback__", None) or "".join(traceback.format_exception(exc))
-    return {"type": type(exc).__qualname__, "message": str(exc), "traceback": tb}
+    # jsonb cannot hold NUL characters, and an error must always be storable.
+    message = str(exc).replace("\x00", "\\x00")
+    return {
+        "type": type(exc).__qualname__,
+        "message": message,
+        "traceback": tb.replace("\x00", "\\x00"),
+    }
 
 
 @dataclass
@@ -187,14 +193,16 @@ class Executor:
             return self._failed(row, task, exc, time.monotonic() - started)
         if attempt.cancel_requested:
             return self._cancelled(attempt, result, time.monotonic() - started)
-        log.info(
-            "job %s %s running -> succeeded (attempt %d, %.1f ms)",
+        # Logged by the worker once the database has it (see pgjobs.logs).
+        return Outcome(
             row["id"],
-            row["task"],
             row["attempt"],
-            1000 * (time.monotonic() - started),
+            Status.SUCCEEDED,
+            "succeeded",
+            result=result,
+            row=row,
+            elapsed=time.monotonic() - started,
         )
-        return Outcome(row["id"], row["attempt"], Status.SUCCEEDED, "succeeded", result=result)
 
     async def _run_async(
         self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
@@ -297,16 +305,16 @@ class Executor:
     def _cancelled(self, attempt: Attempt, result: str | None, elapsed: float) -> Outcome:
         row = attempt.row
         check_transition(Status.RUNNING, Status.CANCELLED)
-        log.info(
-            "job %s %s running -> cancelled (attempt %d, %.1f ms)",
-            row["id"],
-            row["task"],
-            row["attempt"],
-            1000 * elapsed,
-        )
         error = json.dumps(error_info(CancelledByRequest("cancelled while it ran")))
         return Outcome(
-            row["id"], row["attempt"], Status.CANCELLED, "cancelled", result=result, error=error
+            row["id"],
+            row["attempt"],
+            Status.CANCELLED,
+            "cancelled",
+            result=result,
+            error=error,
+            row=row,
+            elapsed=elapsed,
         )
 
     def _failed(
@@ -319,27 +327,17 @@ class Executor:
             delay = task.policy.next_delay(exc, attempt, row["max_attempts"])
         if delay is not None:
             check_transition(Status.RUNNING, Status.RETRYING)
-            log.warning(
-                "job %s %s running -> retrying (attempt %d, %.1f ms, next in %.2f s): %s: %s",
-                row["id"],
-                row["task"],
-                attempt,
-                1000 * elapsed,
-                delay,
-                type(exc).__name__,
-                exc,
-            )
             return Outcome(
-                row["id"], attempt, Status.RETRYING, "failed", error=info, retry_in=delay
+                row["id"],
+                attempt,
+                Status.RETRYING,
+                "failed",
+                error=info,
+                retry_in=delay,
+                row=row,
+                elapsed=elapsed,
             )
         check_transition(Status.RUNNING, Status.FAILED)
-        log.error(
-            "job %s %s running -> failed (attempt %d, %.1f ms): %s: %s",
-            row["id"],
-            row["task"],
-            attempt,
-            1000 * elapsed,
-            type(exc).__name__,
-            exc,
+        return Outcome(
+            row["id"], attempt, Status.FAILED, "failed", error=info, row=row, elapsed=elapsed
         )
-        return Outcome(row["id"], attempt, Status.FAILED, "failed", error=info)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -26,10 +27,13 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from pgjobs import logs
 from pgjobs._db import KEEPALIVE, acheck_idle
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
-from pgjobs.maintenance import Maintenance
+from pgjobs.events import HookRunner, JobEvent, decode
+from pgjobs.jobs import Status
+from pgjobs.maintenance import Maintenance, scheduler
 from pgjobs.queries import sql
 from pgjobs.worker.executor import Attempt, Executor, Outcome
 from pgjobs.worker.processes import ProcessPool, find_app_spec
@@ -98,6 +102,8 @@ class Worker:
         self.jobs_done = 0
         self.crashed: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Only a worker whose App has hooks pays for events: checked once per batch.
+        self._hooks: HookRunner | None = None
         self._stop_requested = threading.Event()
         self._started = threading.Event()
         self._signals = 0
@@ -130,6 +136,8 @@ class Worker:
     async def arun(self, *, install_signal_handlers: bool | None = None) -> None:
         """Async twin of run()."""
         self._loop = asyncio.get_running_loop()
+        if self.app.hooks:
+            self._hooks = HookRunner(self.app.hooks, self._loop)
         self._stopping = asyncio.Event()
         self._stop_deadline: float | None = None
         self._final_deadline = 0.0
@@ -221,6 +229,9 @@ class Worker:
             await self._fetch_loop()
         finally:
             await self._shutdown(helpers)
+            if self._hooks is not None:
+                # Off the loop: an async hook runs on it while the hook thread waits.
+                await asyncio.to_thread(self._hooks.close, max(1.0, self.grace_period))
             if process_pool is not None:
                 await process_pool.close()
             if install_signal_handlers:
@@ -284,8 +295,7 @@ class Worker:
                     if self.burst:
                         await self._release_due()
                     rows = await self._claim(free)
-                    for row in rows:
-                        self._start(row)
+                    self._start_all(rows)
                     claimed = len(rows)
                 failures = 0
             except DB_ERRORS as exc:
@@ -420,16 +430,33 @@ class Worker:
                 orphans.append(r["id"])
         if orphans:
             async with self.pool.connection() as conn:
-                await conn.execute(sql("hand_back_jobs"), {"ids": orphans, "worker_id": self.id})
+                cur = await conn.execute(
+                    sql("hand_back_jobs"), {"ids": orphans, "worker_id": self.id}
+                )
+                back = await cur.fetchall()
+            logs.from_rows(back, Status.RUNNING, reason="its claim reply was lost")
             log.warning(
                 "worker %s: gave back %d claimed jobs whose claim reply was lost",
                 self.id,
                 len(orphans),
             )
 
+    def _start_all(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self._start(row)
+        # Once per batch: a worker whose transitions are not logged pays
+        # nothing per job for them.
+        if rows and logs.log.isEnabledFor(logging.INFO):
+            logs.claimed(rows)
+        hooks = self._hooks
+        if rows and hooks is not None and hooks.wants("job.started"):
+            for row in rows:
+                hooks.submit(
+                    JobEvent("job.started", row["id"], row["task"], row["queue"], row["attempt"])
+                )
+
     def _start(self, row: dict[str, Any]) -> None:
         job_id = row["id"]
-        log.debug("job %s %s pending -> running (attempt %d)", job_id, row["task"], row["attempt"])
         attempt = self.executor.prepare(row)
         self._attempts[job_id] = attempt
         self._tasks[job_id] = asyncio.create_task(self._run_one(attempt), name=f"job-{job_id}")
@@ -536,8 +563,7 @@ class Worker:
             # writer's slot free (a done-callback would run only after it looked).
             self._writers.discard(asyncio.current_task())
             self._outcomes_ready.set()
-        for row in rows:
-            self._start(row)
+        self._start_all(rows)
         if claim:
             self._backlog = len(rows) == claim
         if self._backlog or self.burst or self._stopping.is_set():
@@ -557,15 +583,17 @@ class Worker:
             "retry_in": [o.retry_in for o in batch],
         }
         rows: list[dict[str, Any]] = []
+        # The status each job got, by id: only the outcomes that applied.
+        applied: dict[uuid.UUID, str]
         async with self.pool.connection() as conn:
             if claim and not self.limited_tasks:
                 cur = await conn.execute(
                     sql("finish_and_claim"), {**params, **self._claim_params(claim)}
                 )
-                applied = set()
+                applied = {}
                 for r in await cur.fetchall():
                     if r["kind"] == "finished":
-                        applied.add(r["id"])
+                        applied[r["id"]] = r["status"]
                     else:
                         rows.append(r)
                 if self.queue_order == "weighted":
@@ -574,18 +602,49 @@ class Worker:
                 async with conn.pipeline():
                     cur = await conn.execute(sql("finish_jobs"), params)
                     rows = await self._claim_on(conn, claim)
-                    applied = {r["id"] for r in await cur.fetchall()}
+                    applied = {r["id"]: r["status"] for r in await cur.fetchall()}
             else:
                 cur = await conn.execute(sql("finish_jobs"), params)
-                applied = {r["id"] for r in await cur.fetchall()}
+                applied = {r["id"]: r["status"] for r in await cur.fetchall()}
+        # Once per batch: below INFO only jobs that failed for good are logged.
+        every = logs.log.isEnabledFor(logging.INFO)
+        failures = not every and logs.log.isEnabledFor(logging.WARNING)
         for o in batch:
-            if o.job_id not in applied:
+            status = applied.get(o.job_id)
+            if status is None:
                 log.warning(
                     "job %s: outcome of attempt %d ignored: this worker no longer holds its lease",
                     o.job_id,
                     o.attempt,
                 )
+            elif every or (failures and status == Status.FAILED):
+                _log_finished(o, status)
+        if self._hooks is not None:
+            self._emit_outcomes(batch, applied)
         return rows
+
+    def _emit_outcomes(self, batch: list[Outcome], applied: dict[uuid.UUID, str]) -> None:
+        """Hand the committed outcomes to the App's hooks."""
+        hooks = self._hooks
+        assert hooks is not None
+        for o in batch:
+            status = applied.get(o.job_id)
+            name = f"job.{status}"
+            if status is None or not hooks.wants(name):
+                continue
+            row = o.row or {}
+            hooks.submit(
+                JobEvent(
+                    name,
+                    o.job_id,
+                    row.get("task", "?"),
+                    row.get("queue", "?"),
+                    o.attempt,
+                    result=decode(o.result) if status == Status.SUCCEEDED else None,
+                    error=decode(o.error) if status != Status.SUCCEEDED else None,
+                    retry_in=o.retry_in if status == Status.RETRYING else None,
+                )
+            )
 
     async def _flush_outcomes(self) -> None:
         # Outcomes left unwritten are not lost (the jobs stay 'running' under
@@ -685,9 +744,7 @@ class Worker:
 
     async def _release_due(self) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql("release_due_jobs"), {"limit": 1000})
-            rows = await cur.fetchall()
-        return sum(r["released"] for r in rows)
+            return await scheduler.run_once(conn, limit=1000)
 
     async def _listen_loop(self) -> None:
         url = self.app.listen_url or self.app.url
@@ -753,6 +810,7 @@ class Worker:
                     self.app.url,
                     autocommit=True,
                     connect_timeout=max(2, int(self._final_left())),
+                    row_factory=dict_row,
                     **KEEPALIVE,
                 ),
                 self._final_left(),
@@ -771,8 +829,11 @@ class Worker:
                     cur = await conn.execute(
                         sql("hand_back_jobs"), {"ids": hand_back, "worker_id": self.id}
                     )
-                    back = len(await cur.fetchall())
-                    log.info("worker %s handed %d running jobs back to the queue", self.id, back)
+                    back = await cur.fetchall()
+                    logs.from_rows(back, Status.RUNNING, reason="the worker is stopping")
+                    log.info(
+                        "worker %s handed %d running jobs back to the queue", self.id, len(back)
+                    )
                 await conn.execute(sql("unregister_worker"), {"worker_id": self.id})
             except DB_ERRORS as exc:
                 log.error("worker %s: saying goodbye failed (%s)", self.id, _short(exc))
@@ -832,6 +893,27 @@ def _seconds(value: float | timedelta | None) -> float | None:
     if seconds < 0:
         raise ConfigurationError(f"a retention must not be negative, got {seconds} s")
     return seconds
+
+
+def _log_finished(o: Outcome, status: str) -> None:
+    """Log the transition an outcome made, as the database applied it."""
+    row = o.row or {}
+    error = reason = None
+    if o.error is not None and status != Status.SUCCEEDED:
+        info = json.loads(o.error)
+        error, reason = info.get("type"), info.get("message")
+    logs.transition(
+        o.job_id,
+        row.get("task", "?"),
+        row.get("queue", "?"),
+        Status.RUNNING,
+        status,
+        o.attempt,
+        o.elapsed,
+        error=error,
+        reason=reason,
+        retry_in=o.retry_in if status == Status.RETRYING else None,
+    )
 
 
 def _short(exc: BaseException) -> str:
