@@ -24,8 +24,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The dashboard test drives a real headless Chromium: Debian's package.
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "tests/test_dashboard.py needs Chromium at $(CHROMIUM) (CHROMIUM=path to use another)"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+pytest: $(STAMP) $(CHROMIUM)
+	PGJOBS_CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

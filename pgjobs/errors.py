@@ -21,6 +21,11 @@ class UnknownTask(PgJobsError, LookupError):
 class InvalidArguments(PgJobsError, ValueError):
     """A task was called with arguments that do not fit its signature or types."""
 
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        #: The argument or option at fault (a parameter name, "priority", ...), when known.
+        self.field = field
+
 
 class PayloadTooLarge(InvalidArguments):
     """A job's encoded arguments are larger than the App allows."""

@@ -1,0 +1,655 @@
+"""The web API against a real database: every endpoint, every error status, and its guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+import pgjobs
+from pgjobs.health import Threshold
+from pgjobs.web import create_app, router
+from tests import sample_app
+from tests.conftest import ROOT, WorkerProcess, count, wait_for
+
+TOKEN = "test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def client(app: pgjobs.App) -> Iterator[TestClient]:
+    """The API with a token, in this process, on this run's database."""
+    with TestClient(create_app(app, token=TOKEN, metrics_lag=0.0)) as c:
+        yield c
+
+
+def jobs_in(db: psycopg.Connection[Any]) -> int:
+    return count(db)
+
+
+def status_of(db: psycopg.Connection[Any], job_id: str) -> str:
+    row = db.execute("SELECT status FROM pgjobs.jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def post(client: TestClient, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+    return client.post(path, json=body, headers={**AUTH, **kw.pop("headers", {})}, **kw)
+
+
+def run_burst(spawn_worker: Callable[..., WorkerProcess]) -> None:
+    """Run every ready job of the default queue with a real worker, then return."""
+    w = spawn_worker("--burst", "--concurrency", "4", wait=False)
+    assert w.wait(60) == 0, w.log()
+
+
+# -- POST /api/jobs -------------------------------------------------------------------
+
+
+def test_enqueue_answers_202_with_location_and_poll_url(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    r = post(client, "/api/jobs", {"task": "add", "args": [2, 3], "queue": "default"})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "pending" and body["is_terminal"] is False
+    assert r.headers["location"] == body["poll_url"] == f"/api/jobs/{body['job_id']}"
+    assert body["deduplicated"] is False
+    assert status_of(db, body["job_id"]) == "pending"
+    # The poll URL answers with the seed's status shape.
+    polled = client.get(body["poll_url"]).json()
+    assert set(polled) == {
+        "job_id", "task", "queue", "status", "attempts", "created_at", "started_at",
+        "completed_at", "result", "error", "progress", "is_terminal",
+    }  # fmt: skip
+
+
+def test_enqueue_options_delay_priority_and_dedup(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    first = post(client, "/api/jobs", {"task": "add", "args": [1, 1], "delay": 60, "priority": 5,
+                                       "dedup_key": "k1", "dedup_window": 30})  # fmt: skip
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "scheduled"
+    again = post(client, "/api/jobs", {"task": "add", "args": [1, 1], "dedup_key": "k1"})
+    assert again.status_code == 202
+    assert again.json()["deduplicated"] is True
+    assert again.json()["job_id"] == first.json()["job_id"]
+    row = db.execute(
+        "SELECT priority, run_at > now() + interval '50 s' FROM pgjobs.jobs"
+    ).fetchall()
+    assert row == [(5, True)]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "fragment"),
+    [
+        ({"task": "add", "args": [1, "x"]}, ["body", "args", "b"], "valid integer"),
+        ({"task": "add", "args": [1], "kwargs": {"b": "x"}}, ["body", "kwargs", "b"], "integer"),
+        ({"task": "add", "args": [1, 2, 3]}, ["body"], "too many positional"),
+        ({"task": "add", "args": [1, 2], "priority": 40000}, ["body", "priority"], "32767"),
+        ({"task": "add", "args": [1, 2], "delay": -1}, ["body", "delay"], "greater than"),
+        ({"task": "add", "args": [1, 2], "delay": 1e300}, ["body", "delay"], "less than"),
+        ({"task": "add", "args": [1, 2], "queue": ""}, ["body", "queue"], "at least 1"),
+        ({"task": "add", "args": [1, 2], "queue": "a\u0000"}, ["body", "queue"], "NUL"),
+        ({"task": "store", "args": [{"a": "\u0000"}]}, ["body"], "NUL character"),
+        ({"task": "add", "args": [1, 2], "bogus": 1}, ["body", "bogus"], "Extra inputs"),
+        ({"args": [1, 2]}, ["body", "task"], "Field required"),
+        ({"task": "add", "args": {"a": 1}}, ["body", "args"], "valid list"),
+        ({"task": "add", "args": [1, 2], "dedup_window": 5}, ["body", "dedup_window"], "needs"),
+    ],
+)
+def test_enqueue_refuses_bad_input_with_422_naming_the_field(
+    client: TestClient, db: psycopg.Connection[Any], body: Any, loc: list[Any], fragment: str
+) -> None:
+    r = post(client, "/api/jobs", body)
+    assert r.status_code == 422, r.text
+    errors = r.json()["detail"]
+    assert any(e["loc"][: len(loc)] == loc and fragment in e["msg"] for e in errors), errors
+    assert jobs_in(db) == 0
+
+
+def test_enqueue_refuses_malformed_json_and_oversized_arguments(
+    client: TestClient, db: psycopg.Connection[Any], app: pgjobs.App
+) -> None:
+    r = client.post(
+        "/api/jobs", content=b'{"task": "add", "args": [1,', headers={**AUTH,
+        "content-type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 422 and "JSON decode error" in r.text
+    big = {"task": "store", "args": [{"blob": "x" * (app.max_payload_bytes + 10)}]}
+    r = post(client, "/api/jobs", big)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "payload_too_large"
+    assert "over the limit" in r.json()["detail"][0]["msg"]
+    assert jobs_in(db) == 0
+
+
+def test_enqueue_of_an_unknown_task_is_404_and_runs_nothing(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    r = post(client, "/api/jobs", {"task": "os.system", "args": ["rm -rf /"]})
+    assert r.status_code == 404
+    assert "no task named 'os.system' is registered" in r.json()["detail"]
+    assert jobs_in(db) == 0
+
+
+# -- GET /api/jobs/{id} ---------------------------------------------------------------
+
+
+def test_status_shows_result_only_when_succeeded_and_error_only_when_failed(
+    client: TestClient, app: pgjobs.App, spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    ok = sample_app.add.enqueue(20, 22)
+    bad = sample_app.fail.enqueue("boom")
+    pending = client.get(f"/api/jobs/{ok.id}").json()
+    assert pending["result"] is None and pending["completed_at"] is None
+    run_burst(spawn_worker)
+    done = client.get(f"/api/jobs/{ok.id}").json()
+    assert done["status"] == "succeeded" and done["is_terminal"] is True
+    assert done["result"] == 42 and done["error"] is None
+    assert done["started_at"] is not None and done["completed_at"] >= done["started_at"]
+    failed = client.get(f"/api/jobs/{bad.id}").json()
+    assert failed["status"] == "failed" and failed["result"] is None
+    assert failed["error"]["type"] == "ValueError" and failed["error"]["message"] == "boom"
+
+
+def test_status_of_unknown_and_malformed_ids(client: TestClient) -> None:
+    missing = uuid.uuid4()
+    r = client.get(f"/api/jobs/{missing}")
+    assert r.status_code == 404 and str(missing) in r.json()["detail"]
+    r = client.get("/api/jobs/not-a-uuid")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "job_id"]
+
+
+def test_detail_has_arguments_traceback_and_attempt_timeline(
+    client: TestClient, app: pgjobs.App, spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    job = sample_app.flaky.enqueue(1)  # fails once, then succeeds
+    bad = sample_app.fail.enqueue("kaput")
+    spawn_worker("--concurrency", "2")  # not --burst: the retry waits for its backoff
+    wait_for(lambda: client.get(f"/api/jobs/{job.id}").json()["is_terminal"])
+    d = client.get(f"/api/jobs/{job.id}/detail").json()
+    assert d["args"] == [1] and d["status"] == "succeeded" and d["result"] == 2
+    assert [a["outcome"] for a in d["attempt_log"]] == ["failed", "succeeded"]
+    assert all(a["duration"] >= 0 and a["worker_id"] for a in d["attempt_log"])
+    f = client.get(f"/api/jobs/{bad.id}/detail").json()
+    assert f["dead_letter"] is True
+    assert "ValueError: kaput" in f["error"]["traceback"]
+    assert f["attempt_log"][0]["error"]["type"] == "ValueError"
+    assert client.get(f"/api/jobs/{uuid.uuid4()}/detail").status_code == 404
+
+
+# -- GET /api/jobs --------------------------------------------------------------------
+
+
+def test_list_filters_and_pages_through_everything_once(
+    client: TestClient, app: pgjobs.App
+) -> None:
+    made = {str(j.id) for j in sample_app.add.enqueue_many([(i, i) for i in range(25)])}
+    other = sample_app.elsewhere.enqueue()
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"task": "add", "limit": 10}
+        if cursor:
+            params["cursor"] = cursor
+        page = client.get("/api/jobs", params=params).json()
+        seen += [j["id"] for j in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 25 and set(seen) == made
+    assert seen == sorted(seen, reverse=True)  # newest first
+    by_queue = client.get("/api/jobs", params={"queue": "other"}).json()["jobs"]
+    assert [j["id"] for j in by_queue] == [str(other.id)]
+    assert client.get("/api/jobs", params={"status": "failed"}).json()["jobs"] == []
+    # A page that ends exactly at the last job says so: no cursor to an empty page.
+    first = client.get("/api/jobs", params={"task": "add", "limit": 20}).json()
+    last = client.get("/api/jobs", params={"task": "add", "limit": 5,
+                                           "cursor": first["next_cursor"]}).json()  # fmt: skip
+    assert len(last["jobs"]) == 5 and last["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    "params", [{"status": "exploded"}, {"limit": 0}, {"limit": 5000}, {"cursor": "zz"}]
+)
+def test_list_refuses_bad_filters(client: TestClient, params: dict[str, Any]) -> None:
+    r = client.get("/api/jobs", params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"][:2] == ["query", next(iter(params))]
+
+
+# -- cancel and replay ----------------------------------------------------------------
+
+
+def test_cancel_a_waiting_job_and_refuse_a_finished_one(
+    client: TestClient, db: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    waiting = sample_app.add.options(delay=60).enqueue(1, 2)
+    r = post(client, f"/api/jobs/{waiting.id}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert status_of(db, str(waiting.id)) == "cancelled"
+    done = sample_app.add.enqueue(1, 2)
+    run_burst(spawn_worker)
+    r = post(client, f"/api/jobs/{done.id}/cancel")
+    assert r.status_code == 409 and "already succeeded" in r.json()["detail"]
+    assert status_of(db, str(done.id)) == "succeeded"
+    assert post(client, f"/api/jobs/{uuid.uuid4()}/cancel").status_code == 404
+
+
+def test_cancel_a_running_job_stops_it(
+    client: TestClient, db: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    spawn_worker("--concurrency", "2")
+    job = sample_app.cancellable_async.enqueue(30)
+    wait_for(lambda: status_of(db, str(job.id)) == "running")
+    r = post(client, f"/api/jobs/{job.id}/cancel")
+    assert r.status_code == 200
+    wait_for(lambda: status_of(db, str(job.id)) == "cancelled", timeout=15)
+
+
+def test_replay_a_dead_letter_and_refuse_what_cannot_replay(
+    client: TestClient, db: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    bad = sample_app.fail.enqueue("once")
+    ok = sample_app.add.enqueue(1, 1)
+    run_burst(spawn_worker)
+    r = post(client, f"/api/jobs/{bad.id}/replay")
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 0
+    r = post(client, f"/api/jobs/{ok.id}/replay")
+    assert r.status_code == 409 and "only failed or cancelled" in r.json()["detail"]
+    assert post(client, f"/api/jobs/{uuid.uuid4()}/replay").status_code == 404
+
+
+def test_replay_never_reruns_a_task_this_api_does_not_know(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    ghost = uuid.uuid4()
+    db.execute(
+        "INSERT INTO pgjobs.jobs (id, task, status, finished_at) VALUES (%s, 'ghost', 'failed', "
+        "now())",
+        (ghost,),
+    )
+    r = post(client, f"/api/jobs/{ghost}/replay")
+    assert r.status_code == 409 and "'ghost' is not registered" in r.json()["detail"]
+    assert status_of(db, str(ghost)) == "failed"
+
+
+# -- queues, workers, stats -----------------------------------------------------------
+
+
+def test_queues_show_depth_age_and_thresholds(client: TestClient, app: pgjobs.App) -> None:
+    sample_app.add.enqueue_many([(i, i) for i in range(3)])
+    sample_app.add.options(delay=60).enqueue(0, 0)
+    sample_app.elsewhere.enqueue()
+    app.thresholds = {"default": Threshold(max_depth=3), "*": Threshold(max_age=3600)}
+    try:
+        queues = {q["queue"]: q for q in client.get("/api/queues").json()}
+    finally:
+        app.thresholds = {}
+    d = queues["default"]
+    assert d["counts"] == {"pending": 3, "scheduled": 1} and d["depth"] == 4
+    assert d["oldest_pending_age"] >= 0 and d["max_depth"] == 3 and d["healthy"] is False
+    o = queues["other"]
+    assert o["depth"] == 1 and o["max_age"] == 3600 and o["healthy"] is True
+
+
+def test_workers_and_finished_series(
+    client: TestClient, spawn_worker: Callable[..., WorkerProcess], db: psycopg.Connection[Any]
+) -> None:
+    w = spawn_worker("--concurrency", "3")
+    sample_app.add.enqueue_many([(i, i) for i in range(5)])
+    sample_app.fail.enqueue("x")
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.jobs WHERE finished_at IS NULL") == 0)
+    workers = client.get("/api/workers").json()
+    assert [x["pid"] for x in workers] == [w.proc.pid]
+    assert workers[0]["concurrency"] == 3 and workers[0]["heartbeat_age"] < 30
+    series = client.get("/api/stats/finished", params={"window": 600, "step": 60}).json()
+    assert sum(p["succeeded"] for p in series) == 5
+    assert sum(p["failed"] for p in series) == 1
+    assert client.get("/api/stats/finished", params={"window": 60, "step": 600}).status_code == 422
+
+
+def test_tasks_lists_what_the_api_may_enqueue(client: TestClient, app: pgjobs.App) -> None:
+    tasks = {t["name"]: t for t in client.get("/api/tasks").json()}
+    assert set(tasks) == set(app.tasks)
+    assert tasks["flaky"]["max_attempts"] == 3 and tasks["flaky"]["doc"].startswith("Fails its")
+    assert tasks["arecord"]["queue"] == "fast" and tasks["arecord"]["is_async"] is True
+
+
+# -- dead letters ---------------------------------------------------------------------
+
+
+def test_dead_letters_list_replay_and_purge(
+    client: TestClient, db: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    a, b, c = (sample_app.fail.enqueue(f"n{i}") for i in range(3))
+    ok = sample_app.add.enqueue(1, 1)
+    run_burst(spawn_worker)
+    page = client.get("/api/dead-letters", params={"task": "fail"}).json()
+    assert {d["job_id"] for d in page["dead_letters"]} == {str(a.id), str(b.id), str(c.id)}
+    assert page["next_cursor"] is None
+    two = client.get("/api/dead-letters", params={"limit": 2}).json()
+    assert len(two["dead_letters"]) == 2 and two["next_cursor"] == two["dead_letters"][1]["job_id"]
+    rest = client.get("/api/dead-letters", params={"limit": 2, "cursor": two["next_cursor"]}).json()
+    assert len(rest["dead_letters"]) == 1 and rest["next_cursor"] is None
+    assert page["dead_letters"][0]["error"]["type"] == "ValueError"
+    # All or nothing: one id that cannot replay keeps the others where they are.
+    r = post(client, "/api/dead-letters/replay", {"ids": [str(a.id), str(ok.id)]})
+    assert r.status_code == 409
+    assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 3
+    r = post(client, "/api/dead-letters/replay", {"ids": [str(a.id)]})
+    assert r.json() == {"count": 1, "ids": [str(a.id)]}
+    # A purge with no scope is refused rather than taken as "everything".
+    r = post(client, "/api/dead-letters/purge", {})
+    assert r.status_code == 422 and "needs a filter" in r.text
+    r = post(client, "/api/dead-letters/purge", {"ids": [str(b.id)]})
+    assert r.json()["count"] == 1
+    r = post(client, "/api/dead-letters/purge", {"everything": True})
+    assert r.json()["count"] == 1
+    assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 0
+    assert status_of(db, str(c.id)) == "failed"  # purging forgets the letter, not the job
+    assert client.get("/api/dead-letters", params={"limit": 0}).status_code == 422
+
+
+# -- health and metrics ---------------------------------------------------------------
+
+
+def test_healthz_ok_and_unavailable() -> None:
+    with TestClient(create_app(pgjobs.App(os.environ["PGJOBS_URL"]))) as c:
+        assert c.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    dead = pgjobs.App("postgresql://postgres@127.0.0.1:1/nowhere", connect_timeout=1)
+    with TestClient(create_app(dead)) as c:
+        r = c.get("/healthz")
+        assert r.status_code == 503 and r.json()["status"] == "unavailable"
+        assert "127.0.0.1" in r.json()["database"] or "connect" in r.json()["database"]
+
+
+def metrics(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    out = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_parse_and_depth_matches_the_sql_view(
+    client: TestClient, db: psycopg.Connection[Any], app: pgjobs.App
+) -> None:
+    sample_app.add.enqueue_many([(i, i) for i in range(7)])
+    sample_app.add.options(delay=60).enqueue(1, 1)
+    sample_app.elsewhere.enqueue()
+    app.thresholds = {"default": Threshold(max_depth=5, max_age=3600)}
+    try:
+        m = metrics(client)
+    finally:
+        app.thresholds = {}
+    view = db.execute("SELECT queue, status, jobs FROM pgjobs.queue_depth").fetchall()
+    assert view, "the view is empty"
+    for queue, status, n in view:
+        assert m[("pgjobs_queue_jobs", (("queue", queue), ("status", status)))] == n
+    assert m[("pgjobs_queue_depth", (("queue", "default"),))] == 8
+    assert m[("pgjobs_queue_threshold_exceeded", (("limit", "depth"), ("queue", "default")))] == 1
+    assert m[("pgjobs_queue_threshold_exceeded", (("limit", "age"), ("queue", "default")))] == 0
+    assert m[("pgjobs_workers_alive", ())] == 0
+
+
+def test_metrics_count_finished_jobs_once_with_histograms(
+    client: TestClient, spawn_worker: Callable[..., WorkerProcess], db: psycopg.Connection[Any]
+) -> None:
+    metrics(client)  # the first scrape sets where counting starts
+    w = spawn_worker("--concurrency", "4")
+    sample_app.add.enqueue_many([(i, i) for i in range(6)])
+    sample_app.fail.enqueue("m")
+    wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.jobs WHERE finished_at IS NULL") == 0)
+    time.sleep(0.05)
+    first = metrics(client)
+    second = metrics(client)  # a second scrape counts nothing twice
+    for m in (first, second):
+        key = (("outcome", "succeeded"), ("queue", "default"), ("task", "add"))
+        assert m[("pgjobs_jobs_finished_total", key)] == 6
+        key = (("outcome", "failed"), ("queue", "default"), ("task", "fail"))
+        assert m[("pgjobs_jobs_finished_total", key)] == 1
+        labels = (("queue", "default"), ("task", "add"))
+        assert m[("pgjobs_job_run_seconds_count", labels)] == 6
+        assert m[("pgjobs_job_wait_seconds_count", labels)] == 6
+        assert m[("pgjobs_job_run_seconds_bucket", (("le", "+Inf"), *labels))] == 6
+        assert m[("pgjobs_workers_alive", ())] == 1
+    assert w.proc.poll() is None
+
+
+# -- the guard ------------------------------------------------------------------------
+
+
+WRITES = [
+    ("/api/jobs", {"task": "add", "args": [1, 2]}),
+    (f"/api/jobs/{uuid.uuid4()}/cancel", None),
+    (f"/api/jobs/{uuid.uuid4()}/replay", None),
+    ("/api/dead-letters/replay", {"everything": True}),
+    ("/api/dead-letters/purge", {"everything": True}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), WRITES)
+def test_writes_without_or_with_a_wrong_token_get_401(
+    client: TestClient, db: psycopg.Connection[Any], path: str, body: Any
+) -> None:
+    r = client.post(path, json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert "bearer token" in r.json()["detail"]
+    r = client.post(path, json=body, headers={"Authorization": "Bearer nope"})
+    assert r.status_code == 401 and "not valid" in r.json()["detail"]
+    assert jobs_in(db) == 0
+    assert client.get("/api/jobs").status_code == 200  # reads stay open by default
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ],
+)
+def test_cross_origin_writes_are_refused_even_with_the_token(
+    client: TestClient, db: psycopg.Connection[Any], headers: dict[str, str]
+) -> None:
+    r = post(client, "/api/jobs", {"task": "add", "args": [1, 2]}, headers=headers)
+    assert r.status_code == 403 and "may not change jobs" in r.json()["detail"]
+    assert jobs_in(db) == 0
+    ours = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    same = post(client, "/api/jobs", {"task": "add", "args": [1, 2]}, headers=ours)
+    assert same.status_code == 202
+
+
+def test_protected_reads_need_the_token(app: pgjobs.App) -> None:
+    with TestClient(create_app(app, token=TOKEN, protect_reads=True)) as c:
+        reads = ("/api/jobs", "/api/queues", "/api/tasks", "/api/dead-letters", "/metrics")
+        for path in reads:
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers=AUTH).status_code == 200, path
+        # The page holds no data (it asks for the token itself) and probes send none.
+        assert "<html" in c.get("/").text.lower()
+        assert c.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    dead = pgjobs.App("postgresql://postgres@127.0.0.1:1/nowhere", connect_timeout=1)
+    with TestClient(create_app(dead, token=TOKEN, protect_reads=True)) as c:
+        # An anonymous probe learns that the database is down, not where it is.
+        assert c.get("/healthz").json() == {"status": "unavailable", "database": "unreachable"}
+
+
+def test_without_a_token_only_loopback_may_write(
+    app: pgjobs.App, db: psycopg.Connection[Any]
+) -> None:
+    with TestClient(create_app(app)) as c:  # the test client is not a loopback address
+        r = c.post("/api/jobs", json={"task": "add", "args": [1, 2]})
+        assert r.status_code == 401 and "loopback" in r.json()["detail"]
+    assert jobs_in(db) == 0
+
+
+def test_the_router_mounts_under_a_prefix_in_an_existing_app(app: pgjobs.App) -> None:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.aclose()  # what the README asks of an application that mounts the router
+
+    host = FastAPI(lifespan=lifespan)
+
+    @host.get("/")
+    def home() -> dict[str, str]:
+        return {"app": "mine"}
+
+    host.include_router(router(app, token=TOKEN, dashboard=False), prefix="/jobs")
+    with TestClient(host) as c:
+        assert c.get("/").json() == {"app": "mine"}
+        r = c.post("/jobs/api/jobs", json={"task": "add", "args": [1, 2]}, headers=AUTH)
+        assert r.status_code == 202
+        assert r.json()["poll_url"].startswith("/jobs/api/jobs/")
+        assert c.get(r.json()["poll_url"]).json()["status"] == "pending"
+
+
+# -- `pgjobs web`, a real server ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pgjobs_cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pgjobs", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, **kw,
+    )  # fmt: skip
+
+
+def test_web_refuses_to_listen_beyond_loopback_without_a_token(db_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PGJOBS_WEB_TOKEN"}
+    r = pgjobs_cli("web", "tests.sample_app:app", "--host", "0.0.0.0", env=env)
+    assert r.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without a token" in r.stderr
+    r = pgjobs_cli("web", "tests.sample_app:app", "--protect-reads", env=env)
+    assert r.returncode == 2 and "--protect-reads needs a token" in r.stderr
+
+
+@pytest.fixture
+def web_server(db_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, token: str | None = None) -> str:
+        port = free_port()
+        env = {**os.environ, "PGJOBS_URL": db_url}
+        env.pop("PGJOBS_WEB_TOKEN", None)
+        if token:
+            env["PGJOBS_WEB_TOKEN"] = token
+        log = (tmp_path / f"web-{port}.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgjobs", "web", "tests.sample_app:app", "--port", str(port),
+             *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    return base
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / f"web-{port}.log").read_text())
+            time.sleep(0.05)
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(10)
+
+
+def test_web_on_loopback_without_a_token_takes_local_writes_only(
+    web_server: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    base = web_server()
+    r = httpx.post(f"{base}/api/jobs", json={"task": "add", "args": [1, 2]})
+    assert r.status_code == 202, r.text
+    # A page that rebinds its own name to 127.0.0.1 still sends its own Host.
+    r = httpx.post(
+        f"{base}/api/jobs", json={"task": "add", "args": [1, 2]}, headers={"Host": "evil.example"}
+    )
+    assert r.status_code == 401 and "loopback" in r.json()["detail"]
+    assert jobs_in(db) == 1
+    assert httpx.get(f"{base}/").headers["content-security-policy"].startswith("default-src")
+
+
+def test_web_with_a_token_serves_the_whole_api(
+    web_server: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    base = web_server(token=TOKEN)
+    assert httpx.post(f"{base}/api/jobs", json={"task": "add", "args": [1]}).status_code == 401
+    r = httpx.post(f"{base}/api/jobs", json={"task": "add", "args": [1, 2]}, headers=AUTH)
+    assert r.status_code == 202
+    job = httpx.get(base + r.headers["location"]).json()
+    assert job["status"] == "pending" and job["task"] == "add"
+    schema = httpx.get(f"{base}/openapi.json").json()
+    assert {"/api/jobs", "/api/jobs/{job_id}", "/metrics", "/healthz"} <= set(schema["paths"])
+    assert json.loads(httpx.get(f"{base}/api/queues").text)[0]["depth"] == 1
+
+
+# -- workflows and events -------------------------------------------------------------
+
+
+def test_workflow_endpoints_show_steps_and_cancel(
+    client: TestClient, app: pgjobs.App, spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    done = pgjobs.chain(
+        sample_app.add.s(1, 2), pgjobs.group(sample_app.add.s(1), sample_app.add.s(2))
+    ).enqueue()
+    waiting = pgjobs.chain(sample_app.add.options(delay=60).s(1, 1), sample_app.add.s(1)).enqueue()
+    run_burst(spawn_worker)
+    w = client.get(f"/api/workflows/{done.id}").json()
+    assert w["kind"] == "chain" and w["status"] == "succeeded" and w["is_terminal"] is True
+    assert w["result"] == [4, 5]
+    assert [s["status"] for s in w["steps"]] == ["succeeded"] * 3
+    assert w["canvas"]["chain"][1]["group"][0]["job_id"] == w["steps"][1]["job_id"]
+    step = client.get(f"/api/jobs/{w['steps'][1]['job_id']}/detail").json()
+    assert step["workflow_id"] == str(done.id) and step["args"] == [3, 1]
+    pending = client.get(f"/api/workflows/{waiting.id}").json()
+    assert [s["status"] for s in pending["steps"]] == ["scheduled", "blocked"]
+    assert pending["steps"][1]["waiting_for"] == 1 and pending["result"] is None
+    assert post(client, f"/api/workflows/{waiting.id}/cancel").json() == {
+        "cancelled": 2, "asked": 0,
+    }  # fmt: skip
+    assert client.get(f"/api/workflows/{waiting.id}").json()["status"] == "cancelled"
+    assert client.post(f"/api/workflows/{waiting.id}/cancel").status_code == 401
+    assert client.get(f"/api/workflows/{uuid.uuid4()}").status_code == 404
+    assert post(client, f"/api/workflows/{uuid.uuid4()}/cancel").status_code == 404
+
+
+def test_events_lists_published_events_and_hooks(app: pgjobs.App) -> None:
+    from tests import events_app
+
+    with TestClient(create_app(events_app.app, token=TOKEN)) as c:
+        rows = {r["event"]: r["subscribers"] for r in c.get("/api/events").json()}
+    assert rows["user.signed_up"] == [
+        "user.signed_up:send_welcome", "user.signed_up:sync_crm", "user.signed_up:count_signup",
+    ]  # fmt: skip
+    assert rows["job.failed"] == ["on_failure"] and rows["job.*"] == ["broken_hook"]
