@@ -28,6 +28,7 @@ from pgjobs.jobs import DeadLetter, Job, Status
 from pgjobs.retry import Backoff, RetryPolicy
 from pgjobs.tasks import Task
 from pgjobs.worker import Worker
+from pgjobs.workflows import Call, Workflow, WorkflowInfo, chain, chord, group
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ _logging.getLogger("pgjobs").addHandler(_logging.NullHandler())
 __all__ = [
     "App",
     "Backoff",
+    "Call",
     "CancelledByRequest",
     "ConfigurationError",
     "DatabaseUnavailable",
@@ -65,5 +67,10 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "WorkerCrashed",
+    "Workflow",
+    "WorkflowInfo",
+    "chain",
+    "chord",
     "current_job",
+    "group",
 ]

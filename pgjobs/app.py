@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
@@ -22,6 +22,11 @@ from pgjobs.errors import (
     JobNotFound,
     UnknownTask,
 )
+from pgjobs.health import Threshold
+
+if TYPE_CHECKING:
+    from pgjobs.events import Hook
+    from pgjobs.workflows import WorkflowInfo
 from pgjobs.jobs import DeadLetter, Job, Status, can_transition, sources
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import (
@@ -36,6 +41,7 @@ from pgjobs.tasks import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Callable[..., Any])
 
 DEFAULT_MAX_PAYLOAD = 1_048_576
 
@@ -46,6 +52,12 @@ class Page:
 
     jobs: list[Job]
     next_cursor: str | None
+
+
+class DeadLetterPage(list[DeadLetter]):
+    """A page of app.dead_letters(): a list, with the cursor of the next page (None at the end)."""
+
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,33 @@ class QueueStats:
     def depth(self) -> int:
         """Jobs waiting to run: pending, scheduled and retrying."""
         return sum(self.counts.get(s, 0) for s in ("pending", "scheduled", "retrying"))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a job: which worker ran it, when, and how it ended."""
+
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: str  # succeeded, failed (retried or not), cancelled, lost (its worker died)
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker: where it runs, what it serves, and when it last said so."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age: float  # seconds since its last heartbeat
+    running: int
 
 
 class App:
@@ -77,6 +116,7 @@ class App:
         max_payload_bytes: int | None = None,
         pool_size: int = 10,
         connect_timeout: float = 10.0,
+        thresholds: Mapping[str, Threshold] | None = None,
     ) -> None:
         if url is not None:
             _db.check_url(url)
@@ -94,6 +134,12 @@ class App:
         self._apool: AsyncConnectionPool | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
         self.embedded = False
+        # Backlog limits per queue ("*" for every queue), for `pgjobs check` and /metrics.
+        self.thresholds: dict[str, Threshold] = dict(thresholds or {})
+        #: Hooks by event ("job.failed", ...; "job.*"), run by workers after commit.
+        self.hooks: dict[str, list[Hook]] = {}
+        #: Subscriber tasks by published event name.
+        self.subscribers: dict[str, list[Task]] = {}
 
     # -- configuration -----------------------------------------------------------
 
@@ -129,6 +175,10 @@ class App:
     def check_schema(self) -> None:
         """Raise SchemaMissing unless `pgjobs migrate` has run on the database."""
         self._run(_schema_op())
+
+    async def acheck_schema(self) -> None:
+        """Async twin of check_schema()."""
+        await self._arun(_schema_op())
 
     # -- tasks -------------------------------------------------------------------
 
@@ -243,6 +293,68 @@ class App:
             return task
 
         return register
+
+    def on(self, event: str) -> Callable[[H], H]:
+        """Register a hook for job transitions: `@app.on("job.failed")` (or "job.*").
+
+        Workers call it with a JobEvent after the transition has committed, on
+        a thread of their own (an async hook runs on the worker's event loop).
+        Events: job.started, job.succeeded, job.retrying, job.failed, job.cancelled.
+        """
+        from pgjobs.events import check_event
+
+        try:
+            name = check_event(event)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+        def register(fn: H) -> H:
+            self.hooks.setdefault(name, []).append(fn)
+            return fn
+
+        return register
+
+    def subscriber(
+        self, event: str, *, name: str | None = None, **options: Any
+    ) -> Callable[[Callable[..., Any]], Task]:
+        """Register a task that gets a job for each app.publish(event, payload).
+
+        The function takes the payload as its one argument (type hints check
+        it). `options` are @app.task's (queue, retries, ...); the task is named
+        "<event>:<function>" unless `name` says otherwise.
+        """
+        from pgjobs.events import check_topic
+
+        try:
+            topic = check_topic(event)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+        def register(fn: Callable[..., Any]) -> Task:
+            task = self.task(name=name or f"{topic}:{fn.__name__}", **options)(fn)
+            assert isinstance(task, Task)
+            self.subscribers.setdefault(topic, []).append(task)
+            return task
+
+        return register
+
+    def publish(self, event: str, payload: Any = None, *, conn: Any = None) -> list[Job]:
+        """Insert one job per subscriber of `event`, in one statement (conn=: your transaction)."""
+        return self._insert(self._event_jobs(event, payload), conn)
+
+    async def apublish(self, event: str, payload: Any = None, *, conn: Any = None) -> list[Job]:
+        """Async twin of publish()."""
+        return await self._ainsert(self._event_jobs(event, payload), conn)
+
+    def _event_jobs(self, event: str, payload: Any) -> list[NewJob]:
+        from pgjobs.events import check_topic
+
+        try:
+            topic = check_topic(event)
+        except ValueError as exc:
+            raise InvalidArguments(str(exc), field="event") from None
+        # Validated for every subscriber before any is inserted: all or none.
+        return [t.prepare((payload,), {}, t.defaults) for t in self.subscribers.get(topic, [])]
 
     def get_task(self, name: str) -> Task:
         """The registered task of that name; raises UnknownTask."""
@@ -540,6 +652,32 @@ class App:
         """Async twin of queues()."""
         return await self._arun(_queues_op())  # type: ignore[no-any-return]
 
+    def attempts(self, job_id: uuid.UUID | str) -> list[Attempt]:
+        """A job's attempts in order: who ran each, when, and how it ended."""
+        return self._run(_attempts_op(_as_id(job_id)))  # type: ignore[no-any-return]
+
+    async def aattempts(self, job_id: uuid.UUID | str) -> list[Attempt]:
+        """Async twin of attempts()."""
+        return await self._arun(_attempts_op(_as_id(job_id)))  # type: ignore[no-any-return]
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers registered now, with their heartbeat age and running jobs."""
+        return self._run(_workers_op())  # type: ignore[no-any-return]
+
+    async def aworkers(self) -> list[WorkerInfo]:
+        """Async twin of workers()."""
+        return await self._arun(_workers_op())  # type: ignore[no-any-return]
+
+    def finished_series(self, window: float = 3600, step: float = 60) -> list[dict[str, Any]]:
+        """Jobs ended per queue and bucket of `step` seconds over the last `window` seconds."""
+        return self._run(_series_op(window, step))  # type: ignore[no-any-return]
+
+    async def afinished_series(
+        self, window: float = 3600, step: float = 60
+    ) -> list[dict[str, Any]]:
+        """Async twin of finished_series()."""
+        return await self._arun(_series_op(window, step))  # type: ignore[no-any-return]
+
     def cancel(self, job_id: uuid.UUID | str) -> Job:
         """Cancel a job: a waiting one ends `cancelled` now, a running one once its worker stops it.
 
@@ -563,8 +701,8 @@ class App:
         before: datetime | None = None,
         limit: int = 50,
         cursor: uuid.UUID | str | None = None,
-    ) -> list[DeadLetter]:
-        """Jobs that failed for good, newest first; pass the last job_id as cursor for more."""
+    ) -> DeadLetterPage:
+        """Jobs that failed for good, newest first; pass its next_cursor as cursor for more."""
         op = _dead_letters_op(task, queue, since, before, limit, cursor)
         return self._run(op)  # type: ignore[no-any-return]
 
@@ -577,7 +715,7 @@ class App:
         before: datetime | None = None,
         limit: int = 50,
         cursor: uuid.UUID | str | None = None,
-    ) -> list[DeadLetter]:
+    ) -> DeadLetterPage:
         """Async twin of dead_letters()."""
         op = _dead_letters_op(task, queue, since, before, limit, cursor)
         return await self._arun(op)  # type: ignore[no-any-return]
@@ -669,6 +807,32 @@ class App:
         op = _purge_op(job_ids, task, queue, since, before, everything)
         return await self._arun(op)  # type: ignore[no-any-return]
 
+    # -- workflows -----------------------------------------------------------------
+
+    def get_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowInfo:
+        """A workflow as it is now: its shape, status, and each step's job."""
+        from pgjobs.workflows import get_workflow_op
+
+        return self._run(get_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+
+    async def aget_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowInfo:
+        """Async twin of get_workflow()."""
+        from pgjobs.workflows import get_workflow_op
+
+        return await self._arun(get_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+
+    def cancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
+        """Cancel every step that has not ended: (cancelled now, running ones asked to stop)."""
+        from pgjobs.workflows import cancel_workflow_op
+
+        return self._run(cancel_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+
+    async def acancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
+        """Async twin of cancel_workflow()."""
+        from pgjobs.workflows import cancel_workflow_op
+
+        return await self._arun(cancel_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+
     # -- workers -------------------------------------------------------------------
 
     def run_worker(self, **options: Any) -> None:
@@ -703,6 +867,8 @@ def _needs_tx(rows: list[NewJob]) -> bool:
 
 
 def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
+    from pgjobs import logs
+
     found: dict[uuid.UUID, Job] = {}
     fresh: list[NewJob] = []
     # A key used twice in one batch: the later rows get the earlier row's job.
@@ -730,6 +896,7 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
         job = Job.from_row(existing, app)
         found[r.id] = job.model_copy(update={"deduplicated": True})
         found[r.id]._app = app
+    started = logs.clock()
     if len(fresh) == 1:
         r = fresh[0]
         row = yield (
@@ -771,6 +938,8 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
             "one",
         )
         created_at = row["created_at"]
+    # Only the jobs inserted here: a deduplicated one did not change.
+    logs.enqueued(fresh, started)
     out: list[Job] = []
     built: dict[uuid.UUID, Job] = {}
     make = _JobMaker(app, created_at if fresh else None)
@@ -800,6 +969,8 @@ def _copy_op(
     as when everything is validated first (which a caller's open transaction
     gets, so that a bad item never aborts it).
     """
+    from pgjobs import logs
+
     checked = check_options(opts)
     row = yield "transaction_now", {}, "one"
     created_at = row["now"]
@@ -823,7 +994,9 @@ def _copy_op(
                 r.limited,
             )
 
+    started = logs.clock()
     yield "copy_jobs", {"rows": rows()}, "copy"
+    logs.enqueued(made, started)
     make = _JobMaker(app, created_at)
     return [make(r) for r in made]
 
@@ -912,6 +1085,7 @@ def _list_op(
             raise InvalidArguments(f"unknown status {status!r} (one of: {names})") from None
     if not 1 <= limit <= 1000:
         raise InvalidArguments(f"limit must be between 1 and 1000, got {limit}")
+    _plain_text(queue=queue, task=task)
     cursor_id = None
     if cursor:
         try:
@@ -929,8 +1103,8 @@ def _list_op(
         },
         "all",
     )
-    jobs = [Job.from_row(r, app) for r in rows]
-    next_cursor = str(jobs[-1].id) if len(jobs) == limit else None
+    jobs = [Job.from_row(r, app) for r in rows[:limit]]
+    next_cursor = str(jobs[-1].id) if len(rows) > limit else None
     return Page(jobs=jobs, next_cursor=next_cursor)
 
 
@@ -957,12 +1131,40 @@ def task_summary_op(ids: Sequence[uuid.UUID]) -> _db.Op:
     return rows
 
 
+def _attempts_op(job_id: uuid.UUID) -> _db.Op:
+    job = yield "get_job_status", {"id": job_id}, "one"
+    if job is None:
+        raise JobNotFound(f"no job with id {job_id}")
+    rows = yield "job_attempts", {"id": job_id}, "all"
+    return [Attempt(**r) for r in rows]
+
+
+def _workers_op() -> _db.Op:
+    rows = yield "list_workers", {}, "all"
+    return [
+        WorkerInfo(**{**r, "queues": list(r["queues"]), "heartbeat_age": float(r["heartbeat_age"])})
+        for r in rows
+    ]
+
+
+def _series_op(window: float, step: float) -> _db.Op:
+    if not 1 <= step <= window <= 31 * 86400:
+        raise InvalidArguments(
+            f"need 1 <= step <= window <= 31 days, got step {step} s, window {window} s"
+        )
+    rows = yield "finished_series", {"window": window, "step": step}, "all"
+    return [dict(r) for r in rows]
+
+
 def _cancel_op(app: App, job_id: uuid.UUID) -> _db.Op:
     # A job that waits ends here; a running one is its worker's to stop, so
     # it is only asked to (the worker hears of it by NOTIFY, or by its poll).
+    from pgjobs import logs
+
     waiting = [s for s in sources(Status.CANCELLED) if s != Status.RUNNING]
     row = yield "cancel_job", {"id": job_id, "from_statuses": waiting}, "one"
     if row is not None:
+        logs.from_rows([row])
         return Job.from_row(row, app)
     yield "request_cancel", {"id": job_id}, "none"
     current = yield "get_job", {"id": job_id}, "one"
@@ -976,9 +1178,17 @@ _REPLAYABLE = [Status.FAILED.value, Status.CANCELLED.value]
 assert all(can_transition(s, Status.PENDING) for s in _REPLAYABLE)
 
 
+def _plain_text(**values: str | None) -> None:
+    # Postgres text cannot hold NUL: say which filter has one instead of a DataError.
+    for name, value in values.items():
+        if value is not None and "\x00" in value:
+            raise InvalidArguments(f"{name} must not contain a NUL character", field=name)
+
+
 def _filters(
     task: str | None, queue: str | None, since: datetime | None, before: datetime | None
 ) -> dict[str, Any]:
+    _plain_text(task=task, queue=queue)
     for label, moment in (("since", since), ("before", before)):
         if moment is not None and moment.tzinfo is None:
             raise InvalidArguments(f"{label} must be timezone-aware (e.g. datetime.now(UTC))")
@@ -998,7 +1208,10 @@ def _dead_letters_op(
     params = _filters(task, queue, since, before)
     params.update(limit=limit, cursor=None if cursor is None else _as_id(cursor))
     rows = yield "list_dead_letters", params, "all"
-    return [DeadLetter.from_row(r) for r in rows]
+    # The query reads one row more than the page: whether another page follows.
+    page = DeadLetterPage(DeadLetter.from_row(r) for r in rows[:limit])
+    page.next_cursor = str(page[-1].job_id) if len(rows) > limit else None
+    return page
 
 
 def _dead_letter_op(job_id: uuid.UUID) -> _db.Op:
@@ -1009,6 +1222,8 @@ def _dead_letter_op(job_id: uuid.UUID) -> _db.Op:
 
 
 def _replay_op(app: App, job_ids: list[uuid.UUID]) -> _db.Op:
+    from pgjobs import logs
+
     params = _filters(None, None, None, None)
     params.update(ids=job_ids, from_statuses=_REPLAYABLE)
     rows = yield "replay_jobs", params, "all"
@@ -1025,6 +1240,8 @@ def _replay_op(app: App, job_ids: list[uuid.UUID]) -> _db.Op:
                 f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be replayed"
             )
         jobs.append(job)
+    # Logged only now: until here an IllegalTransition would undo every replay.
+    logs.from_rows(rows, reason="replayed")
     return jobs
 
 
@@ -1044,10 +1261,13 @@ def _bulk_replay_op(
     before: datetime | None,
     everything: bool,
 ) -> _db.Op:
+    from pgjobs import logs
+
     params = _filters(task, queue, since, before)
     _require_scope("replaying dead letters", params, everything)
     params.update(ids=None, from_statuses=_REPLAYABLE)
     rows = yield "replay_jobs", params, "all"
+    logs.from_rows(rows, reason="replayed")
     return [r["id"] for r in rows]
 
 

@@ -14,6 +14,7 @@ import click
 
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError, InvalidArguments, PgJobsError
+from pgjobs.health import ANY_QUEUE, Threshold, check_health, merge_thresholds
 
 
 class _Group(click.Group):
@@ -137,7 +138,22 @@ def demo(count: int, data_dir: str | None) -> None:
     show_default=True,
     help="How long failed and cancelled jobs, and their dead letters, are kept.",
 )
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    help="A level, and levels of single loggers: INFO,pgjobs.jobs=WARNING keeps job "
+    "transitions out of the log but failures for good.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    envvar="PGJOBS_LOG_FORMAT",
+    show_envvar=True,
+    default="text",
+    show_default=True,
+    help="json: one object per line, job transitions with their fields as keys.",
+)
 def worker(
     app_spec: str,
     url: str | None,
@@ -153,13 +169,13 @@ def worker(
     keep_succeeded: str,
     keep_failed: str,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run a worker for APP (package.module:app) until SIGTERM or SIGINT."""
+    from pgjobs.logs import configure_logging
     from pgjobs.worker import Worker
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, log_format)
     app = _app(app_spec, url)
     if app.url and app.embedded:
         app.migrate()
@@ -387,6 +403,87 @@ def cancel(job_id: str, url: str | None, app_spec: str | None) -> None:
         click.echo(f"{job.id} {job.status.value}")
 
 
+# -- check -------------------------------------------------------------------------
+
+
+class _CheckError(Exception):
+    """`pgjobs check` cannot check: a usage mistake or no database (exit 2)."""
+
+
+@main.command()
+@click.argument("app_spec", metavar="[APP]", required=False)
+@click.option("--url", envvar="PGJOBS_URL", help="Postgres URL (default: $PGJOBS_URL).")
+@click.option(
+    "--max-depth",
+    type=click.IntRange(0),
+    help="Most jobs a queue may have waiting (pending, scheduled, retrying).",
+)
+@click.option("--max-age", help="Longest the oldest ready job may wait: seconds, or 90s, 5m, 2h.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="A queue the --max-* limits apply to; repeat it for more (default: every queue).",
+)
+def check(
+    app_spec: str | None,
+    url: str | None,
+    max_depth: int | None,
+    max_age: str | None,
+    queues: tuple[str, ...],
+) -> None:
+    """Exit 1 when a queue's backlog passes a limit, 0 when none does, 2 when it cannot check.
+
+    Limits come from --max-depth and --max-age, for the --queue queues or
+    every queue, and from APP's thresholds (package.module:app); the flags win.
+    """
+    ctx = click.get_current_context()
+    try:
+        target, thresholds, timeout = _check_setup(app_spec, url, max_depth, max_age, queues)
+        result = check_health(target, thresholds, queues, connect_timeout=timeout)
+    except (_CheckError, PgJobsError) as exc:
+        # Exit 1 means a breach; anything that stops the check must not look like one.
+        click.echo(f"pgjobs check: {exc}", err=True)
+        ctx.exit(2)
+    if result.ok:
+        click.echo(result.summary())
+        return
+    click.echo(f"pgjobs check: {result.summary()}", err=True)
+    ctx.exit(1)
+
+
+def _check_setup(
+    app_spec: str | None,
+    url: str | None,
+    max_depth: int | None,
+    max_age: str | None,
+    queues: tuple[str, ...],
+) -> tuple[str, dict[str, Threshold], float]:
+    """The URL, the merged thresholds and the connect timeout of a `pgjobs check`."""
+    age = None
+    if max_age is not None:
+        age = _age(max_age.strip())
+        if age is None:
+            raise _CheckError(f"--max-age takes seconds or 90s, 5m, 2h, got {max_age!r}")
+    if any(not q.strip() for q in queues):
+        raise _CheckError("--queue needs a queue name")
+    app = load_app(app_spec) if app_spec else None
+    flags: dict[str, Threshold] = {}
+    if max_depth is not None or age is not None:
+        flags = {q: Threshold(max_depth=max_depth, max_age=age) for q in queues or [ANY_QUEUE]}
+    thresholds = merge_thresholds(app.thresholds if app else {}, flags)
+    if not any(t.max_depth is not None or t.max_age is not None for t in thresholds.values()):
+        raise _CheckError(
+            "nothing to check: give --max-depth and/or --max-age, or an APP with thresholds"
+        )
+    # app.url would start an embedded Postgres when none is configured, and a
+    # check of a fresh empty database would always pass: ask for a real one.
+    target = url or (getattr(app, "_url", None) if app else None)
+    if not target:
+        raise _CheckError("no database to check: give --url or set $PGJOBS_URL")
+    return target, thresholds, app.connect_timeout if app else 10.0
+
+
 # -- dead letters ------------------------------------------------------------------
 
 
@@ -488,8 +585,8 @@ def dead_letters_list(
         )
     if not letters:
         click.echo("(no dead letters)")
-    elif len(letters) == limit:
-        click.echo(f"more: --cursor {letters[-1].job_id}")
+    elif letters.next_cursor:
+        click.echo(f"more: --cursor {letters.next_cursor}")
 
 
 @dead_letters.command("show")
@@ -585,6 +682,121 @@ def dead_letters_purge(
     scope = _scope(job_ids, task, queue, since, before, everything)
     n = _app(app_spec, url).purge_dead_letters(list(job_ids) or None, **scope)
     click.echo(f"purged {n} dead letters")
+
+
+@main.group()
+def workflow() -> None:
+    """Look at and cancel workflows (chains, groups, chords)."""
+
+
+def _shape_lines(shape: dict[str, Any], steps: dict[str, Any], depth: int = 0) -> list[str]:
+    pad = "  " * depth
+    if "job_id" in shape:
+        s = steps[shape["job_id"]]
+        error = f"  {s.error.get('type')}: {s.error.get('message', '')}" if s.error else ""
+        waiting = f" (waits for {s.waiting_for})" if s.status.value == "blocked" else ""
+        return [f"{pad}{s.job_id}  {s.task:24} {s.status.value}{waiting}{error[:90]}"]
+    if "chord" in shape:
+        body = shape["chord"]
+        return [
+            f"{pad}chord" + (" (allow_failures)" if body.get("allow_failures") else ""),
+            *_shape_lines(body["header"], steps, depth + 1),
+            f"{pad}  then",
+            *_shape_lines(body["callback"], steps, depth + 2),
+        ]
+    kind = "chain" if "chain" in shape else "group"
+    lines = [f"{pad}{kind}"]
+    for part in shape[kind]:
+        lines += _shape_lines(part, steps, depth + 1)
+    return lines
+
+
+@workflow.command("show")
+@click.argument("workflow_id")
+@url_option
+@app_option
+@click.option("--json", "as_json", is_flag=True)
+def workflow_show(workflow_id: str, url: str | None, app_spec: str | None, as_json: bool) -> None:
+    """A workflow's status and each step's job."""
+    info = _app(app_spec, url).get_workflow(workflow_id)
+    if as_json:
+        _echo_json(
+            {
+                "id": info.id,
+                "kind": info.kind,
+                "name": info.name,
+                "status": info.status,
+                "created_at": info.created_at,
+                "result": info.result() if info.status == "succeeded" else None,
+                "canvas": info.canvas,
+                "steps": [{**s.__dict__, "status": s.status.value} for s in info.steps],
+            }
+        )
+        return
+    name = f" {info.name}" if info.name else ""
+    click.echo(f"{info.kind}{name} {info.id}: {info.status}")
+    steps = {str(s.job_id): s for s in info.steps}
+    for line in _shape_lines(info.canvas, steps, 1):
+        click.echo(line)
+    if info.status == "succeeded":
+        click.echo(f"result: {json.dumps(info.result(), default=str)[:200]}")
+
+
+@workflow.command("cancel")
+@click.argument("workflow_id")
+@url_option
+@app_option
+def workflow_cancel(workflow_id: str, url: str | None, app_spec: str | None) -> None:
+    """Cancel every step that has not ended; running ones are asked to stop."""
+    cancelled, asked = _app(app_spec, url).cancel_workflow(workflow_id)
+    click.echo(f"cancelled {cancelled} waiting steps; asked {asked} running steps to stop")
+
+
+@main.command()
+@click.argument("app_spec", metavar="APP")
+@url_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="PGJOBS_WEB_TOKEN",
+    help="Bearer token for writes (default: $PGJOBS_WEB_TOKEN). Needed beyond loopback.",
+)
+@click.option("--protect-reads", is_flag=True, help="Reads need the token too.")
+@click.option("--no-dashboard", is_flag=True, help="Serve the API and /metrics only.")
+@click.option("--log-level", default="info", show_default=True)
+def web(
+    app_spec: str,
+    url: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    protect_reads: bool,
+    no_dashboard: bool,
+    log_level: str,
+) -> None:
+    """Serve the JSON API, /metrics and the dashboard for APP with uvicorn."""
+    from pgjobs.web.security import is_loopback_host
+
+    if not token and not is_loopback_host(host):
+        raise click.UsageError(
+            f"refusing to listen on {host} without a token: anyone who can reach it could "
+            "enqueue, cancel and replay jobs. Set $PGJOBS_WEB_TOKEN (or --token), or listen "
+            "on 127.0.0.1."
+        )
+    if protect_reads and not token:
+        raise click.UsageError("--protect-reads needs a token ($PGJOBS_WEB_TOKEN or --token)")
+    app = _app(app_spec, url)
+    try:
+        import uvicorn
+
+        from pgjobs.web import create_app
+    except ImportError as exc:
+        raise click.ClickException(f"{exc} (pip install 'pgjobs[web]')") from None
+    api = create_app(
+        app, token=token or None, protect_reads=protect_reads, dashboard=not no_dashboard
+    )
+    uvicorn.run(api, host=host, port=port, log_level=log_level.lower())
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class Status(enum.StrEnum):
     """Where a job is in its life."""
 
+    BLOCKED = "blocked"  # a workflow step: waits for the jobs before it to end
     SCHEDULED = "scheduled"  # waits for its run_at
     PENDING = "pending"  # ready: a worker may claim it
     RUNNING = "running"  # claimed by a worker, an attempt is under way
@@ -36,6 +37,9 @@ TERMINAL: frozenset[Status] = frozenset({Status.SUCCEEDED, Status.FAILED, Status
 # The legal transitions, as data. SQL statements take their allowed source
 # statuses from here (see sources()), so Python and SQL follow one table.
 TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    # Released (or cancelled, when a step before it fails) by the database
+    # itself: see pgjobs.workflow_step() in sql/schema/0005_workflows.sql.
+    Status.BLOCKED: frozenset({Status.PENDING, Status.CANCELLED}),
     Status.SCHEDULED: frozenset({Status.PENDING, Status.CANCELLED}),
     Status.PENDING: frozenset({Status.RUNNING, Status.CANCELLED}),
     Status.RUNNING: frozenset(
@@ -50,7 +54,9 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.RETRYING: frozenset({Status.PENDING, Status.CANCELLED}),
     Status.SUCCEEDED: frozenset(),
     Status.FAILED: frozenset({Status.PENDING}),  # replayed from the dead letters
-    Status.CANCELLED: frozenset({Status.PENDING}),  # replayed
+    # Replayed; a workflow step cancelled because a step before it failed
+    # waits again when that step is replayed.
+    Status.CANCELLED: frozenset({Status.PENDING, Status.BLOCKED}),
 }
 
 
@@ -127,6 +133,7 @@ class Job(BaseModel):
     dedup_key: str | None = None
     deduplicated: bool = False  # True when enqueue returned an existing job
     cancel_requested: bool = False  # cancel() asked the worker running it to stop
+    workflow_id: uuid.UUID | None = None  # the chain, group or chord it is a step of
 
     _app: App | None = PrivateAttr(default=None)
 
@@ -163,6 +170,7 @@ class Job(BaseModel):
             worker_id=row["worker_id"],
             dedup_key=row["dedup_key"],
             cancel_requested=row.get("cancel_requested_at") is not None,
+            workflow_id=row.get("workflow_id"),
         )
         job._app = app
         return job

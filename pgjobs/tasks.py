@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import typing
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from pgjobs.app import App
     from pgjobs.cron import CronSchedule
     from pgjobs.jobs import Job
+    from pgjobs.workflows import Call
 
 _P = inspect.Parameter
 
@@ -109,7 +111,7 @@ class Signature:
             validated = adapter.validate_python(value)
         except ValidationError as exc:
             raise InvalidArguments(
-                f"task {self.name!r}: argument {label!r}: {_first_error(exc)}"
+                f"task {self.name!r}: argument {label!r}: {_first_error(exc)}", field=label
             ) from None
         if not to_json:
             return validated
@@ -118,7 +120,8 @@ class Signature:
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             # ValueError: e.g. bytes that are not UTF-8 text.
             raise SerializationError(
-                f"task {self.name!r}: argument {label!r} cannot be stored as JSON: {exc}"
+                f"task {self.name!r}: argument {label!r} cannot be stored as JSON: {exc}",
+                field=label,
             ) from None
 
     def _walk(
@@ -151,6 +154,26 @@ class Signature:
         }
         return out_args, out_kwargs
 
+    def encode_after(
+        self, args: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Check a workflow step's own arguments: its first comes from the steps before it."""
+        try:
+            self.sig.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(
+                f"task {self.name!r}, whose first argument is the result of the step before "
+                f"it: {exc}"
+            ) from None
+        out_args = [
+            self._convert(self._param_for(i, None), self._param_for(i, None).name, v, True)
+            for i, v in enumerate(args, start=1)
+        ]
+        out_kwargs = {
+            k: self._convert(self._param_for(None, k), k, v, True) for k, v in kwargs.items()
+        }
+        return out_args, out_kwargs
+
     def encode(
         self, args: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
@@ -166,11 +189,21 @@ class Signature:
     def encode_result(self, value: Any) -> str:
         """The task's return value as JSON text."""
         try:
-            return json.dumps(self.result.dump_python(value, mode="json"))
+            text = json.dumps(self.result.dump_python(value, mode="json"))
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             raise SerializationError(
                 f"task {self.name!r}: its return value cannot be stored as JSON: {exc}"
             ) from None
+        if _has_nul(text):
+            raise SerializationError(
+                f"task {self.name!r}: its return value contains a NUL character (\\u0000), "
+                "which Postgres cannot store in JSON"
+            )
+        return text
+
+
+#: The longest delay or dedup window: ten years, far inside what datetimes can hold.
+MAX_DELAY = 10 * 365.25 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -190,11 +223,14 @@ class Options:
         if self.dedup_window is None:
             return None
         if self.dedup_key is None:
-            raise InvalidArguments("dedup_window needs a dedup_key")
+            raise InvalidArguments("dedup_window needs a dedup_key", field="dedup_window")
         w = self.dedup_window
         seconds = w.total_seconds() if isinstance(w, timedelta) else float(w)
-        if seconds < 0:
-            raise InvalidArguments(f"dedup_window must not be negative, got {seconds}")
+        if not 0 <= seconds <= MAX_DELAY:  # also refuses NaN
+            raise InvalidArguments(
+                f"dedup_window must be between 0 and {MAX_DELAY:.0f} seconds, got {seconds}",
+                field="dedup_window",
+            )
         return seconds
 
     def resolved_run_at(self) -> datetime | None:
@@ -208,8 +244,11 @@ class Options:
             seconds = (
                 self.delay.total_seconds() if isinstance(self.delay, timedelta) else self.delay
             )
-            if seconds < 0:
-                raise InvalidArguments(f"delay must not be negative, got {seconds}")
+            if not 0 <= seconds <= MAX_DELAY:  # also refuses NaN
+                raise InvalidArguments(
+                    f"delay must be between 0 and {MAX_DELAY:.0f} seconds, got {seconds}",
+                    field="delay",
+                )
             if seconds > 0:
                 return datetime.now(UTC) + timedelta(seconds=seconds)
         return None
@@ -239,17 +278,32 @@ class NewJob:
 # One encoder, made once: json.dumps() builds a new one per call when given options.
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
+# An escaped NUL: a backslash-u0000 preceded by an even number of backslashes
+# (an odd number would make it the literal text "\u0000", which is fine).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _has_nul(json_text: str) -> bool:
+    """True when JSON text holds a NUL character, which jsonb refuses."""
+    # The substring test is the fast path; the regex only rules out "\\u0000".
+    return "\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None
+
 
 def check_options(options: Options) -> tuple[datetime | None, float | None]:
     """Validate enqueue options; their run_at and dedup window in seconds."""
     if options.priority < -32768 or options.priority > 32767:
-        raise InvalidArguments(f"priority must fit in a smallint, got {options.priority}")
+        raise InvalidArguments(
+            f"priority must fit in a smallint, got {options.priority}", field="priority"
+        )
     if options.max_attempts < 1:
         raise InvalidArguments(f"max_attempts must be at least 1, got {options.max_attempts}")
     if not options.queue:
-        raise InvalidArguments("queue must be a non-empty name")
+        raise InvalidArguments("queue must be a non-empty name", field="queue")
     if options.dedup_key is not None and not options.dedup_key:
-        raise InvalidArguments("dedup_key must be a non-empty string")
+        raise InvalidArguments("dedup_key must be a non-empty string", field="dedup_key")
+    for field, text in (("queue", options.queue), ("dedup_key", options.dedup_key)):
+        if text is not None and "\x00" in text:
+            raise InvalidArguments(f"{field} must not contain a NUL character", field=field)
     return options.resolved_run_at(), options.window_seconds()
 
 
@@ -262,12 +316,16 @@ def prepare(
     options: Options,
     limited: bool = False,
     checked: tuple[datetime | None, float | None] | None = None,
+    after_input: bool = False,
 ) -> NewJob:
     """Validate and encode one call; raise before anything is written.
 
     `checked` is check_options(options), when the caller did it once for many calls.
+    `after_input`: a workflow step whose first argument the steps before it give.
     """
-    if signature is not None:
+    if signature is not None and after_input:
+        j_args, j_kwargs = signature.encode_after(args, kwargs)
+    elif signature is not None:
         j_args, j_kwargs = signature.encode(args, kwargs)
     else:
         j_args, j_kwargs = list(args), dict(kwargs)
@@ -278,6 +336,11 @@ def prepare(
         raise SerializationError(
             f"task {name!r}: arguments cannot be stored as JSON: {exc}"
         ) from None
+    if _has_nul(args_json) or _has_nul(kwargs_json):
+        raise SerializationError(
+            f"task {name!r}: arguments contain a NUL character (\\u0000), "
+            "which Postgres cannot store in JSON"
+        )
     # json.dumps escapes non-ASCII by default, so characters are bytes here.
     size = len(args_json) + len(kwargs_json)
     if size > app.max_payload_bytes:
@@ -371,6 +434,12 @@ class Enqueuer:
     def delay(self, *args: Any, **kwargs: Any) -> Job:
         """Same as enqueue(), for those used to Celery."""
         return self.enqueue(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Call:
+        """This call as a workflow step, with these options (see pgjobs.chain)."""
+        from pgjobs.workflows import Call
+
+        return Call(self.task, args, dict(kwargs), self.opts)
 
     def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
         """Insert many jobs at once (COPY from 100 on); one bad item and none is inserted."""
@@ -493,6 +562,10 @@ class Task:
     def delay(self, *args: Any, **kwargs: Any) -> Job:
         """Same as enqueue(), for those used to Celery."""
         return self._enqueuer.enqueue(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Call:
+        """This call as a workflow step: pgjobs.chain(a.s(1), b.s()), group, chord."""
+        return self._enqueuer.s(*args, **kwargs)
 
     def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
         """Insert many jobs at once (COPY from 100 on); one bad item and none is inserted."""

@@ -107,14 +107,22 @@ SET status = 'running', attempt = j.attempt + 1, started_at = now(), worker_id =
 FROM picked
 WHERE j.id = picked.id
 -- Empty kwargs come back as NULL: one JSON document less to parse per job.
+-- `waited`: seconds since the job was due, for the transition log (a float
+-- costs the worker less to read than the timestamp it would be made from).
 RETURNING j.id, j.task, j.queue, j.args, NULLIF(j.kwargs, '{}') AS kwargs, j.attempt,
-          j.max_attempts, j.started_at, j.dedup_key;
+          j.max_attempts, date_part('epoch', now() - j.run_at) AS waited, j.dedup_key;
 
 -- name: claim_limited
 -- Claim jobs of the tasks that have a concurrency or rate limit, within
 -- them (see pgjobs.claim_limited in sql/schema/0003_time_and_limits.sql).
-SELECT * FROM pgjobs.claim_limited(%(tasks)s::text[], %(queues)s::text[], %(worker_id)s,
-                                   %(limit)s);
+-- `waited` as in claim_jobs, read from the row as this statement's snapshot
+-- has it (the claim does not change run_at); NULL for a job that arrived
+-- after that snapshot, which the function's own statements can still claim.
+SELECT c.*,
+       (SELECT date_part('epoch', c.started_at - j.run_at) FROM pgjobs.jobs j
+        WHERE j.id = c.id) AS waited
+FROM pgjobs.claim_limited(%(tasks)s::text[], %(queues)s::text[], %(worker_id)s,
+                          %(limit)s) AS c;
 
 -- name: set_task_limit
 -- A worker says what limits its code gives a task; the latest word wins, so
@@ -174,8 +182,10 @@ dead AS (
         SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
 )
 -- A limited job that ends frees a slot of its task: wake the queue's workers
--- (identical notifications in one transaction are delivered once).
-SELECT id, CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified FROM done;
+-- (identical notifications in one transaction are delivered once). The
+-- status is the one each job got, for the transition log.
+SELECT id, status,
+       CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified FROM done;
 
 -- name: finish_and_claim
 -- finish_jobs and claim_jobs as ONE statement, for a busy worker: the
@@ -192,17 +202,22 @@ claimed AS (
 SELECT 'finished' AS kind, id, NULL::text AS task, NULL::text AS queue, NULL::jsonb AS args,
        NULL::jsonb AS kwargs, NULL::int AS attempt, NULL::int AS max_attempts,
        NULL::text AS dedup_key,
-       CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified
+       CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified,
+       status, NULL::float8 AS waited
 FROM done
 UNION ALL
-SELECT 'claimed', id, task, queue, args, kwargs, attempt, max_attempts, dedup_key, NULL
+SELECT 'claimed', id, task, queue, args, kwargs, attempt, max_attempts, dedup_key, NULL, NULL,
+       waited
 FROM claimed;
 
 -- name: release_due_jobs
 -- Move scheduled and retrying jobs whose time has come to 'pending', and wake
 -- the workers of their queues. SKIP LOCKED lets several workers run it at once.
+-- Each released job comes back for the transition log, with how long it
+-- waited: a scheduled job since it was created, a retrying one since its
+-- failed attempt ended.
 WITH due AS (
-    SELECT id FROM pgjobs.jobs
+    SELECT id, status FROM pgjobs.jobs
     WHERE status IN ('scheduled', 'retrying') AND run_at <= now()
     ORDER BY run_at
     LIMIT %(limit)s
@@ -211,15 +226,24 @@ WITH due AS (
 released AS (
     UPDATE pgjobs.jobs j SET status = 'pending'
     FROM due WHERE j.id = due.id
-    RETURNING j.queue
+    RETURNING j.id, j.task, j.queue, j.attempt, due.status AS from_status, j.status,
+              date_part('epoch', now() - CASE
+                  WHEN due.status = 'scheduled' THEN j.created_at
+                  ELSE COALESCE((SELECT a.finished_at FROM pgjobs.attempts a
+                                 WHERE a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1),
+                                j.run_at) END) AS duration
+),
+woken AS (
+    SELECT queue, pg_notify('pgjobs', queue) IS NULL AS notified FROM released GROUP BY queue
 )
-SELECT queue, count(*) AS released, pg_notify('pgjobs', queue) IS NULL AS notified
-FROM released GROUP BY queue;
+SELECT r.*, w.notified FROM released r JOIN woken w USING (queue);
 
 -- name: hand_back_jobs
 -- Give running jobs back to the queue without spending their attempt (a
 -- graceful shutdown whose grace period ran out). A job whose cancellation was
 -- asked for ends 'cancelled' instead.
+-- For the transition log each comes back with the attempt it was running
+-- (RETURNING sees the attempt count already given back) and for how long.
 WITH back AS (
     UPDATE pgjobs.jobs
     SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
@@ -227,9 +251,11 @@ WITH back AS (
         finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
         worker_id = NULL
     WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND worker_id = %(worker_id)s
-    RETURNING id, queue, status
+    RETURNING id, task, queue, status,
+              CASE WHEN status = 'pending' THEN attempt + 1 ELSE attempt END AS attempt,
+              date_part('epoch', now() - started_at) AS duration
 )
-SELECT b.id, b.status,
+SELECT b.id, b.task, b.queue, b.status, b.attempt, b.duration,
        CASE WHEN b.status = 'pending' THEN pg_notify('pgjobs', b.queue) IS NULL END AS notified
 FROM back b;
 
@@ -267,7 +293,7 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(cursor)s::uuid IS NULL OR id < %(cursor)s::uuid)
 ORDER BY id DESC
-LIMIT %(limit)s;
+LIMIT %(limit)s + 1;  -- one more than the page: whether another page follows
 
 -- name: queue_stats
 -- Depth by queue and status, and the age of the oldest ready job per queue.
@@ -279,9 +305,24 @@ ORDER BY queue, status;
 
 -- name: cancel_job
 -- Cancel a job that has not started; a running job is left to its worker.
-UPDATE pgjobs.jobs SET status = 'cancelled', finished_at = now()
-WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
-RETURNING *;
+-- The status it left and how long it had been in it come back too, for the
+-- transition log: the row lock taken here holds until the update, and a job
+-- a worker claimed meanwhile no longer matches (it is 'running').
+WITH old AS (
+    SELECT id, status FROM pgjobs.jobs
+    WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
+    FOR UPDATE
+)
+UPDATE pgjobs.jobs j SET status = 'cancelled', finished_at = now()
+FROM old
+WHERE j.id = old.id
+RETURNING j.*, old.status AS from_status,
+          date_part('epoch', now() - CASE old.status
+              WHEN 'scheduled' THEN j.created_at
+              WHEN 'pending' THEN j.run_at
+              ELSE COALESCE((SELECT a.finished_at FROM pgjobs.attempts a
+                             WHERE a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1),
+                            j.run_at) END) AS duration;
 
 -- name: task_summary
 -- Per task, for a set of jobs: how many ended how, attempts spent, and the
@@ -352,7 +393,8 @@ dead AS (
     ON CONFLICT (job_id) DO UPDATE
         SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
 )
-SELECT r.id, r.status, r.worker_id,
+SELECT r.id, r.task, r.queue, r.attempt, r.status, r.worker_id,
+       date_part('epoch', now() - r.started_at) AS duration,
        CASE WHEN r.status = 'pending' THEN pg_notify('pgjobs', r.queue) IS NULL END AS notified
 FROM rescued r;
 
@@ -380,7 +422,7 @@ WHERE (%(task)s::text IS NULL OR task = %(task)s::text)
   AND (%(before)s::timestamptz IS NULL OR failed_at < %(before)s::timestamptz)
   AND (%(cursor)s::uuid IS NULL OR job_id < %(cursor)s::uuid)
 ORDER BY job_id DESC
-LIMIT %(limit)s;
+LIMIT %(limit)s + 1;  -- one more than the page: whether another page follows
 
 -- name: get_dead_letter
 SELECT * FROM pgjobs.dead_letters WHERE job_id = %(id)s;
@@ -390,7 +432,7 @@ SELECT * FROM pgjobs.dead_letters WHERE job_id = %(id)s;
 -- 'pending' with a fresh allowance of attempts (as many as they had), and keep
 -- their attempts history: attempt numbers continue where they stopped.
 WITH chosen AS (
-    SELECT j.id FROM pgjobs.jobs j
+    SELECT j.id, j.status, j.finished_at FROM pgjobs.jobs j
     LEFT JOIN pgjobs.dead_letters d ON d.job_id = j.id
     WHERE j.status = ANY(%(from_statuses)s::text[])
       AND (%(ids)s::uuid[] IS NULL OR j.id = ANY(%(ids)s::uuid[]))
@@ -413,9 +455,11 @@ replayed AS (
         finished_at = NULL,
         cancel_requested_at = NULL
     FROM chosen WHERE j.id = chosen.id
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.task, j.queue, j.attempt, chosen.status AS from_status, j.status,
+              date_part('epoch', now() - chosen.finished_at) AS duration
 )
-SELECT r.id, pg_notify('pgjobs', r.queue) IS NULL AS notified FROM replayed r;
+-- Each replayed job comes back, with the status it left, for the transition log.
+SELECT r.*, pg_notify('pgjobs', r.queue) IS NULL AS notified FROM replayed r;
 
 -- name: purge_dead_letters
 -- Forget dead letters for good. The jobs keep their 'failed' rows and history.
@@ -510,3 +554,111 @@ DELETE FROM pgjobs.dedup_keys d USING old WHERE d.key = old.key;
 -- name: db_now
 -- The database's clock: workers on several machines agree on it.
 SELECT now() AS now;
+
+-- name: job_attempts
+-- A job's attempts in order: the timeline on its page.
+SELECT attempt, worker_id, started_at, finished_at, outcome, error
+FROM pgjobs.attempts
+WHERE job_id = %(id)s
+ORDER BY attempt;
+
+-- name: list_workers
+-- Workers that said hello and have not said goodbye, with what they run now.
+SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.started_at, w.heartbeat_at,
+       EXTRACT(EPOCH FROM now() - w.heartbeat_at) AS heartbeat_age,
+       (SELECT count(*) FROM pgjobs.jobs j
+        WHERE j.status = 'running' AND j.worker_id = w.id) AS running
+FROM pgjobs.workers w
+ORDER BY w.started_at, w.id;
+
+-- name: finished_series
+-- Jobs that ended per queue and time bucket (step seconds) over the last
+-- window seconds: the dashboard's throughput charts. Reads jobs_finished_idx.
+SELECT queue,
+       to_timestamp(floor(EXTRACT(EPOCH FROM finished_at) / %(step)s) * %(step)s) AS bucket,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+FROM pgjobs.jobs
+WHERE status IN ('succeeded', 'failed', 'cancelled')
+  AND finished_at >= now() - make_interval(secs => %(window)s)
+GROUP BY 1, 2
+ORDER BY 2, 1;
+
+-- name: metrics_finished
+-- Jobs that ended in (since, until], for the Prometheus counters and
+-- histograms: run time of the attempt that ended the job, and its wait from
+-- ready (run_at) to start. Reads jobs_finished_idx.
+SELECT queue, task, status, finished_at,
+       EXTRACT(EPOCH FROM finished_at - started_at) AS run_s,
+       EXTRACT(EPOCH FROM started_at - run_at) AS wait_s
+FROM pgjobs.jobs
+WHERE status IN ('succeeded', 'failed', 'cancelled')
+  AND finished_at > %(since)s AND finished_at <= %(until)s;
+
+-- name: db_now
+SELECT now() AS now;
+
+-- name: depth_by_status
+-- The pgjobs.queue_depth view: jobs per queue and status.
+SELECT queue, status, jobs FROM pgjobs.queue_depth ORDER BY queue, status;
+
+-- name: queue_levels
+-- The pgjobs.queue_oldest view: what health checks compare with thresholds.
+SELECT queue, depth, pending, oldest_pending_age, oldest_pending_id FROM pgjobs.queue_oldest;
+
+-- name: workers_alive
+-- The pgjobs.workers_alive view: workers within their lease, and their load.
+SELECT concurrency, running_jobs FROM pgjobs.workers_alive;
+
+-- name: insert_workflow
+INSERT INTO pgjobs.workflows (id, kind, name, canvas)
+VALUES (%(id)s, %(kind)s, %(name)s, %(canvas)s::jsonb)
+RETURNING created_at;
+
+-- name: enqueue_workflow_jobs
+-- A workflow's jobs, in one statement: the first steps ready (or scheduled),
+-- the others 'blocked' with how many jobs each waits for and how its input is made.
+INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs, max_attempts, run_at,
+                         meta, limited, workflow_id, waiting_for, input, on_failure)
+SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
+       j.max_attempts, COALESCE(j.run_at, now()), '{}', j.limited, %(workflow_id)s,
+       j.waiting_for, j.input::jsonb, j.on_failure
+FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
+            %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
+            %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(limited)s::boolean[],
+            %(waiting_for)s::int[], %(inputs)s::text[], %(on_failure)s::text[])
+     AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, limited,
+          waiting_for, input, on_failure);
+
+-- name: insert_job_deps
+INSERT INTO pgjobs.job_deps (depends_on, job_id)
+SELECT * FROM unnest(%(depends_on)s::uuid[], %(job_ids)s::uuid[]);
+
+-- name: get_workflow
+SELECT * FROM pgjobs.workflows WHERE id = %(id)s;
+
+-- name: workflow_jobs
+-- A workflow's jobs, in the order they were made (UUIDv7 ids).
+SELECT id, task, queue, status, attempt, started_at, finished_at, result, error, waiting_for,
+       cancel_requested_at
+FROM pgjobs.jobs WHERE workflow_id = %(id)s
+ORDER BY id;
+
+-- name: cancel_workflow
+-- Cancel every job of a workflow that has not started; running ones are
+-- asked to stop (as cancel_job + request_cancel do for one job).
+WITH waiting AS (
+    UPDATE pgjobs.jobs
+    SET status = 'cancelled', finished_at = now(),
+        error = '{"type": "WorkflowCancelled", "message": "its workflow was cancelled"}'
+    WHERE workflow_id = %(id)s AND status = ANY(%(from_statuses)s::text[])
+    RETURNING id
+), running AS (
+    UPDATE pgjobs.jobs SET cancel_requested_at = now()
+    WHERE workflow_id = %(id)s AND status = 'running' AND cancel_requested_at IS NULL
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM waiting) AS cancelled,
+       (SELECT count(*) FROM (SELECT pg_notify('pgjobs_cancel', id::text) FROM running) AS n)
+           AS asked;

@@ -116,7 +116,7 @@ def db_url(admin_url: str) -> Iterator[str]:
 
 TABLES = (
     "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers,"
-    " pgjobs.task_limits, pgjobs.periodic"
+    " pgjobs.task_limits, pgjobs.periodic, pgjobs.workflows, pgjobs.job_deps"
 )
 
 

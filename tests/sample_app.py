@@ -375,3 +375,34 @@ def rated(n: int) -> int:
     """At most 5 starts a second, across all workers."""
     _timed_run(n, 0.0)
     return n
+
+
+# -- workflows ------------------------------------------------------------------------
+
+
+@app.task(retries=5, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
+def total(values: list[int]) -> int:
+    """A chord callback: the sum of its members' results."""
+    return sum(values)
+
+
+@app.task(retries=5, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
+def collect(values: list[Any]) -> list[Any]:
+    """A chord callback that returns what it got, and records that it ran."""
+    _record(
+        "INSERT INTO test_runs (job_id, n, pid, attempt) VALUES (%(id)s, -1, %(pid)s, %(a)s)",
+        {"id": pgjobs.current_job().id, "pid": os.getpid(), "a": pgjobs.current_job().attempt},
+    )
+    return values
+
+
+@app.task(retries=5, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
+def inc(prev: int, pause: float = 0.0) -> int:
+    """A chain step: one more than the step before, after a pause; records each run."""
+    job = pgjobs.current_job()
+    _record(
+        "INSERT INTO test_runs (job_id, n, pid, attempt) VALUES (%(id)s, %(n)s, %(pid)s, %(a)s)",
+        {"id": job.id, "n": prev, "pid": os.getpid(), "a": job.attempt},
+    )
+    time.sleep(pause)
+    return prev + 1

@@ -136,8 +136,12 @@ def test_one_bad_item_in_enqueue_many_inserts_none(
 def test_bad_options(seeded: int, db: psycopg.Connection[Any]) -> None:
     with pytest.raises(InvalidArguments, match="timezone-aware"):
         sample_app.add.options(run_at=datetime(2030, 1, 1)).enqueue(1, 1)
-    with pytest.raises(InvalidArguments, match="delay must not be negative"):
+    with pytest.raises(InvalidArguments, match="delay must be between 0 and"):
         sample_app.add.options(delay=-1).enqueue(1, 1)
+    for huge in (1e300, float("nan"), float("inf")):  # past any datetime, or no number
+        with pytest.raises(InvalidArguments, match="delay must be between 0 and") as info:
+            sample_app.add.options(delay=huge).enqueue(1, 1)
+        assert info.value.field == "delay"
     with pytest.raises(InvalidArguments, match="priority must fit"):
         sample_app.add.options(priority=10**6).enqueue(1, 1)
     with pytest.raises(InvalidArguments, match="args must be a list"):

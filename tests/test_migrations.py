@@ -14,7 +14,15 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0003_time_and_limits"
+HEAD = "0005_workflows"
+VIEWS = {
+    "queue_depth",
+    "queue_oldest",
+    "throughput",
+    "running_jobs",
+    "dead_letters_by_task",
+    "workers_alive",
+}
 
 
 @pytest.fixture
@@ -55,7 +63,10 @@ def test_upgrade_creates_the_schema_and_is_idempotent(empty_db: str) -> None:
         "workers",
         "task_limits",
         "periodic",
+        "workflows",
+        "job_deps",
         "alembic_version",
+        *VIEWS,
     }
 
 
@@ -80,6 +91,42 @@ def test_a_database_at_0001_upgrades_in_place_and_keeps_its_jobs(empty_db: str) 
     assert row == ("old", 0, None)
     migrations.downgrade(empty_db, revision="0001_initial")
     assert migrations.current(empty_db) == "0001_initial"
+
+
+def test_0004_only_adds_views_and_its_downgrade_drops_them(empty_db: str) -> None:
+    migrations.upgrade(empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgjobs.jobs (id, task) VALUES (gen_random_uuid(), 'kept')")
+    migrations.downgrade(empty_db, revision="0003_time_and_limits")
+    assert migrations.current(empty_db) == "0003_time_and_limits"
+    assert not tables(empty_db) & VIEWS
+    migrations.upgrade(empty_db)
+    assert tables(empty_db) >= VIEWS
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        row = conn.execute("SELECT queue, depth, pending FROM pgjobs.queue_oldest").fetchone()
+    assert row == ("default", 1, 1)
+
+
+def test_0005_downgrade_ends_waiting_steps_and_upgrade_brings_workflows_back(
+    empty_db: str,
+) -> None:
+    migrations.upgrade(empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO pgjobs.jobs (id, task, status, workflow_id, waiting_for) VALUES"
+            " (gen_random_uuid(), 'step', 'blocked', gen_random_uuid(), 1),"
+            " (gen_random_uuid(), 'plain', 'pending', NULL, NULL)"
+        )
+    migrations.downgrade(empty_db, revision="0004_observability")
+    assert not tables(empty_db) & {"workflows", "job_deps"}
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        rows = conn.execute("SELECT task, status FROM pgjobs.jobs ORDER BY task").fetchall()
+        # 'blocked' is not a status before 0005: the waiting step ended, the other job is kept.
+        assert rows == [("plain", "pending"), ("step", "cancelled")]
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE pgjobs.jobs SET status = 'blocked'")
+    migrations.upgrade(empty_db)
+    assert tables(empty_db) >= {"workflows", "job_deps"}
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:

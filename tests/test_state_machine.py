@@ -12,6 +12,9 @@ from pgjobs import IllegalTransition, Status
 from pgjobs.jobs import TERMINAL, TRANSITIONS, can_transition, check_transition, sources
 
 LEGAL = {
+    ("blocked", "pending"),  # a workflow step whose steps before it ended
+    ("blocked", "cancelled"),  # ... or one of which failed; or it was cancelled
+    ("cancelled", "blocked"),  # the failed step before it was replayed
     ("scheduled", "pending"),
     ("scheduled", "cancelled"),
     ("pending", "running"),
@@ -47,7 +50,7 @@ def test_a_succeeded_job_never_moves_again() -> None:
 
 
 def test_sources_lists_the_statuses_that_lead_to_a_target() -> None:
-    assert sources("cancelled") == ["pending", "retrying", "running", "scheduled"]
+    assert sources("cancelled") == ["blocked", "pending", "retrying", "running", "scheduled"]
     assert sources("running") == ["pending"]
     assert sources("scheduled") == []
 

@@ -136,8 +136,10 @@ def test_bad_dedup_options_are_refused_before_anything_is_written(
 ) -> None:
     with pytest.raises(pgjobs.InvalidArguments, match="dedup_window needs a dedup_key"):
         sample_app.add.options(dedup_window=10).enqueue(1, 1)
-    with pytest.raises(pgjobs.InvalidArguments, match="must not be negative"):
+    with pytest.raises(pgjobs.InvalidArguments, match="dedup_window must be between 0 and"):
         sample_app.add.options(dedup_key="k", dedup_window=-1).enqueue(1, 1)
+    with pytest.raises(pgjobs.InvalidArguments, match="dedup_window must be between 0 and"):
+        sample_app.add.options(dedup_key="k", dedup_window=float("inf")).enqueue(1, 1)
     with pytest.raises(pgjobs.InvalidArguments, match="non-empty"):
         sample_app.add.options(dedup_key="").enqueue(1, 1)
     assert count(db) == 0 and count(db, "SELECT count(*) FROM pgjobs.dedup_keys") == 0

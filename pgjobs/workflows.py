@@ -1,0 +1,438 @@
+"""Workflows: chain, group and chord, stored as jobs and the edges between them.
+
+A workflow is compiled here into jobs and edges and inserted in one
+transaction (the caller's, with conn=). From then on the database runs it: a
+job that waits for others is `blocked`; when they end, a trigger releases it
+with their results in front of its arguments (sql/schema/0005_workflows.sql).
+No worker holds workflow state, so a crash can lose no step and no callback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pgjobs import _db
+from pgjobs.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from pgjobs.jobs import TERMINAL, Status, new_job_id
+from pgjobs.tasks import NewJob, Options, prepare
+
+if TYPE_CHECKING:
+    from pgjobs.app import App
+    from pgjobs.tasks import Task
+
+
+class Canvas:
+    """Something a workflow is made of: a step, a chain, a group or a chord."""
+
+    def enqueue(self, *, conn: Any = None, name: str | None = None) -> Workflow:
+        """Insert the whole workflow in one transaction (conn=: the caller's) and return it."""
+        app, plan = self._plan(name)
+        app._run(_insert_op(plan), conn, atomic=True)
+        return Workflow(plan.id, app)
+
+    async def aenqueue(self, *, conn: Any = None, name: str | None = None) -> Workflow:
+        """Async twin of enqueue()."""
+        app, plan = self._plan(name)
+        await app._arun(_insert_op(plan), conn, atomic=True)
+        return Workflow(plan.id, app)
+
+    def _plan(self, name: str | None) -> tuple[App, _Plan]:
+        app = self._app()
+        plan = _Plan(new_job_id(), self._kind(), name)
+        _, _, plan.canvas = self._compile(plan, [], None, "cancel")
+        return app, plan
+
+    def _kind(self) -> str:
+        return "chain"
+
+    def _app(self) -> App:
+        raise NotImplementedError
+
+    def _compile(
+        self, plan: _Plan, after: list[uuid.UUID], given: Any, on_failure: str
+    ) -> tuple[list[uuid.UUID], Any, dict[str, Any]]:
+        """Add this part's jobs; return its last jobs, how its result is made, and its shape."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Call(Canvas):
+    """One step: a task and its own arguments. Made by task.s(...) or task.options(...).s(...).
+
+    In a workflow, a step after others gets their result as its first argument.
+    """
+
+    task: Task
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: Options | None = None
+
+    def _kind(self) -> str:
+        return "chain"
+
+    def _app(self) -> App:
+        return self.task.app
+
+    def _compile(
+        self, plan: _Plan, after: list[uuid.UUID], given: Any, on_failure: str
+    ) -> tuple[list[uuid.UUID], Any, dict[str, Any]]:
+        opts = self.options or self.task.defaults
+        if opts.dedup_key is not None:
+            raise InvalidArguments(
+                f"task {self.task.name!r}: a workflow step cannot have a dedup key",
+                field="dedup_key",
+            )
+        if after and (opts.delay is not None or opts.run_at is not None):
+            raise InvalidArguments(
+                f"task {self.task.name!r}: only the first steps of a workflow can be delayed; "
+                "a later step starts when the steps before it end",
+                field="delay",
+            )
+        new = prepare(
+            self.task.app,
+            self.task.name,
+            self.task.signature,
+            self.args,
+            self.kwargs,
+            opts,
+            self.task.limited,
+            after_input=bool(after),
+        )
+        if after:
+            new.status = Status.BLOCKED.value
+        plan.jobs.append(_Step(new, after, given, on_failure))
+        out = {"job": str(new.id)}
+        return [new.id], out, {"task": self.task.name, "job_id": str(new.id)}
+
+
+def _parts(kind: str, items: tuple[Any, ...]) -> tuple[Canvas, ...]:
+    if len(items) == 1 and isinstance(items[0], (list, tuple)):
+        items = tuple(items[0])
+    if not items:
+        raise InvalidArguments(f"a {kind} needs at least one step")
+    for item in items:
+        if not isinstance(item, Canvas):
+            raise InvalidArguments(
+                f"a {kind} is made of task.s(...) steps, chains, groups and chords, "
+                f"not {type(item).__name__}"
+            )
+    return items
+
+
+class chain(Canvas):
+    """Steps one after the other: each gets the previous one's result as its first argument.
+
+    A step that fails for good stops the chain: the steps after it end `cancelled`.
+    """
+
+    def __init__(self, *steps: Canvas) -> None:
+        self.steps = _parts("chain", steps)
+
+    def _app(self) -> App:
+        return self.steps[0]._app()
+
+    def _compile(
+        self, plan: _Plan, after: list[uuid.UUID], given: Any, on_failure: str
+    ) -> tuple[list[uuid.UUID], Any, dict[str, Any]]:
+        shapes = []
+        for i, step in enumerate(self.steps):
+            after, given, shape = step._compile(
+                plan, after, given, on_failure if i == 0 else "cancel"
+            )
+            shapes.append(shape)
+        return after, given, {"chain": shapes}
+
+
+class group(Canvas):
+    """Members that run in parallel; the group's result is the list of theirs, in order."""
+
+    def __init__(self, *members: Canvas) -> None:
+        self.members = _parts("group", members)
+
+    def _kind(self) -> str:
+        return "group"
+
+    def _app(self) -> App:
+        return self.members[0]._app()
+
+    def _compile(
+        self, plan: _Plan, after: list[uuid.UUID], given: Any, on_failure: str
+    ) -> tuple[list[uuid.UUID], Any, dict[str, Any]]:
+        last: list[uuid.UUID] = []
+        outs, shapes = [], []
+        for member in self.members:
+            tails, out, shape = member._compile(plan, after, given, on_failure)
+            last += tails
+            outs.append(out)
+            shapes.append(shape)
+        return last, {"list": outs}, {"group": shapes}
+
+
+class chord(Canvas):
+    """A group, then a callback that runs once with the list of the members' results.
+
+    A member that fails for good fails the chord (the callback ends
+    `cancelled`), unless allow_failures=True: then the callback runs once
+    every member has ended, and a failed member's place in the list holds
+    {"failed": {"job_id", "status", "type", "message"}}.
+    """
+
+    def __init__(
+        self, header: group | list[Canvas] | tuple[Canvas, ...], callback: Canvas,
+        *, allow_failures: bool = False,
+    ) -> None:  # fmt: skip
+        self.header = header if isinstance(header, group) else group(*header)
+        self.callback = _parts("chord", (callback,))[0]
+        self.allow_failures = allow_failures
+
+    def _kind(self) -> str:
+        return "chord"
+
+    def _app(self) -> App:
+        return self.header._app()
+
+    def _compile(
+        self, plan: _Plan, after: list[uuid.UUID], given: Any, on_failure: str
+    ) -> tuple[list[uuid.UUID], Any, dict[str, Any]]:
+        tails, out, header = self.header._compile(plan, after, given, on_failure)
+        policy = "pass" if self.allow_failures else "cancel"
+        last, result, callback = self.callback._compile(plan, tails, out, policy)
+        body: dict[str, Any] = {"header": header, "callback": callback}
+        if self.allow_failures:
+            body["allow_failures"] = True
+        return last, result, {"chord": body}
+
+
+@dataclass
+class _Step:
+    new: NewJob
+    after: list[uuid.UUID]
+    given: Any  # how its input is made, None for a first step
+    on_failure: str
+
+
+@dataclass
+class _Plan:
+    id: uuid.UUID
+    kind: str
+    name: str | None
+    jobs: list[_Step] = field(default_factory=list)
+    canvas: dict[str, Any] = field(default_factory=dict)
+
+
+def _insert_op(plan: _Plan) -> _db.Op:
+    yield (
+        "insert_workflow",
+        {"id": plan.id, "kind": plan.kind, "name": plan.name, "canvas": json.dumps(plan.canvas)},
+        "one",
+    )
+    steps = plan.jobs
+    yield (
+        "enqueue_workflow_jobs",
+        {
+            "workflow_id": plan.id,
+            "ids": [s.new.id for s in steps],
+            "tasks": [s.new.task for s in steps],
+            "queues": [s.new.queue for s in steps],
+            "statuses": [s.new.status for s in steps],
+            "priorities": [s.new.priority for s in steps],
+            "args": [s.new.args_json for s in steps],
+            "kwargs": [s.new.kwargs_json for s in steps],
+            "max_attempts": [s.new.max_attempts for s in steps],
+            "run_ats": [s.new.run_at for s in steps],
+            "limited": [s.new.limited for s in steps],
+            "waiting_for": [len(s.after) if s.after else None for s in steps],
+            "inputs": [json.dumps(s.given) if s.after else None for s in steps],
+            "on_failure": [s.on_failure if s.after else None for s in steps],
+        },
+        "none",
+    )
+    edges = [(before, s.new.id) for s in steps for before in s.after]
+    if edges:
+        yield (
+            "insert_job_deps",
+            {"depends_on": [e[0] for e in edges], "job_ids": [e[1] for e in edges]},
+            "none",
+        )
+    return plan.id
+
+
+@dataclass(frozen=True)
+class WorkflowStep:
+    """One job of a workflow, as it is now."""
+
+    job_id: uuid.UUID
+    task: str
+    queue: str
+    status: Status
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    error: dict[str, Any] | None
+    waiting_for: int | None
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """A workflow: its shape, its status, and each step's job."""
+
+    id: uuid.UUID
+    kind: str
+    name: str | None
+    created_at: datetime
+    status: str  # running, succeeded, failed, cancelled
+    canvas: dict[str, Any]
+    steps: list[WorkflowStep]
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once no step can run any more."""
+        return self.status != "running"
+
+    def result(self) -> Any:
+        """The workflow's result: the last step's (chain), the list (group), the callback's."""
+        by_id = {str(s.job_id): s for s in self.steps}
+        return _result_of(self.canvas, by_id)
+
+
+def _result_of(shape: dict[str, Any], by_id: dict[str, WorkflowStep]) -> Any:
+    if "job_id" in shape:
+        return by_id[shape["job_id"]].result
+    if "chain" in shape:
+        return _result_of(shape["chain"][-1], by_id)
+    if "group" in shape:
+        return [_result_of(s, by_id) for s in shape["group"]]
+    return _result_of(shape["chord"]["callback"], by_id)
+
+
+def _last_jobs(shape: dict[str, Any]) -> list[str]:
+    if "job_id" in shape:
+        return [shape["job_id"]]
+    if "chain" in shape:
+        return _last_jobs(shape["chain"][-1])
+    if "group" in shape:
+        return [j for s in shape["group"] for j in _last_jobs(s)]
+    return _last_jobs(shape["chord"]["callback"])
+
+
+def _status(shape: dict[str, Any], steps: list[WorkflowStep]) -> str:
+    if any(s.status not in TERMINAL for s in steps):
+        return "running"
+    by_id = {str(s.job_id): s for s in steps}
+    if all(by_id[j].status is Status.SUCCEEDED for j in _last_jobs(shape)):
+        return "succeeded"
+    if any(s.status is Status.FAILED for s in steps):
+        return "failed"
+    return "cancelled"
+
+
+def get_workflow_op(workflow_id: uuid.UUID) -> _db.Op:
+    """The workflow with that id and its steps; raises JobNotFound."""
+    row = yield "get_workflow", {"id": workflow_id}, "one"
+    if row is None:
+        raise JobNotFound(f"no workflow with id {workflow_id}")
+    rows = yield "workflow_jobs", {"id": workflow_id}, "all"
+    steps = [
+        WorkflowStep(
+            job_id=r["id"],
+            task=r["task"],
+            queue=r["queue"],
+            status=Status(r["status"]),
+            attempts=r["attempt"],
+            started_at=r["started_at"],
+            finished_at=r["finished_at"],
+            result=r["result"],
+            error=r["error"],
+            waiting_for=r["waiting_for"],
+        )
+        for r in rows
+    ]
+    return WorkflowInfo(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        created_at=row["created_at"],
+        status=_status(row["canvas"], steps),
+        canvas=row["canvas"],
+        steps=steps,
+    )
+
+
+#: What cancel_workflow ends at once: every status a job waits in.
+WAITING = [s.value for s in (Status.BLOCKED, Status.SCHEDULED, Status.PENDING, Status.RETRYING)]
+
+
+def cancel_workflow_op(workflow_id: uuid.UUID) -> _db.Op:
+    """Cancel a workflow's waiting jobs and ask its running ones to stop; (cancelled, asked)."""
+    row = yield "get_workflow", {"id": workflow_id}, "one"
+    if row is None:
+        raise JobNotFound(f"no workflow with id {workflow_id}")
+    counts = yield "cancel_workflow", {"id": workflow_id, "from_statuses": WAITING}, "one"
+    return int(counts["cancelled"]), int(counts["asked"])
+
+
+class Workflow:
+    """A workflow that was enqueued: its id, and ways to follow it."""
+
+    def __init__(self, workflow_id: uuid.UUID, app: App) -> None:
+        self.id = workflow_id
+        self._app = app
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self.id}>"
+
+    def get(self) -> WorkflowInfo:
+        """The workflow as it is now."""
+        return self._app.get_workflow(self.id)
+
+    async def aget(self) -> WorkflowInfo:
+        """Async twin of get()."""
+        return await self._app.aget_workflow(self.id)
+
+    def cancel(self) -> tuple[int, int]:
+        """Cancel every step that has not ended; returns (cancelled now, asked to stop)."""
+        return self._app.cancel_workflow(self.id)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the workflow ends; its result, or JobFailed / JobCancelled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            info = self.get()
+            if info.is_terminal:
+                return _outcome(info)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"workflow {self.id} is still running after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def await_result(self, timeout: float | None = None) -> Any:
+        """Async twin of wait()."""
+        import asyncio
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            info = await self.aget()
+            if info.is_terminal:
+                return _outcome(info)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"workflow {self.id} is still running after {timeout} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+def _outcome(info: WorkflowInfo) -> Any:
+    if info.status == "succeeded":
+        return info.result()
+    failed = [s for s in info.steps if s.status is Status.FAILED]
+    if failed:
+        raise JobFailed(failed[0].job_id, failed[0].error)
+    cancelled = next(s for s in info.steps if s.status is Status.CANCELLED)
+    raise JobCancelled(cancelled.job_id, cancelled.error)
