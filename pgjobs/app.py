@@ -26,7 +26,7 @@ from pgjobs.health import Threshold
 
 if TYPE_CHECKING:
     from pgjobs.events import Hook
-    from pgjobs.workflows import WorkflowInfo
+    from pgjobs.workflows import WorkflowInfo, WorkflowSummary
 from pgjobs.jobs import DeadLetter, Job, Status, can_transition, sources
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import (
@@ -820,6 +820,24 @@ class App:
         from pgjobs.workflows import get_workflow_op
 
         return await self._arun(get_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+
+    def workflows(
+        self, *, limit: int = 50, cursor: uuid.UUID | str | None = None
+    ) -> tuple[list[WorkflowSummary], str | None]:
+        """Workflows, newest first, with how far each got; and the next page's cursor."""
+        from pgjobs.workflows import list_workflows_op
+
+        op = list_workflows_op(limit, None if cursor is None else _as_id(cursor))
+        return self._run(op)  # type: ignore[no-any-return]
+
+    async def aworkflows(
+        self, *, limit: int = 50, cursor: uuid.UUID | str | None = None
+    ) -> tuple[list[WorkflowSummary], str | None]:
+        """Async twin of workflows()."""
+        from pgjobs.workflows import list_workflows_op
+
+        op = list_workflows_op(limit, None if cursor is None else _as_id(cursor))
+        return await self._arun(op)  # type: ignore[no-any-return]
 
     def cancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
         """Cancel every step that has not ended: (cancelled now, running ones asked to stop)."""

@@ -134,6 +134,7 @@ class Job(BaseModel):
     deduplicated: bool = False  # True when enqueue returned an existing job
     cancel_requested: bool = False  # cancel() asked the worker running it to stop
     workflow_id: uuid.UUID | None = None  # the chain, group or chord it is a step of
+    waiting_for: int | None = None  # while blocked: how many jobs before it have not ended
 
     _app: App | None = PrivateAttr(default=None)
 
@@ -171,6 +172,7 @@ class Job(BaseModel):
             dedup_key=row["dedup_key"],
             cancel_requested=row.get("cancel_requested_at") is not None,
             workflow_id=row.get("workflow_id"),
+            waiting_for=row.get("waiting_for"),
         )
         job._app = app
         return job

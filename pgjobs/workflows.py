@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -276,6 +277,8 @@ class WorkflowStep:
     result: Any
     error: dict[str, Any] | None
     waiting_for: int | None
+    max_attempts: int
+    cancel_requested: bool
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,7 @@ class WorkflowInfo:
     status: str  # running, succeeded, failed, cancelled
     canvas: dict[str, Any]
     steps: list[WorkflowStep]
+    finished_at: datetime | None = None  # when its last step ended, once none can run
 
     @property
     def is_terminal(self) -> bool:
@@ -321,13 +325,13 @@ def _last_jobs(shape: dict[str, Any]) -> list[str]:
     return _last_jobs(shape["chord"]["callback"])
 
 
-def _status(shape: dict[str, Any], steps: list[WorkflowStep]) -> str:
-    if any(s.status not in TERMINAL for s in steps):
+def _status(shape: dict[str, Any], statuses: Mapping[str, Status]) -> str:
+    """running, succeeded (its last steps did), failed (a step did) or cancelled."""
+    if any(s not in TERMINAL for s in statuses.values()):
         return "running"
-    by_id = {str(s.job_id): s for s in steps}
-    if all(by_id[j].status is Status.SUCCEEDED for j in _last_jobs(shape)):
+    if all(statuses[j] is Status.SUCCEEDED for j in _last_jobs(shape)):
         return "succeeded"
-    if any(s.status is Status.FAILED for s in steps):
+    if any(s is Status.FAILED for s in statuses.values()):
         return "failed"
     return "cancelled"
 
@@ -350,18 +354,61 @@ def get_workflow_op(workflow_id: uuid.UUID) -> _db.Op:
             result=r["result"],
             error=r["error"],
             waiting_for=r["waiting_for"],
+            max_attempts=r["max_attempts"],
+            cancel_requested=r["cancel_requested_at"] is not None,
         )
         for r in rows
     ]
+    status = _status(row["canvas"], {str(s.job_id): s.status for s in steps})
     return WorkflowInfo(
         id=row["id"],
         kind=row["kind"],
         name=row["name"],
         created_at=row["created_at"],
-        status=_status(row["canvas"], steps),
+        status=status,
+        finished_at=None
+        if status == "running"
+        else max((s.finished_at for s in steps if s.finished_at), default=None),
         canvas=row["canvas"],
         steps=steps,
     )
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """A row of app.workflows(): a workflow and how far it got."""
+
+    id: uuid.UUID
+    kind: str
+    name: str | None
+    created_at: datetime
+    status: str
+    steps: int
+    ended: int
+    failed: int
+
+
+def list_workflows_op(limit: int, cursor: uuid.UUID | None) -> _db.Op:
+    """Workflows, newest first, and the cursor of the next page."""
+    if not 1 <= limit <= 1000:
+        raise InvalidArguments(f"limit must be between 1 and 1000, got {limit}", field="limit")
+    rows = yield "list_workflows", {"limit": limit, "cursor": cursor}, "all"
+    out = []
+    for r in rows[:limit]:
+        statuses = {k: Status(v) for k, v in (r["statuses"] or {}).items()}
+        out.append(
+            WorkflowSummary(
+                id=r["id"],
+                kind=r["kind"],
+                name=r["name"],
+                created_at=r["created_at"],
+                status=_status(r["canvas"], statuses),
+                steps=len(statuses),
+                ended=sum(s in TERMINAL for s in statuses.values()),
+                failed=sum(s is Status.FAILED for s in statuses.values()),
+            )
+        )
+    return out, (str(out[-1].id) if len(rows) > limit else None)
 
 
 #: What cancel_workflow ends at once: every status a job waits in.

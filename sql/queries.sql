@@ -640,8 +640,8 @@ SELECT * FROM pgjobs.workflows WHERE id = %(id)s;
 
 -- name: workflow_jobs
 -- A workflow's jobs, in the order they were made (UUIDv7 ids).
-SELECT id, task, queue, status, attempt, started_at, finished_at, result, error, waiting_for,
-       cancel_requested_at
+SELECT id, task, queue, status, attempt, max_attempts, started_at, finished_at, result, error,
+       waiting_for, cancel_requested_at
 FROM pgjobs.jobs WHERE workflow_id = %(id)s
 ORDER BY id;
 
@@ -662,3 +662,14 @@ WITH waiting AS (
 SELECT (SELECT count(*) FROM waiting) AS cancelled,
        (SELECT count(*) FROM (SELECT pg_notify('pgjobs_cancel', id::text) FROM running) AS n)
            AS asked;
+
+-- name: list_workflows
+-- Workflows, newest first (UUIDv7 ids), each with its steps' statuses; one
+-- row more than the page says whether another follows.
+SELECT w.id, w.kind, w.name, w.created_at, w.canvas,
+       (SELECT jsonb_object_agg(j.id, j.status) FROM pgjobs.jobs j WHERE j.workflow_id = w.id)
+           AS statuses
+FROM pgjobs.workflows w
+WHERE (%(cursor)s::uuid IS NULL OR w.id < %(cursor)s::uuid)
+ORDER BY w.id DESC
+LIMIT %(limit)s + 1;

@@ -648,8 +648,35 @@ def test_events_lists_published_events_and_hooks(app: pgjobs.App) -> None:
     from tests import events_app
 
     with TestClient(create_app(events_app.app, token=TOKEN)) as c:
-        rows = {r["event"]: r["subscribers"] for r in c.get("/api/events").json()}
+        got = c.get("/api/events").json()
+    rows = {r["event"]: r["subscribers"] for r in got}
+    assert {r["event"]: r["kind"] for r in got}["job.failed"] == "hook"
     assert rows["user.signed_up"] == [
         "user.signed_up:send_welcome", "user.signed_up:sync_crm", "user.signed_up:count_signup",
     ]  # fmt: skip
     assert rows["job.failed"] == ["on_failure"] and rows["job.*"] == ["broken_hook"]
+
+
+def test_workflow_list_pages_newest_first_with_progress(
+    client: TestClient, app: pgjobs.App, spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    made = [pgjobs.chain(sample_app.add.s(i, i), sample_app.add.s(1)).enqueue() for i in range(3)]
+    broken = pgjobs.chord([sample_app.fail.s("x"), sample_app.add.s(1, 1)], sample_app.total.s())
+    bad = broken.enqueue(name="broken")
+    run_burst(spawn_worker)
+    first = client.get("/api/workflows", params={"limit": 2}).json()
+    assert [w["id"] for w in first["workflows"]] == [str(bad.id), str(made[2].id)]
+    assert first["workflows"][0] | {"created_at": None} == {
+        "id": str(bad.id), "kind": "chord", "name": "broken", "created_at": None,
+        "status": "failed", "steps": 3, "ended": 3, "failed": 1,
+    }  # fmt: skip
+    rest = client.get("/api/workflows", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+    assert [w["id"] for w in rest["workflows"]] == [str(made[1].id), str(made[0].id)]
+    assert rest["next_cursor"] is None
+    assert {w["status"] for w in rest["workflows"]} == {"succeeded"}
+    detail = client.get(f"/api/workflows/{bad.id}").json()
+    assert detail["finished_at"] is not None
+    failed = next(s for s in detail["steps"] if s["status"] == "failed")
+    assert failed["error_message"] == "x" and failed["max_attempts"] == 1
+    assert failed["cancel_requested"] is False
+    assert client.get("/api/workflows", params={"limit": 0}).status_code == 422

@@ -91,6 +91,7 @@ class JobSummary(BaseModel):
     progress: dict[str, Any] | None
     error_type: str | None
     workflow_id: uuid.UUID | None
+    waiting_for: int | None
 
 
 class JobPage(BaseModel):
@@ -205,6 +206,9 @@ class WorkflowStepView(BaseModel):
     finished_at: datetime | None
     waiting_for: int | None
     error_type: str | None
+    error_message: str | None
+    max_attempts: int
+    cancel_requested: bool
 
 
 class WorkflowView(BaseModel):
@@ -216,9 +220,30 @@ class WorkflowView(BaseModel):
     created_at: datetime
     status: Literal["running", "succeeded", "failed", "cancelled"]
     is_terminal: bool
+    finished_at: datetime | None
     result: Any = None
     canvas: dict[str, Any]
     steps: list[WorkflowStepView]
+
+
+class WorkflowRow(BaseModel):
+    """A row of the workflow list: how far it got."""
+
+    id: uuid.UUID
+    kind: str
+    name: str | None
+    created_at: datetime
+    status: Literal["running", "succeeded", "failed", "cancelled"]
+    steps: int
+    ended: int
+    failed: int
+
+
+class WorkflowPage(BaseModel):
+    """Workflows, newest first; pass next_cursor as `cursor` for the next page."""
+
+    workflows: list[WorkflowRow]
+    next_cursor: str | None
 
 
 class WorkflowCancelled(BaseModel):
@@ -229,9 +254,10 @@ class WorkflowCancelled(BaseModel):
 
 
 class EventView(BaseModel):
-    """A published event's subscribers, and the hooks on job transitions."""
+    """A published event and its subscriber tasks, or a job transition and its hooks."""
 
     event: str
+    kind: Literal["event", "hook"]
     subscribers: list[str]
 
 
@@ -287,6 +313,7 @@ def _summary(job: Job) -> dict[str, Any]:
         "progress": job.progress,
         "error_type": (job.error or {}).get("type"),
         "workflow_id": job.workflow_id,
+        "waiting_for": job.waiting_for,
     }
 
 
@@ -461,6 +488,12 @@ def router(
         except IllegalTransition as exc:
             raise HTTPException(409, str(exc)) from None
 
+    @api.get("/api/workflows", response_model=WorkflowPage, tags=["workflows"])
+    async def list_workflows(limit: Limit = 50, cursor: uuid.UUID | None = None) -> Any:
+        """Workflows, newest first, with their status and how many steps ended."""
+        rows, next_cursor = await app.aworkflows(limit=limit, cursor=cursor)
+        return {"workflows": [r.__dict__ for r in rows], "next_cursor": next_cursor}
+
     @api.get(
         "/api/workflows/{workflow_id}",
         response_model=WorkflowView,
@@ -480,10 +513,16 @@ def router(
             "created_at": info.created_at,
             "status": info.status,
             "is_terminal": info.is_terminal,
+            "finished_at": info.finished_at,
             "result": info.result() if info.status == "succeeded" else None,
             "canvas": info.canvas,
             "steps": [
-                {**s.__dict__, "error_type": (s.error or {}).get("type")} for s in info.steps
+                {
+                    **s.__dict__,
+                    "error_type": (s.error or {}).get("type"),
+                    "error_message": (s.error or {}).get("message"),
+                }
+                for s in info.steps
             ],
         }
 
@@ -505,11 +544,15 @@ def router(
     async def events() -> Any:
         """Published events and their subscriber tasks; "job.*" rows list transition hooks."""
         out = [
-            {"event": name, "subscribers": [t.name for t in tasks]}
+            {"event": name, "kind": "event", "subscribers": [t.name for t in tasks]}
             for name, tasks in sorted(app.subscribers.items())
         ]
         out += [
-            {"event": name, "subscribers": [getattr(h, "__qualname__", repr(h)) for h in hooks]}
+            {
+                "event": name,
+                "kind": "hook",
+                "subscribers": [getattr(h, "__qualname__", repr(h)) for h in hooks],
+            }
             for name, hooks in sorted(app.hooks.items())
         ]
         return out
