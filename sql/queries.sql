@@ -517,17 +517,36 @@ RETURNING name;
 -- time, with what
 -- belongs to them. Ended jobs are not in the claim index, and SKIP LOCKED
 -- keeps the pruner out of any transaction that holds one of them.
+-- A workflow's steps go only once none of its jobs can run any more: a
+-- callback released later reads the results of the steps it waited for.
 WITH old AS (
-    SELECT id FROM pgjobs.jobs
-    WHERE (status = 'succeeded' AND %(keep_succeeded)s::float8 IS NOT NULL
-           AND finished_at < now() - make_interval(secs => %(keep_succeeded)s::float8))
-       OR (status IN ('failed', 'cancelled') AND %(keep_failed)s::float8 IS NOT NULL
-           AND finished_at < now() - make_interval(secs => %(keep_failed)s::float8))
+    SELECT id FROM pgjobs.jobs j
+    WHERE ((status = 'succeeded' AND %(keep_succeeded)s::float8 IS NOT NULL
+            AND finished_at < now() - make_interval(secs => %(keep_succeeded)s::float8))
+        OR (status IN ('failed', 'cancelled') AND %(keep_failed)s::float8 IS NOT NULL
+            AND finished_at < now() - make_interval(secs => %(keep_failed)s::float8)))
+      AND (j.workflow_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM pgjobs.jobs o
+            WHERE o.workflow_id = j.workflow_id
+              AND o.status NOT IN ('succeeded', 'failed', 'cancelled')))
     LIMIT %(batch)s
     FOR UPDATE SKIP LOCKED
 ),
 gone AS (
-    DELETE FROM pgjobs.jobs j USING old WHERE j.id = old.id RETURNING j.id
+    DELETE FROM pgjobs.jobs j USING old WHERE j.id = old.id RETURNING j.id, j.workflow_id
+),
+edges_in AS (
+    DELETE FROM pgjobs.job_deps d USING gone WHERE d.job_id = gone.id
+),
+edges_out AS (
+    DELETE FROM pgjobs.job_deps d USING gone WHERE d.depends_on = gone.id
+),
+workflows AS (
+    -- the statement's snapshot still shows the jobs deleted above: leave those out
+    DELETE FROM pgjobs.workflows w
+    WHERE w.id IN (SELECT workflow_id FROM gone)
+      AND NOT EXISTS (SELECT 1 FROM pgjobs.jobs j
+                      WHERE j.workflow_id = w.id AND j.id NOT IN (SELECT id FROM gone))
 ),
 attempt_rows AS (
     DELETE FROM pgjobs.attempts a USING gone WHERE a.job_id = gone.id
@@ -595,9 +614,6 @@ SELECT queue, task, status, finished_at,
 FROM pgjobs.jobs
 WHERE status IN ('succeeded', 'failed', 'cancelled')
   AND finished_at > %(since)s AND finished_at <= %(until)s;
-
--- name: db_now
-SELECT now() AS now;
 
 -- name: depth_by_status
 -- The pgjobs.queue_depth view: jobs per queue and status.

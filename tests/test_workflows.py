@@ -281,3 +281,34 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "pgjobs", *args], cwd=ROOT, capture_output=True, text=True,
         timeout=60,
     )  # fmt: skip
+
+
+def test_retention_prunes_a_workflow_only_once_none_of_its_steps_can_run(
+    app: pgjobs.App, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    from pgjobs.maintenance import pruner
+
+    async def prune() -> int:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            return await pruner.run_once(conn, keep_succeeded=0, keep_failed=0)
+
+    wf = chord([add.s(1, 1), add.s(2, 2)], total.s()).enqueue()
+    steps = app.get_workflow(wf.id).steps
+    # Both members ended long ago; the callback has not run: a callback released
+    # later reads their results, so they stay.
+    db.execute(
+        "UPDATE pgjobs.jobs SET status = 'succeeded', result = '2', finished_at = now() - "
+        "interval '2 days' WHERE id = ANY(%s)",
+        ([s.job_id for s in steps[:2]],),
+    )
+    assert asyncio.run(prune()) == 0
+    assert app.get_job(steps[2].job_id).status is pgjobs.Status.PENDING  # released, 2 + 2
+    assert app.get_job(steps[2].job_id).args == [[2, 2]]
+    db.execute(
+        "UPDATE pgjobs.jobs SET status = 'succeeded', finished_at = now() - interval '2 days'"
+        " WHERE id = %s",
+        (steps[2].job_id,),
+    )
+    assert asyncio.run(prune()) == 3
+    for table in ("pgjobs.jobs", "pgjobs.job_deps", "pgjobs.workflows"):
+        assert count(db, f"SELECT count(*) FROM {table}") == 0, table
