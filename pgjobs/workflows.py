@@ -307,7 +307,8 @@ class WorkflowInfo:
 
 def _result_of(shape: dict[str, Any], by_id: dict[str, WorkflowStep]) -> Any:
     if "job_id" in shape:
-        return by_id[shape["job_id"]].result
+        step = by_id.get(shape["job_id"])  # None: pruned by retention
+        return None if step is None else step.result
     if "chain" in shape:
         return _result_of(shape["chain"][-1], by_id)
     if "group" in shape:
@@ -329,7 +330,9 @@ def _status(shape: dict[str, Any], statuses: Mapping[str, Status]) -> str:
     """running, succeeded (its last steps did), failed (a step did) or cancelled."""
     if any(s not in TERMINAL for s in statuses.values()):
         return "running"
-    if all(statuses[j] is Status.SUCCEEDED for j in _last_jobs(shape)):
+    # A step missing from `statuses` was pruned by retention, which takes only
+    # ended jobs (and succeeded ones first): count it as succeeded.
+    if all(statuses.get(j, Status.SUCCEEDED) is Status.SUCCEEDED for j in _last_jobs(shape)):
         return "succeeded"
     if any(s is Status.FAILED for s in statuses.values()):
         return "failed"
@@ -386,6 +389,7 @@ class WorkflowSummary:
     steps: int
     ended: int
     failed: int
+    finished_at: datetime | None  # when its last step ended, once none can run
 
 
 def list_workflows_op(limit: int, cursor: uuid.UUID | None) -> _db.Op:
@@ -396,16 +400,18 @@ def list_workflows_op(limit: int, cursor: uuid.UUID | None) -> _db.Op:
     out = []
     for r in rows[:limit]:
         statuses = {k: Status(v) for k, v in (r["statuses"] or {}).items()}
+        status = _status(r["canvas"], statuses)
         out.append(
             WorkflowSummary(
                 id=r["id"],
                 kind=r["kind"],
                 name=r["name"],
                 created_at=r["created_at"],
-                status=_status(r["canvas"], statuses),
+                status=status,
                 steps=len(statuses),
                 ended=sum(s in TERMINAL for s in statuses.values()),
                 failed=sum(s is Status.FAILED for s in statuses.values()),
+                finished_at=None if status == "running" else r["finished_at"],
             )
         )
     return out, (str(out[-1].id) if len(rows) > limit else None)

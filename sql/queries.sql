@@ -682,10 +682,12 @@ SELECT (SELECT count(*) FROM waiting) AS cancelled,
 -- name: list_workflows
 -- Workflows, newest first (UUIDv7 ids), each with its steps' statuses; one
 -- row more than the page says whether another follows.
-SELECT w.id, w.kind, w.name, w.created_at, w.canvas,
-       (SELECT jsonb_object_agg(j.id, j.status) FROM pgjobs.jobs j WHERE j.workflow_id = w.id)
-           AS statuses
+SELECT w.id, w.kind, w.name, w.created_at, w.canvas, s.statuses, s.finished_at
 FROM pgjobs.workflows w
+CROSS JOIN LATERAL (
+    SELECT jsonb_object_agg(j.id, j.status) AS statuses, max(j.finished_at) AS finished_at
+    FROM pgjobs.jobs j WHERE j.workflow_id = w.id
+) AS s
 WHERE (%(cursor)s::uuid IS NULL OR w.id < %(cursor)s::uuid)
 ORDER BY w.id DESC
 LIMIT %(limit)s + 1;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -381,9 +382,16 @@ def test_a_workflow_page_draws_the_steps_and_follows_them_live(
     expect(rows).to_have_count(3)
     for row in rows.all():
         expect(row).to_have_attribute("data-status", "blocked")
+        expect(row).to_contain_text("waits for 1")
         expect(row.locator("[data-workflow-link]")).to_have_attribute(
             "href", f"#/workflows/{wf.id}"
         )
+    # A blocked job's page says how many jobs it still waits for.
+    rows.first.locator("td").nth(1).click()
+    expect(page.locator('[data-view="job"]')).to_have_attribute("data-status", "blocked")
+    expect(page.locator('[data-field="waiting-for"]')).to_have_text("1 earlier job of its workflow")
+    expect(page.locator('[data-testid="no-attempts"]')).to_contain_text("waits for 1 earlier job")
+    page.go_back()
     rows.first.locator("[data-workflow-link]").click()
 
     view = page.locator('[data-view="workflow"]')
@@ -416,7 +424,7 @@ def test_a_workflow_page_draws_the_steps_and_follows_them_live(
     expect(view.locator('[data-field="status"]')).to_have_text("succeeded")
     expect(view.locator('[data-field="result"]')).to_have_text("[14,15]")
     expect(view.locator('[data-field="steps-done"]')).to_have_text("4 of 4")
-    expect(second.locator('[data-field="attempts"]')).to_have_text("1 attempt")
+    expect(second.locator('[data-field="attempts"]')).to_have_text("attempt 1 of 1")
     expect(second.locator('[data-field="waiting-for"]')).to_have_text("")
     expect(cancel).to_be_hidden()
     assert page.evaluate("window.__sameDocument") == "still here"
@@ -460,7 +468,6 @@ def test_a_failed_step_cancels_the_rest_and_the_cancel_button_stops_a_workflow(
         pgjobs.chord([s.inc.s(), pgjobs.chain(s.sleep.s(), s.inc.s()), s.charge.s()], s.total.s()),
         s.add.s(100),
     ).enqueue(name="nightly report")
-    stopped = pgjobs.chain(s.asleep.s(30), s.add.s(1)).enqueue()
     spawn_worker("--concurrency", "4", "--grace-period", "0.5")
 
     view = page.locator('[data-view="workflow"]')
@@ -473,6 +480,8 @@ def test_a_failed_step_cancels_the_rest_and_the_cancel_button_stops_a_workflow(
     expect(sleeper).to_have_attribute("data-status", "running", timeout=15_000)
     expect(charge).to_have_attribute("data-status", "failed")
     expect(charge.locator('[data-field="error-type"]')).to_have_text("PaymentDeclined")
+    expect(charge.locator('[data-field="attempts"]')).to_have_text("attempt 1 of 4")
+    expect(charge.locator('[data-field="error-message"]')).not_to_be_empty()
     for card in (callback, last):
         expect(card).to_have_attribute("data-status", "cancelled")
         expect(card.locator('[data-field="error-type"]')).to_have_text("UpstreamFailed")
@@ -512,17 +521,28 @@ def test_a_failed_step_cancels_the_rest_and_the_cancel_button_stops_a_workflow(
     expect(after).to_have_attribute("data-status", "cancelled")
     expect(after.locator('[data-field="error-type"]')).to_have_text("UpstreamFailed")
     expect(after.locator('[data-field="attempts"]')).to_have_text("never ran")
+    expect(failed.locator('[data-field="attempts"]')).to_have_text("attempt 1 of 4")
     expect(view.locator('[data-field="failed-step"]')).to_contain_text("charge PaymentDeclined")
     expect(view.locator('[data-testid="result"]')).to_be_hidden()
     expect(view.locator('[data-action="cancel-workflow"]')).to_be_hidden()
 
     # Cancel: this tab has no token, so the API answers 401 and the page asks for one,
     # then cancels. The waiting step ends at once; the running one is asked to stop.
+    # A `def` task is not interrupted: asked to stop, it runs on until its sleep ends.
+    stopped = pgjobs.chain(s.sleep.s(5), s.add.s(1)).enqueue()
     page.goto(f"{web}/#/workflows/{stopped.id}")
     (running_id, _), (waiting_id, _) = steps_of(db, stopped.id)
     running, waiting = step_card(page, running_id), step_card(page, waiting_id)
     expect(running).to_have_attribute("data-status", "running", timeout=15_000)
     expect(waiting).to_have_attribute("data-status", "blocked")
+    # A second viewer, in a tab of its own, sees the request to stop too.
+    other = page.context.new_page()
+    other_errors: list[str] = []
+    other.on("pageerror", lambda exc: other_errors.append(str(exc)))
+    other.goto(f"{web}/#/workflows/{stopped.id}")
+    other_running = step_card(other, running_id)
+    expect(other_running).to_have_attribute("data-status", "running")
+    expect(other.locator('[data-field="cancel-requested"]:visible')).to_have_count(0)
     view.locator('[data-action="cancel-workflow"]').click()
     expect(page.locator('[data-testid="confirm"]')).to_be_visible()
     page.locator('[data-action="confirm"]').click()
@@ -531,13 +551,114 @@ def test_a_failed_step_cancels_the_rest_and_the_cancel_button_stops_a_workflow(
     page.locator("#token-input").press("Enter")
     toast = page.locator('[data-testid="toast"]').filter(has_text="cancelled 1 waiting step")
     expect(toast).to_contain_text("asked 1 running step to stop")
-    expect(view).to_have_attribute("data-status", "cancelled")
+    marker = '[data-field="cancel-requested"]'
+    expect(other_running).to_have_attribute("data-cancel-requested", "yes")
+    expect(other_running.locator(marker)).to_have_text("cancel requested")
+    expect(other.locator(f".pagehead {marker}")).to_be_visible()
+    expect(step_card(other, waiting_id)).to_have_attribute("data-status", "cancelled")
+    expect(view).to_have_attribute("data-status", "cancelled", timeout=15_000)
     expect(waiting).to_have_attribute("data-status", "cancelled")
     expect(waiting).to_contain_text("WorkflowCancelled")
     expect(running).to_have_attribute("data-status", "cancelled")
     expect(view.locator('[data-action="cancel-workflow"]')).to_be_hidden()
     row = db.execute("SELECT status FROM pgjobs.jobs WHERE id = %s", (running_id,)).fetchone()
     assert row == ("cancelled",)
+    expect(other_running).to_have_attribute("data-status", "cancelled")
+    expect(other_running).not_to_have_attribute("data-cancel-requested", "yes")
+    other.close()
+    assert not other_errors, f"JavaScript errors on the second tab: {other_errors}"
+
+
+def workflow_row(page: Page, workflow_id: Any) -> Any:
+    return page.locator(f'[data-testid="workflows"] tr[data-workflow-id="{workflow_id}"]')
+
+
+def test_the_workflows_tab_lists_workflows_newest_first_and_follows_them_live(
+    app: Any,
+    db: psycopg.Connection[Any],
+    page: Page,
+    web: str,
+    spawn_worker: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    s = sample_app
+    # Each chain step gets the result of the one before: sleeps of 1 s, 1 s, then 1.0 + 1.
+    older = pgjobs.chain(s.sleep.s(1.0), s.sleep.s(), s.add.s(1)).enqueue(name="totals")
+    newer = pgjobs.group(s.add.s(1, 1), s.fail.s("no such account"), s.sleep.s(0.3)).enqueue()
+
+    # The tab's badge counts running workflows from any view.
+    page.goto(f"{web}/#/queues")
+    tab = page.locator('[data-nav="workflows"]')
+    badge = tab.locator(".badge")
+    expect(badge).to_have_text("2")
+    tab.click()
+    expect(tab).to_have_attribute("aria-current", "page")
+    rows = page.locator('[data-testid="workflows"] tr[data-workflow-id]')
+    expect(rows).to_have_count(2)
+    order = rows.evaluate_all("trs => trs.map(tr => tr.dataset.workflowId)")
+    assert order == [str(newer.id), str(older.id)]  # newest first
+    group, chain = workflow_row(page, newer.id), workflow_row(page, older.id)
+    expect(chain.locator("b")).to_have_text("totals")
+    expect(chain.locator('[data-field="kind"]')).to_have_text("chain")
+    expect(group.locator(".unnamed")).to_have_text("group")  # no name: its kind instead
+    expect(group.locator('[data-field="kind"]')).to_have_text("group")
+    for row in (group, chain):
+        expect(row).to_have_attribute("data-status", "running")
+        expect(row.locator('[data-field="status"]')).to_have_text("running")
+        expect(row.locator('[data-field="steps"]')).to_have_text("0 / 3")
+        expect(row.locator('[data-field="duration"]')).to_contain_text("…")
+
+    # Live from here: the same document and row elements; the chain's ended count only grows.
+    page.evaluate("window.__sameDocument = 'still here'")
+    for row in (group, chain):
+        row.evaluate("tr => { tr.__mark = 'same row' }")
+    page.evaluate(
+        """id => {
+            window.__ended = [];
+            const note = () => {
+                const tr = document.querySelector(`tr[data-workflow-id="${id}"]`);
+                const n = tr && Number(tr.dataset.ended);
+                if (tr && window.__ended[window.__ended.length - 1] !== n) window.__ended.push(n);
+            };
+            note();
+            new MutationObserver(note).observe(document.getElementById('view'), {
+                subtree: true, attributes: true, attributeFilter: ['data-ended'],
+            });
+        }""",
+        str(older.id),
+    )
+    spawn_worker("--concurrency", "2")
+    expect(chain).to_have_attribute("data-status", "succeeded", timeout=20_000)
+    expect(chain.locator('[data-field="steps"]')).to_have_text("3 / 3")
+    expect(chain.locator('[data-field="failed"]')).to_have_text("0")
+    expect(group).to_have_attribute("data-status", "failed")
+    expect(group.locator('[data-field="steps"]')).to_have_text("3 / 3")
+    expect(group.locator('[data-field="failed"]')).to_have_text("1")
+    expect(badge).to_be_hidden()
+    # An ended workflow's duration runs from its creation to when its last step ended.
+    for row in (group, chain):
+        expect(row.locator('[data-field="duration"]')).to_have_text(re.compile(r"^[\d.]+ (ms|s)$"))
+    seen = page.evaluate("window.__ended")
+    assert seen[0] == 0 and seen[-1] == 3 and seen == sorted(seen), seen
+    assert page.evaluate("window.__sameDocument") == "still here"
+    for row in (group, chain):
+        assert row.evaluate("tr => tr.__mark") == "same row"
+
+    page.screenshot(path=str(tmp_path / "workflows.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.screenshot(path=str(tmp_path / "workflows-narrow.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+    # A row opens its workflow; the tab stays the current one.
+    chain.locator('[data-field="steps"]').click()
+    view = page.locator('[data-view="workflow"]')
+    expect(view).to_have_attribute("data-workflow-id", str(older.id))
+    expect(view).to_have_attribute("data-status", "succeeded")
+    expect(view.locator('[data-field="name"]')).to_have_text("totals")
+    expect(tab).to_have_attribute("aria-current", "page")
+    assert page.evaluate("location.hash") == f"#/workflows/{older.id}"
 
 
 def test_the_tasks_view_lists_tasks_events_and_hooks(

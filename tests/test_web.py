@@ -666,9 +666,10 @@ def test_workflow_list_pages_newest_first_with_progress(
     run_burst(spawn_worker)
     first = client.get("/api/workflows", params={"limit": 2}).json()
     assert [w["id"] for w in first["workflows"]] == [str(bad.id), str(made[2].id)]
-    assert first["workflows"][0] | {"created_at": None} == {
+    assert first["workflows"][0]["finished_at"] >= first["workflows"][0]["created_at"]
+    assert first["workflows"][0] | {"created_at": None, "finished_at": None} == {
         "id": str(bad.id), "kind": "chord", "name": "broken", "created_at": None,
-        "status": "failed", "steps": 3, "ended": 3, "failed": 1,
+        "finished_at": None, "status": "failed", "steps": 3, "ended": 3, "failed": 1,
     }  # fmt: skip
     rest = client.get("/api/workflows", params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert [w["id"] for w in rest["workflows"]] == [str(made[1].id), str(made[0].id)]

@@ -237,6 +237,7 @@ class WorkflowRow(BaseModel):
     steps: int
     ended: int
     failed: int
+    finished_at: datetime | None
 
 
 class WorkflowPage(BaseModel):
