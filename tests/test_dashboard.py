@@ -698,3 +698,19 @@ def test_the_tasks_view_lists_tasks_events_and_hooks(
         expect(hooks.locator("a")).to_have_count(0)  # hooks are functions, not tasks
         send = page.locator('[data-testid="tasks"] tr[data-task="user.signed_up:send_welcome"]')
         expect(send).to_contain_text("user.signed_up")
+
+
+def test_filters_follow_the_url_both_ways(app: Any, page: Page, web: str) -> None:
+    sample_app.add.enqueue(1, 1)
+    sample_app.elsewhere.enqueue()  # queue "other"
+    page.goto(f"{web}/#/jobs?queue=other&task=elsewhere")
+    queue = page.locator('[data-filter="queue"]')
+    expect(queue).to_have_value("other")
+    expect(page.locator('[data-filter="task"]')).to_have_value("elsewhere")
+    # A URL without a queue means every queue again, not the one chosen before.
+    page.evaluate("location.hash = '#/jobs?task=add'")
+    expect(queue).to_have_value("")
+    expect(page.locator('[data-filter="task"]')).to_have_value("add")
+    # And a filter chosen on the page is written into the URL.
+    queue.select_option("other")
+    expect(page).to_have_url(f"{web}/#/jobs?queue=other&task=add")
