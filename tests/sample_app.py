@@ -406,3 +406,15 @@ def inc(prev: int, pause: float = 0.0) -> int:
     )
     time.sleep(pause)
     return prev + 1
+
+
+@app.task
+def nul_result() -> str:
+    """Returns text Postgres cannot store in jsonb."""
+    return "a\x00b"
+
+
+@app.task
+def nul_error() -> None:
+    """Fails with a message Postgres cannot store as it is."""
+    raise ValueError("a\x00b")

@@ -227,7 +227,8 @@ def test_list_filters_and_pages_through_everything_once(
 
 
 @pytest.mark.parametrize(
-    "params", [{"status": "exploded"}, {"limit": 0}, {"limit": 5000}, {"cursor": "zz"}]
+    "params",
+    [{"status": "exploded"}, {"limit": 0}, {"limit": 5000}, {"cursor": "zz"}, {"queue": "a\x00"}],
 )
 def test_list_refuses_bad_filters(client: TestClient, params: dict[str, Any]) -> None:
     r = client.get("/api/jobs", params=params)
@@ -681,3 +682,18 @@ def test_workflow_list_pages_newest_first_with_progress(
     assert failed["error_message"] == "x" and failed["max_attempts"] == 1
     assert failed["cancel_requested"] is False
     assert client.get("/api/workflows", params={"limit": 0}).status_code == 422
+
+
+def test_nul_characters_from_a_task_end_the_job_with_a_clear_error(
+    client: TestClient, spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    result = sample_app.nul_result.enqueue()
+    error = sample_app.nul_error.enqueue()
+    ok = sample_app.add.enqueue(1, 1)  # in the same outcome batch: unaffected
+    run_burst(spawn_worker)
+    r = client.get(f"/api/jobs/{result.id}").json()
+    assert r["status"] == "failed" and r["error"]["type"] == "SerializationError"
+    assert "NUL character" in r["error"]["message"]
+    e = client.get(f"/api/jobs/{error.id}").json()
+    assert e["status"] == "failed" and e["error"]["message"] == "a\\x00b"
+    assert client.get(f"/api/jobs/{ok.id}").json()["result"] == 2
