@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
@@ -27,7 +27,15 @@ from pgjobs.health import Threshold
 if TYPE_CHECKING:
     from pgjobs.events import Hook
     from pgjobs.workflows import WorkflowInfo, WorkflowSummary
-from pgjobs.jobs import DeadLetter, Job, Status, can_transition, sources
+from pgjobs.jobs import (
+    DeadLetter,
+    Job,
+    Status,
+    _new_object,
+    _set_attr,
+    can_transition,
+    sources,
+)
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import (
     NewJob,
@@ -485,17 +493,15 @@ class App:
         except psycopg.Error as exc:
             raise (_db.translate(exc, self.url) or exc) from None
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except PoolTimeout as exc:
-            raise self._unreachable() from exc
-        except psycopg.Error as exc:
-            mapped = _db.translate(exc, self.url)
-            if mapped is None:
-                raise
-            raise mapped from exc
+    def _errors(self) -> _MapErrors:
+        """A context that turns pool and database failures into pgjobs errors."""
+        return _MapErrors(self)
+
+    def _mapped(self, exc: Exception) -> Exception:
+        """The pgjobs error for a pool or database failure (or `exc` itself)."""
+        if isinstance(exc, PoolTimeout):
+            return self._unreachable()
+        return _db.translate(exc, self.url) or exc
 
     def _unreachable(self) -> Exception:
         # The pool only says it timed out; one direct attempt tells why.
@@ -532,7 +538,9 @@ class App:
                     with c.transaction():
                         return _db.run(op, c)
                 return _db.run(op, c)
-        with self.connection() as c:
+        # Not through connection(): a generator context manager less on every
+        # enqueue, which a one-job insert feels.
+        with self._errors(), self.pool.connection() as c:
             if atomic:
                 with c.transaction():
                     return _db.run(op, c)
@@ -1019,57 +1027,96 @@ def _copy_op(
     return [make(r) for r in made]
 
 
+class _MapErrors:
+    """App._errors(): a class, not a generator, as it wraps every operation."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> Literal[False]:
+        if not isinstance(exc, (PoolTimeout, psycopg.Error)):
+            return False
+        mapped = self.app._mapped(exc)
+        if mapped is exc:
+            return False
+        raise mapped from exc
+
+
 _STATUSES = {s.value: s for s in Status}
 
 
 class _JobMaker:
-    """Jobs for rows just inserted, as the database now holds them."""
+    """Jobs for rows just inserted, as the database now holds them.
+
+    Built the way pydantic's own model_copy() makes a copy, from a dict of the
+    fields: the values come from our own validated rows, so validating them
+    again (or model_construct(), three times the cost) buys nothing, and a
+    thousand-job batch would feel it.
+    """
+
+    # Fields a new job has before any attempt; the rest are the model's defaults.
+    _FRESH: dict[str, Any] = {
+        "attempts": 0,
+        "started_at": None,
+        "finished_at": None,
+        "result": None,
+        "error": None,
+        "progress": None,
+        "worker_id": None,
+        "deduplicated": False,
+    }
+    _base: dict[str, Any] | None = None
+    _fields_set: frozenset[str] = frozenset()
 
     def __init__(self, app: App, created_at: datetime | None) -> None:
         self.app = app
         self.created_at = created_at
-        self.template: Job | None = None
+        base = _JobMaker._base
+        if base is None:
+            model = Job.model_construct(
+                id=uuid.UUID(int=0), task="", queue="", status=Status.PENDING, **self._FRESH
+            )
+            base = _JobMaker._base = dict(model.__dict__)
+            _JobMaker._fields_set = frozenset(model.model_fields_set) | {
+                "priority",
+                "args",
+                "kwargs",
+                "max_attempts",
+                "created_at",
+                "run_at",
+                "dedup_key",
+            }
+        self.base = {**base, "created_at": created_at}
 
     def __call__(self, r: NewJob) -> Job:
-        fields: dict[str, Any] = {
-            "id": r.id,
-            "task": r.task,
-            "queue": r.queue,
-            "status": _STATUSES[r.status],
-            "priority": r.priority,
-            "args": r.args,
-            "kwargs": r.kwargs,
-            "max_attempts": r.max_attempts,
-            "run_at": r.run_at or self.created_at,
-            "dedup_key": r.dedup_key,
-        }
-        if self.template is None:
-            job = self.template = Job.model_construct(
-                attempts=0,
-                created_at=self.created_at,
-                started_at=None,
-                finished_at=None,
-                result=None,
-                error=None,
-                progress=None,
-                worker_id=None,
-                deduplicated=False,
-                **fields,
-            )
-        else:
-            # The batch's first job with this row's fields, made the way
-            # pydantic's own model_copy() makes a copy, without its copying
-            # of each attribute: a fifth of model_construct()'s cost, which
-            # a thousand-job batch feels.
-            template = self.template
-            job = Job.__new__(Job)
-            values = dict(template.__dict__)
-            values.update(fields)
-            object.__setattr__(job, "__dict__", values)
-            object.__setattr__(job, "__pydantic_fields_set__", set(template.model_fields_set))
-            object.__setattr__(job, "__pydantic_extra__", None)
-            object.__setattr__(job, "__pydantic_private__", {})
-        job._app = self.app
+        job = _new_object(Job)
+        _set_attr(
+            job,
+            "__dict__",
+            {
+                **self.base,
+                "id": r.id,
+                "task": r.task,
+                "queue": r.queue,
+                "status": _STATUSES[r.status],
+                "priority": r.priority,
+                "args": r.args,
+                "kwargs": r.kwargs,
+                "max_attempts": r.max_attempts,
+                "run_at": r.run_at or self.created_at,
+                "dedup_key": r.dedup_key,
+            },
+        )
+        _set_attr(job, "__pydantic_fields_set__", set(self._fields_set))
+        _set_attr(job, "__pydantic_extra__", None)
+        _set_attr(job, "__pydantic_private__", {"_app": self.app})
         return job
 
 

@@ -105,7 +105,17 @@ def new_job_id() -> uuid.UUID:
     # reseeds itself in a forked child, so processes do not share sequences.
     rand_b = random.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (_seq << 64) | (0b10 << 62) | rand_b
-    return uuid.UUID(int=value)
+    # What uuid.UUID(int=value) stores, without its argument checks: the
+    # value is in range by construction, and a bulk enqueue makes thousands.
+    made = _new_object(uuid.UUID)
+    _set_attr(made, "int", value)
+    _set_attr(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
+
+
+_new_object = object.__new__
+_set_attr = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
 
 
 class Job(BaseModel):

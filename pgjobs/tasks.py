@@ -188,6 +188,8 @@ class Signature:
 
     def encode_result(self, value: Any) -> str:
         """The task's return value as JSON text."""
+        if value is None:
+            return "null"  # what the serializer gives too, for the most common result
         try:
             text = json.dumps(self.result.dump_python(value, mode="json"))
         except (PydanticSerializationError, ValueError, TypeError) as exc:
@@ -254,7 +256,7 @@ class Options:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class NewJob:
     """A job ready to insert: validated, encoded and sized."""
 

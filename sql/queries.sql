@@ -8,14 +8,15 @@
 -- name: enqueue_jobs
 -- Insert a batch of jobs. Ids are UUIDv7 made by the client, so the caller
 -- knows them before the statement runs; the insert trigger wakes workers.
+-- Arrays travel in binary, as in finish_jobs.
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
                          max_attempts, run_at, dedup_key, meta, limited)
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
        j.max_attempts, COALESCE(j.run_at, now()), j.dedup_key, j.meta::jsonb, j.limited
-FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
-            %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
-            %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(dedup_keys)s::text[],
-            %(metas)s::text[], %(limited)s::boolean[])
+FROM unnest(%(ids)b::uuid[], %(tasks)b::text[], %(queues)b::text[], %(statuses)b::text[],
+            %(priorities)b::smallint[], %(args)b::text[], %(kwargs)b::text[],
+            %(max_attempts)b::int[], %(run_ats)b::timestamptz[], %(dedup_keys)b::text[],
+            %(metas)b::text[], %(limited)b::boolean[])
      AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, dedup_key, meta,
           limited)
 RETURNING created_at, run_at;

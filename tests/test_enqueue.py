@@ -39,6 +39,32 @@ def test_job_ids_sort_by_creation_time(app: Any) -> None:
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
+def test_returned_jobs_are_what_the_database_holds_field_for_field(app: Any) -> None:
+    """Jobs are built from our own rows without validation: they must match a read-back."""
+    one = sample_app.add.enqueue(1, 2)
+    few = sample_app.add.options(queue="q2", priority=3).enqueue_many([(i, i) for i in range(5)])
+    many = sample_app.add.options(delay=60).enqueue_many([(i, i) for i in range(150)])
+    for job in [one, *few, *many]:
+        stored = app.get_job(job.id)
+        assert job.model_dump() == stored.model_dump(), job.id
+        assert job.model_fields_set >= {"id", "task", "status", "created_at", "run_at"}
+        assert job._app is app
+    twin = one.model_copy(update={"deduplicated": True})
+    assert twin.deduplicated and not one.deduplicated
+
+
+def test_job_ids_behave_as_ordinary_uuids() -> None:
+    import pickle
+
+    from pgjobs.jobs import new_job_id
+
+    made = new_job_id()
+    same = uuid.UUID(str(made))
+    assert made == same and hash(made) == hash(same) and made.version == 7
+    assert made.variant == uuid.RFC_4122 and made.is_safe is uuid.SafeUUID.unknown
+    assert pickle.loads(pickle.dumps(made)) == made and {made: 1}[same] == 1
+
+
 def traced(conn: psycopg.Connection[Any], call: Any) -> tuple[Any, list[str]]:
     """Run call() and return its result and the protocol messages the client sent."""
     with tempfile.TemporaryFile("w+") as trace:

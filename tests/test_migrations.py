@@ -163,7 +163,7 @@ def test_every_named_query_parses_and_plans(db: psycopg.Connection[Any]) -> None
 def _params(text: str) -> set[str]:
     import re
 
-    return set(re.findall(r"%\((\w+)\)s", text))
+    return set(re.findall(r"%\((\w+)\)[sbt]", text))
 
 
 def test_the_sql_folder_ships_beside_the_package() -> None:
