@@ -21,13 +21,19 @@ class JobContext:
     queue: str
     attempt: int
     max_attempts: int
-    idempotency_key: str
+    _dedup_key: str | None = field(repr=False)
     _report: Callable[[uuid.UUID, str], None] = field(repr=False)
     #: time.monotonic() at which the task should wrap up (its soft limit, else its hard one)
     _deadline: float | None = field(default=None, repr=False)
     # A plain flag: set from the event loop, read from the task's thread; an
     # Event per job would cost more than a no-op job itself.
     _cancelled: bool = field(default=False, repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of this job: pass it to outside services."""
+        # Made when read: most tasks never ask, and a no-op job would feel it.
+        return self._dedup_key or f"pgjobs-{self.id}"
 
     def set_progress(
         self, current: float, total: float | None = None, message: str | None = None

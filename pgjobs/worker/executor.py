@@ -159,7 +159,7 @@ class Executor:
             queue=row["queue"],
             attempt=row["attempt"],
             max_attempts=row["max_attempts"],
-            idempotency_key=row["dedup_key"] or f"pgjobs-{row['id']}",
+            _dedup_key=row["dedup_key"],
             _report=self.report_progress,
             _deadline=None if limit is None else time.monotonic() + limit,
         )

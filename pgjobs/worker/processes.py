@@ -84,7 +84,7 @@ def _child_main(app_spec: str, conn: multiprocessing.connection.Connection) -> N
             queue=info["queue"],
             attempt=info["attempt"],
             max_attempts=info["max_attempts"],
-            idempotency_key=info["idempotency_key"],
+            _dedup_key=info["dedup_key"],
             _report=lambda _id, progress: conn.send(("progress", progress)),
             _deadline=info["deadline"],
         )
@@ -206,7 +206,7 @@ class ProcessPool:
                         "queue": row["queue"],
                         "attempt": row["attempt"],
                         "max_attempts": row["max_attempts"],
-                        "idempotency_key": attempt.ctx.idempotency_key,
+                        "dedup_key": attempt.ctx._dedup_key,
                         "deadline": attempt.ctx._deadline,
                     },
                 )

@@ -459,7 +459,8 @@ class Worker:
         job_id = row["id"]
         attempt = self.executor.prepare(row)
         self._attempts[job_id] = attempt
-        self._tasks[job_id] = asyncio.create_task(self._run_one(attempt), name=f"job-{job_id}")
+        # Unnamed: a name would cost more than a no-op job's own work.
+        self._tasks[job_id] = asyncio.create_task(self._run_one(attempt))
 
     async def _run_one(self, attempt: Attempt) -> None:
         job_id = attempt.job_id
