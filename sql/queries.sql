@@ -103,10 +103,12 @@ picked AS (
              priority DESC, run_at, id
     LIMIT %(limit)s
 )
+-- By id, through the primary key, however many rows the plan expects: a
+-- generic plan (see generic_plan) cannot know the LIMIT, and a join with
+-- `picked` would hash the whole table.
 UPDATE pgjobs.jobs j
 SET status = 'running', attempt = j.attempt + 1, started_at = now(), worker_id = %(worker_id)s
-FROM picked
-WHERE j.id = picked.id
+WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 -- Empty kwargs come back as NULL: one JSON document less to parse per job.
 -- `waited`: seconds since the job was due, for the transition log (a float
 -- costs the worker less to read than the timestamp it would be made from).
@@ -169,8 +171,12 @@ done AS (
         cancel_requested_at = NULL,
         worker_id = NULL
     FROM outcome o
-    WHERE j.id = o.id AND j.status = 'running'
-      AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt
+    -- Each outcome finds its job by primary key. The fence is one opaque
+    -- test (IS TRUE) so that no plan can walk the index of this worker's
+    -- running jobs instead and compare every outcome with every one of them:
+    -- a generic plan would, from statistics that see few running jobs.
+    WHERE j.id = o.id
+      AND (j.status = 'running' AND j.worker_id = %(worker_id)s AND j.attempt = o.attempt) IS TRUE
     RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.started_at,
               j.status, j.error, j.limited, o.outcome
 ),
@@ -190,6 +196,17 @@ dead AS (
 -- status is the one each job got, for the transition log.
 SELECT id, status,
        CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified FROM done;
+
+-- name: generic_plan
+-- Sent just before finish_and_claim, in the same implicit transaction (a
+-- pipeline, one round trip): that statement is then planned once per
+-- connection and the plan reused. Left to choose, Postgres plans it anew for
+-- every batch, since the one plan's estimates (no LIMIT, no array lengths)
+-- look dearer than a plan made for the values. Measured with a busy worker:
+-- Postgres CPU per job about 50 µs with a plan per batch, 34 µs with the one
+-- plan. Local to the transaction: the connection's other statements are
+-- planned as usual.
+SELECT set_config('plan_cache_mode', 'force_generic_plan', true);
 
 -- name: finish_and_claim
 -- finish_jobs and claim_jobs as ONE statement, for a busy worker: the

@@ -588,11 +588,8 @@ class Worker:
         applied: dict[uuid.UUID, str]
         async with self.pool.connection() as conn:
             if claim and not self.limited_tasks:
-                cur = await conn.execute(
-                    sql("finish_and_claim"), {**params, **self._claim_params(claim)}
-                )
                 applied = {}
-                for r in await cur.fetchall():
+                for r in await finish_and_claim(conn, {**params, **self._claim_params(claim)}):
                     if r["kind"] == "finished":
                         applied[r["id"]] = r["status"]
                     else:
@@ -863,6 +860,17 @@ class Worker:
 
 
 QUEUE_ORDERS = ("priority", "strict", "weighted")
+
+
+async def finish_and_claim(
+    conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Record a batch of outcomes and claim the next jobs: one round trip, one plan reused."""
+    # generic_plan holds for this pipeline's implicit transaction alone.
+    async with conn.pipeline():
+        await conn.execute(sql("generic_plan"))
+        cur = await conn.execute(sql("finish_and_claim"), params, prepare=True)
+        return await cur.fetchall()
 
 
 def _queue_plan(

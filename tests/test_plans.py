@@ -1,0 +1,166 @@
+"""The busy worker's one statement is planned once and its plan stays cheap.
+
+A worker with a backlog records each batch of outcomes and claims the next
+jobs with finish_and_claim. It runs that statement on a generic plan (made
+once per connection) instead of planning it for every batch; these tests
+show that it does, and that the generic plan reaches every job through the
+primary key even when the table's statistics know nothing of running jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+
+from pgjobs.queries import sql
+from pgjobs.worker.worker import finish_and_claim
+from tests import sample_app
+
+WORKER = "plan-test-worker"
+BATCH = 50
+
+
+def _claim_params(limit: int) -> dict[str, Any]:
+    return {
+        "queues": ["default"],
+        "weights": [1.0],
+        "offsets": [0.0],
+        "order": "priority",
+        "limit": limit,
+        "worker_id": WORKER,
+    }
+
+
+def _outcomes(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Success for each of `rows` (claimed jobs), as the worker sends it."""
+    n = len(rows)
+    return {
+        "worker_id": WORKER,
+        "ids": [r["id"] for r in rows],
+        "attempts": [r["attempt"] for r in rows],
+        "statuses": ["succeeded"] * n,
+        "outcomes": ["succeeded"] * n,
+        "results": ["null"] * n,
+        "errors": [None] * n,
+        "progress": [None] * n,
+        "retry_in": [None] * n,
+    }
+
+
+def _backlog(db: psycopg.Connection[Any], jobs: int, running: int) -> list[dict[str, Any]]:
+    """`jobs` pending jobs, statistics taken while none runs, then `running` claimed."""
+    for start in range(0, jobs, 1000):
+        sample_app.record.enqueue_many([(n,) for n in range(start, min(jobs, start + 1000))])
+    # The statistics a worker meets at the start of a backlog: every job
+    # pending, no worker id in sight.
+    db.execute("ANALYZE pgjobs.jobs")
+    with db.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql("claim_jobs"), _claim_params(running)).fetchall()
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def test_the_busy_worker_statement_runs_on_one_generic_plan(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    claimed = _backlog(db, 1000, BATCH)
+    assert len(claimed) == BATCH
+
+    async def batches() -> tuple[list[int], list[int], dict[str, Any], str]:
+        finished, started = [], []
+        conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, row_factory=dict_row)
+        async with conn:
+            rows = claimed
+            for _ in range(4):
+                got = await finish_and_claim(conn, {**_outcomes(rows), **_claim_params(BATCH)})
+                finished.append(sum(r["kind"] == "finished" for r in got))
+                rows = [r for r in got if r["kind"] == "claimed"]
+                started.append(len(rows))
+            # The text as psycopg prepared it, with $n for each parameter.
+            cur = await conn.execute(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'WITH outcome AS%'"
+            )
+            plans = await cur.fetchone()
+            assert plans is not None
+            cur = await conn.execute("SELECT current_setting('plan_cache_mode') AS mode")
+            mode = await cur.fetchone()
+            assert mode is not None
+            return finished, started, plans, mode["mode"]
+
+    finished, started, plans, mode = asyncio.run(batches())
+    assert finished == [BATCH] * 4
+    assert started == [BATCH] * 4
+    # Planned once, then the same plan for every batch; never a plan per batch.
+    assert plans == {"generic_plans": 4, "custom_plans": 0}
+    # The setting went with the statement's transaction: the connection's other
+    # statements are planned as usual.
+    assert mode == "auto"
+    assert db.execute(
+        "SELECT count(*) FROM pgjobs.attempts WHERE worker_id = %s", (WORKER,)
+    ).fetchone() == (4 * BATCH,)
+    assert db.execute(
+        "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running' AND worker_id = %s", (WORKER,)
+    ).fetchone() == (BATCH,)
+
+
+def test_the_generic_plan_reaches_each_job_by_its_primary_key(
+    db: psycopg.Connection[Any],
+) -> None:
+    # Twice as many running jobs as outcomes: a plan that walked this worker's
+    # running jobs and matched them against the outcomes would show here.
+    running = _backlog(db, 3000, 2 * BATCH)
+    done = running[:BATCH]
+    params = {**_outcomes(done), **_claim_params(BATCH)}
+    # A server-side prepared statement, so EXPLAIN can show the generic plan.
+    order: list[str] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        if m.group(1) not in order:
+            order.append(m.group(1))
+        return f"${order.index(m.group(1)) + 1}"
+
+    text = re.sub(r"%\((\w+)\)[sb]", placeholder, sql("finish_and_claim"))
+    args = pgsql.SQL(", ").join(pgsql.Literal(params[name]) for name in order)
+    db.execute("BEGIN")
+    try:
+        db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        db.execute(f"PREPARE fc AS {text}")
+        explain = pgsql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE fc({})").format(args)
+        row = db.execute(explain).fetchone()
+        assert row is not None
+        plan = row[0][0]["Plan"]
+        kinds = db.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE name = 'fc'"
+        ).fetchone()
+    finally:
+        db.execute("ROLLBACK")
+        db.execute("DEALLOCATE ALL")
+    assert kinds == (1, 0)
+    nodes = list(_nodes(plan))
+    updates = [n for n in nodes if n.get("Operation") == "Update"]
+    assert [n["Relation Name"] for n in updates] == ["jobs", "jobs"]
+    assert [n["Actual Rows"] for n in updates] == [BATCH, BATCH]
+    for update in updates:
+        scans = [
+            (n["Node Type"], n.get("Index Name"))
+            for n in _nodes(update)
+            if n.get("Relation Name") == "jobs" and "Scan" in n["Node Type"]
+        ]
+        # The finish finds its rows by id; the claim's row lookups too, below
+        # the claim index scan that picks them.
+        assert ("Index Scan", "jobs_pkey") in scans, scans
+        assert {index for _, index in scans} <= {"jobs_pkey", "jobs_claim_idx"}, scans
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
+    # No outcome compared with every running job.
+    assert not [n for n in nodes if n.get("Rows Removed by Join Filter")]
