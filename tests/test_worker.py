@@ -277,6 +277,69 @@ def test_claims_never_exceed_free_capacity(app: Any, db: psycopg.Connection[Any]
     assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 12
 
 
+class _CountingClaims(Worker):
+    """A worker that counts its statements: claims alone, outcomes alone, both at once."""
+
+    claims_alone = finishes_alone = both = 0
+
+    async def _claim(self, limit: int) -> list[dict[str, Any]]:
+        self.claims_alone += 1
+        return await super()._claim(limit)
+
+    async def _finish(self, batch: list[Any], claim: int = 0) -> list[dict[str, Any]]:
+        if claim:
+            self.both += 1
+        else:
+            self.finishes_alone += 1
+        return await super()._finish(batch, claim)
+
+
+def test_a_busy_worker_claims_with_every_batch_and_never_past_its_capacity(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    # At the end of every statement that changes jobs, the database's count of
+    # running jobs (what other sessions see once it commits) goes in a table.
+    db.execute("CREATE TABLE running_seen (n int)")
+    db.execute(
+        "CREATE FUNCTION note_running() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " INSERT INTO running_seen SELECT count(*) FROM pgjobs.jobs WHERE status = 'running';"
+        " RETURN NULL; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER note_running AFTER UPDATE ON pgjobs.jobs"
+        " FOR EACH STATEMENT EXECUTE FUNCTION note_running()"
+    )
+    # No limited tasks: a busy worker records and claims with one statement.
+    app = pgjobs.App(db_url)
+
+    @app.task
+    async def nothing(n: int) -> None:
+        """Does nothing."""
+
+    try:
+        nothing.enqueue_many([(n,) for n in range(2000)])
+        worker = _CountingClaims(app, concurrency=20, burst=True)
+        worker.run(install_signal_handlers=False)
+        peak = db.execute("SELECT max(n) FROM running_seen").fetchone()
+    finally:
+        app.close()
+        db.execute("DROP TRIGGER note_running ON pgjobs.jobs")
+        db.execute("DROP FUNCTION note_running()")
+        db.execute("DROP TABLE running_seen")
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 2000
+    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == 2000
+    # Full, and never over: each writer's claim takes back the slots its own
+    # batch frees, and nothing the other writer holds.
+    assert peak == (20,)
+    # 2000 jobs in batches of 10: every batch of outcomes but the last few
+    # claims the next jobs in the same statement. Counting a batch's slots
+    # twice (as outcomes on their way and as the claim that refills them)
+    # left the other writer's claim empty: two in five batches went alone.
+    statements = (worker.claims_alone, worker.finishes_alone, worker.both)
+    assert worker.both >= 190, statements
+    assert worker.claims_alone + worker.finishes_alone <= 6, statements
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_an_idle_worker_cleanly(
     db: psycopg.Connection[Any], spawn_worker: Any, sig: int

@@ -158,8 +158,11 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         self._reconcile_due = 0.0
         self._claimed: dict[str, float] = {}
-        # Slots promised to a claim that is on its way to the database.
+        # Slots promised to claims on their way to the database, beyond the
+        # slots their own statements free (see _write), and how many such
+        # claims there are.
         self._reserved = 0
+        self._claims_in_flight = 0
         self._reconciling = False
         if self._stop_requested.is_set():
             self._stopping.set()
@@ -291,9 +294,13 @@ class Worker:
             try:
                 if time.monotonic() >= self._reconcile_due:
                     await self._reconcile()
+                if free > 0 and self.burst:
+                    await self._release_due()
+                # Counted again after the awaits above: a writer may have
+                # claimed meanwhile, and a stale count would claim past the
+                # worker's concurrency.
+                free = self._free()
                 if free > 0:
-                    if self.burst:
-                        await self._release_due()
                     rows = await self._claim(free)
                     self._start_all(rows)
                     claimed = len(rows)
@@ -338,11 +345,13 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
         self._reserved += limit
+        self._claims_in_flight += 1
         try:
             async with self.pool.connection() as conn:
                 return await self._claim_on(conn, min(limit, self.max_batch))
         finally:
             self._reserved -= limit
+            self._claims_in_flight -= 1
 
     async def _claim_on(
         self, conn: psycopg.AsyncConnection[Any], limit: int
@@ -407,7 +416,7 @@ class Worker:
         would look lost. The fetch loop runs this between its own claims;
         writers claim nothing while it runs, and it waits while they do.
         """
-        if self._reserved:
+        if self._claims_in_flight:
             self._reconcile_due = time.monotonic() + 0.05  # a writer's claim is on its way
             return
         self._reconcile_due = time.monotonic() + self.heartbeat_interval
@@ -531,7 +540,13 @@ class Worker:
         claim = 0
         if (self._backlog or self.burst) and not self._stopping.is_set() and not self._reconciling:
             claim = max(0, min(self.max_batch, self._free() + len(batch)))
-        self._reserved += claim
+        # The batch's own slots stay counted (as unrecorded) until the reply:
+        # one transaction frees them and fills them again, so the claim holds
+        # only what it takes beyond them. Counting both would make the other
+        # writer's claim come up empty and cost a separate claim.
+        held = max(0, claim - len(batch))
+        self._reserved += held
+        self._claims_in_flight += claim > 0
         try:
             rows = await self._finish(batch, claim)
             self._finish_failures = 0
@@ -550,15 +565,17 @@ class Worker:
             if claim:
                 # A claim may have committed without its reply.
                 self._reconcile_due = 0.0
-            self._reserved -= claim
-            claim = 0
+            self._reserved -= held
+            self._claims_in_flight -= claim > 0
+            held = claim = 0
             try:
                 await asyncio.sleep(delay)
             finally:
                 self._outcomes[:0] = batch
             return
         finally:
-            self._reserved -= claim
+            self._reserved -= held
+            self._claims_in_flight -= claim > 0
             self._sending.remove(batch)
             # Leave the set before waking the completer, so that it sees this
             # writer's slot free (a done-callback would run only after it looked).
