@@ -1,10 +1,12 @@
 """The busy worker's one statement is planned once and its plan stays cheap.
 
 A worker with a backlog records each batch of outcomes and claims the next
-jobs with finish_and_claim. It runs that statement on a generic plan (made
-once per connection) instead of planning it for every batch; these tests
-show that it does, and that the generic plan reaches every job through the
-primary key even when the table's statistics know nothing of running jobs.
+jobs with finish_and_claim. It runs that statement on connections of its own,
+set up by reuse_plans, on a generic plan (made once per connection) instead of
+planning it for every batch; these tests show that it does, that its other
+connections plan as usual, and that the generic plan reaches every job
+through the primary key even when the table's statistics know nothing of
+running jobs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
+from pgjobs import App, Worker
 from pgjobs.queries import sql
-from pgjobs.worker.worker import finish_and_claim
+from pgjobs.worker.worker import finish_and_claim, reuse_plans
 from tests import sample_app
+from tests.conftest import count
 
 WORKER = "plan-test-worker"
 BATCH = 50
@@ -76,10 +80,11 @@ def test_the_busy_worker_statement_runs_on_one_generic_plan(
     claimed = _backlog(db, 1000, BATCH)
     assert len(claimed) == BATCH
 
-    async def batches() -> tuple[list[int], list[int], dict[str, Any], str]:
+    async def batches() -> tuple[list[int], list[int], dict[str, Any]]:
         finished, started = [], []
         conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, row_factory=dict_row)
         async with conn:
+            await reuse_plans(conn)
             rows = claimed
             for _ in range(4):
                 got = await finish_and_claim(conn, {**_outcomes(rows), **_claim_params(BATCH)})
@@ -93,25 +98,75 @@ def test_the_busy_worker_statement_runs_on_one_generic_plan(
             )
             plans = await cur.fetchone()
             assert plans is not None
-            cur = await conn.execute("SELECT current_setting('plan_cache_mode') AS mode")
-            mode = await cur.fetchone()
-            assert mode is not None
-            return finished, started, plans, mode["mode"]
+            return finished, started, plans
 
-    finished, started, plans, mode = asyncio.run(batches())
+    finished, started, plans = asyncio.run(batches())
     assert finished == [BATCH] * 4
     assert started == [BATCH] * 4
     # Planned once, then the same plan for every batch; never a plan per batch.
     assert plans == {"generic_plans": 4, "custom_plans": 0}
-    # The setting went with the statement's transaction: the connection's other
-    # statements are planned as usual.
-    assert mode == "auto"
     assert db.execute(
         "SELECT count(*) FROM pgjobs.attempts WHERE worker_id = %s", (WORKER,)
     ).fetchone() == (4 * BATCH,)
     assert db.execute(
         "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running' AND worker_id = %s", (WORKER,)
     ).fetchone() == (BATCH,)
+
+
+def test_a_busy_worker_reuses_the_plan_and_plans_its_other_statements_as_usual(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    # An app without rate- or concurrency-limited tasks (which tests.sample_app
+    # has): its busy worker claims with finish_and_claim alone.
+    app = App(db_url)
+
+    @app.task
+    async def nothing(n: int) -> None:
+        """Does nothing."""
+
+    jobs = 600
+    nothing.enqueue_many([(n,) for n in range(jobs)])
+
+    async def run() -> tuple[list[dict[str, Any]], list[str], str]:
+        worker = Worker(app, concurrency=20)
+        runner = asyncio.create_task(worker.arun(install_signal_handlers=False))
+        try:
+            while count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") < jobs:
+                assert not runner.done()
+                await asyncio.sleep(0.05)
+            plans: list[dict[str, Any]] = []
+            modes: list[str] = []
+            # Both of the busy statement's connections at once.
+            async with worker.busy_pool.connection() as one, worker.busy_pool.connection() as two:
+                for conn in (one, two):
+                    cur = await conn.execute(
+                        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                        " WHERE statement LIKE 'WITH outcome AS%'"
+                    )
+                    plans += await cur.fetchall()
+                    cur = await conn.execute("SELECT current_setting('plan_cache_mode') AS m")
+                    modes += [r["m"] for r in await cur.fetchall()]
+            async with worker.pool.connection() as conn:
+                cur = await conn.execute("SELECT current_setting('plan_cache_mode') AS m")
+                row = await cur.fetchone()
+                assert row is not None
+        finally:
+            worker.stop()
+            await runner
+        return plans, modes, row["m"]
+
+    try:
+        plans, modes, other = asyncio.run(run())
+    finally:
+        app.close()
+    assert modes == ["force_generic_plan"] * 2
+    # Every batch on the one plan; 600 jobs in batches of at most 10 make
+    # dozens of statements, nearly all of them finish_and_claim.
+    assert all(p["custom_plans"] == 0 for p in plans), plans
+    assert sum(p["generic_plans"] for p in plans) >= 20, plans
+    # The worker's other statements are planned for their values, as usual.
+    assert other == "auto"
+    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == jobs
 
 
 def test_the_generic_plan_reaches_each_job_by_its_primary_key(

@@ -178,7 +178,23 @@ class Worker:
             open=False,
             name=f"pgjobs-worker-{self.id}",
         )
+        # The busy worker's statement has connections of its own, on which
+        # Postgres reuses one plan for it (see reuse_plans). Opened when a
+        # backlog first needs them; closed again after a minute without one.
+        self.busy_pool = AsyncConnectionPool(
+            url,
+            min_size=0,
+            max_size=WRITERS,
+            kwargs={"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
+            timeout=self.app.connect_timeout,
+            check=acheck_idle,
+            configure=reuse_plans,
+            max_idle=60,
+            open=False,
+            name=f"pgjobs-worker-{self.id}-busy",
+        )
         await self.pool.open(wait=False)
+        await self.busy_pool.open(wait=False)
         process_pool = None
         if self.processes:
             spec = self.app_spec or find_app_spec(self.app)
@@ -522,18 +538,41 @@ class Worker:
                 # Two batches may be on their way at once, on two connections:
                 # while one is written, the jobs claimed with the other run.
                 while self._outcomes and len(writers) < WRITERS:
-                    # At most half the capacity per batch, so there is a second.
-                    size = max(1, min(self.max_batch, self.concurrency // 2))
-                    batch = self._outcomes[:size]
-                    del self._outcomes[:size]
-                    self._sending.append(batch)
-                    writer = asyncio.create_task(self._write(batch), name="writer")
+                    writer = asyncio.create_task(self._write(self._next_batch()), name="writer")
                     writers.add(writer)
         finally:
             for writer in writers:
                 writer.cancel()
 
+    def _next_batch(self) -> list[Outcome]:
+        """Take the next batch of outcomes to send."""
+        # At most half the capacity per batch, so there is a second.
+        size = max(1, min(self.max_batch, self.concurrency // 2))
+        batch = self._outcomes[:size]
+        del self._outcomes[:size]
+        self._sending.append(batch)
+        return batch
+
     async def _write(self, batch: list[Outcome]) -> None:
+        try:
+            while await self._write_one(batch):
+                # Give the jobs this statement claimed one turn: short ones end
+                # in it, and their outcomes leave in this writer's next
+                # statement before the other writer's reply is handled. So the
+                # two writers take turns, and the database works on one batch
+                # while this process runs the jobs of the other.
+                await asyncio.sleep(0)
+                if not self._outcomes:
+                    return
+                batch = self._next_batch()
+        finally:
+            # Leave the set before waking the completer, so that it sees this
+            # writer's slot free (a done-callback would run only after it looked).
+            self._writers.discard(asyncio.current_task())
+            self._outcomes_ready.set()
+
+    async def _write_one(self, batch: list[Outcome]) -> bool:
+        """Send one batch (claiming with it); False if it failed and went back to the queue."""
         # While jobs are waiting, the statement that records outcomes also
         # claims as many new jobs as it frees slots (plus any already free),
         # in the same round trip.
@@ -572,20 +611,17 @@ class Worker:
                 await asyncio.sleep(delay)
             finally:
                 self._outcomes[:0] = batch
-            return
+            return False
         finally:
             self._reserved -= held
             self._claims_in_flight -= claim > 0
             self._sending.remove(batch)
-            # Leave the set before waking the completer, so that it sees this
-            # writer's slot free (a done-callback would run only after it looked).
-            self._writers.discard(asyncio.current_task())
-            self._outcomes_ready.set()
         self._start_all(rows)
         if claim:
             self._backlog = len(rows) == claim
         if self._backlog or self.burst or self._stopping.is_set():
             self._wake.set()
+        return True
 
     async def _finish(self, batch: list[Outcome], claim: int = 0) -> list[dict[str, Any]]:
         """Record a batch of outcomes and, in the same round trip, claim up to `claim` jobs."""
@@ -603,24 +639,27 @@ class Worker:
         rows: list[dict[str, Any]] = []
         # The status each job got, by id: only the outcomes that applied.
         applied: dict[uuid.UUID, str]
-        async with self.pool.connection() as conn:
-            if claim and not self.limited_tasks:
-                applied = {}
-                for r in await finish_and_claim(conn, {**params, **self._claim_params(claim)}):
-                    if r["kind"] == "finished":
-                        applied[r["id"]] = r["status"]
-                    else:
-                        rows.append(r)
-                if self.queue_order == "weighted":
-                    self._account(rows, full=len(rows) == claim)
-            elif claim:
-                async with conn.pipeline():
+        if claim and not self.limited_tasks:
+            applied = {}
+            async with self.busy_pool.connection() as conn:
+                got = await finish_and_claim(conn, {**params, **self._claim_params(claim)})
+            for r in got:
+                if r["kind"] == "finished":
+                    applied[r["id"]] = r["status"]
+                else:
+                    rows.append(r)
+            if self.queue_order == "weighted":
+                self._account(rows, full=len(rows) == claim)
+        else:
+            async with self.pool.connection() as conn:
+                if claim:
+                    async with conn.pipeline():
+                        cur = await conn.execute(sql("finish_jobs"), params)
+                        rows = await self._claim_on(conn, claim)
+                        applied = {r["id"]: r["status"] for r in await cur.fetchall()}
+                else:
                     cur = await conn.execute(sql("finish_jobs"), params)
-                    rows = await self._claim_on(conn, claim)
                     applied = {r["id"]: r["status"] for r in await cur.fetchall()}
-            else:
-                cur = await conn.execute(sql("finish_jobs"), params)
-                applied = {r["id"]: r["status"] for r in await cur.fetchall()}
         # Once per batch: below INFO only jobs that failed for good are logged.
         every = logs.log.isEnabledFor(logging.INFO)
         failures = not every and logs.log.isEnabledFor(logging.WARNING)
@@ -872,6 +911,7 @@ class Worker:
             h.cancel()
         await asyncio.wait(list(helpers), timeout=self._final_left())
         self.executor.shutdown()
+        await self.busy_pool.close(timeout=self._final_left())
         await self.pool.close(timeout=self._final_left())
         log.info("worker %s stopped after %d jobs", self.id, self.jobs_done)
 
@@ -879,15 +919,17 @@ class Worker:
 QUEUE_ORDERS = ("priority", "strict", "weighted")
 
 
+async def reuse_plans(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Set up a connection that runs finish_and_claim alone, on one plan reused for every batch."""
+    await conn.execute(sql("generic_plan"))
+
+
 async def finish_and_claim(
     conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Record a batch of outcomes and claim the next jobs: one round trip, one plan reused."""
-    # generic_plan holds for this pipeline's implicit transaction alone.
-    async with conn.pipeline():
-        await conn.execute(sql("generic_plan"))
-        cur = await conn.execute(sql("finish_and_claim"), params, prepare=True)
-        return await cur.fetchall()
+    """Record a batch of outcomes and claim the next jobs: one statement, one round trip."""
+    cur = await conn.execute(sql("finish_and_claim"), params, prepare=True)
+    return await cur.fetchall()
 
 
 def _queue_plan(
