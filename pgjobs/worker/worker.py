@@ -168,15 +168,18 @@ class Worker:
             self._stopping.set()
 
         url = self.app.url
+        common: dict[str, Any] = {
+            "kwargs": {"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
+            "timeout": self.app.connect_timeout,
+            "check": acheck_idle,
+            "open": False,
+        }
         self.pool = AsyncConnectionPool(
             url,
             min_size=2,
             max_size=6,
-            kwargs={"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
-            timeout=self.app.connect_timeout,
-            check=acheck_idle,
-            open=False,
             name=f"pgjobs-worker-{self.id}",
+            **common,
         )
         # The busy worker's statement has connections of its own, on which
         # Postgres reuses one plan for it (see reuse_plans). Opened when a
@@ -185,13 +188,10 @@ class Worker:
             url,
             min_size=0,
             max_size=WRITERS,
-            kwargs={"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
-            timeout=self.app.connect_timeout,
-            check=acheck_idle,
             configure=reuse_plans,
             max_idle=60,
-            open=False,
             name=f"pgjobs-worker-{self.id}-busy",
+            **common,
         )
         await self.pool.open(wait=False)
         await self.busy_pool.open(wait=False)
