@@ -88,6 +88,11 @@ def test_the_busy_worker_statement_runs_on_one_generic_plan(
             rows = claimed
             for _ in range(4):
                 got = await finish_and_claim(conn, {**_outcomes(rows), **_claim_params(BATCH)})
+                # The claim runs first, right after the snapshot (Postgres runs
+                # the parts of a UNION ALL in order): run last, it locked jobs
+                # the other writer had just claimed and made its finish wait.
+                kinds = [r["kind"] for r in got]
+                assert kinds == sorted(kinds), kinds  # 'claimed' rows, then 'finished'
                 finished.append(sum(r["kind"] == "finished" for r in got))
                 rows = [r for r in got if r["kind"] == "claimed"]
                 started.append(len(rows))
