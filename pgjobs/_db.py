@@ -19,7 +19,8 @@ from psycopg.rows import DictRow, dict_row
 from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
 
-# "copy": the step's params are {"rows": [...]}, written with COPY FROM STDIN.
+# "copy": the step's params are {"chunks": [...]}, text in COPY's text format,
+# written in turn with COPY FROM STDIN.
 Fetch = Literal["one", "all", "none", "copy"]
 
 #: libpq settings for the long-lived connections of workers. A peer that
@@ -166,8 +167,8 @@ def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
                 rows: list[DictRow] | DictRow | None
                 if fetch == "copy":
                     with cur.copy(sql(name)) as copy:
-                        for row in params["rows"]:
-                            copy.write_row(row)
+                        for chunk in params["chunks"]:
+                            copy.write(chunk)
                     step = op.send(None)
                     continue
                 cur.execute(sql(name), params)
@@ -192,8 +193,8 @@ async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
                 rows: list[DictRow] | DictRow | None
                 if fetch == "copy":
                     async with cur.copy(sql(name)) as copy:
-                        for row in params["rows"]:
-                            await copy.write_row(row)
+                        for chunk in params["chunks"]:
+                            await copy.write(chunk)
                     step = op.send(None)
                     continue
                 await cur.execute(sql(name), params)

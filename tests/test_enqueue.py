@@ -141,6 +141,47 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(
         )
 
 
+def test_a_large_batch_keeps_tabs_line_ends_and_backslashes_in_every_text_column(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """COPY's text format gives these characters a meaning: each must arrive as it was sent."""
+    from pgjobs import App
+
+    odd = "tab\there\\, new\nline, \r\n, \\N, \\., é, ☃"
+    local = App(db_url)
+    try:
+
+        @local.task(name=f"store {odd}")
+        def keep(text: str, *, note: str = "") -> str:
+            return text
+
+        texts = [f"{i} {odd}" for i in range(300)] + ["\\", "\\\\t", "\t", "\n"]
+        items = [((t,), {"note": t[::-1]}) for t in texts]
+        odd_queue = keep.options(queue=f"q {odd}")
+
+        # Both drivers of the one COPY operation.
+        async def in_async() -> list[Any]:
+            made = await odd_queue.aenqueue_many(items)
+            await local.aclose()
+            return made
+
+        jobs = odd_queue.enqueue_many(items) + asyncio.run(in_async())
+        texts += texts
+        stored = {
+            r[0]: r[1:]
+            for r in db.execute(
+                "SELECT id, task, queue, args, kwargs FROM pgjobs.jobs WHERE id = ANY(%s)",
+                ([j.id for j in jobs],),
+            )
+        }
+        assert len(stored) == len(texts) == len(jobs)
+        for text, job in zip(texts, jobs, strict=True):
+            assert stored[job.id] == (f"store {odd}", f"q {odd}", [text], {"note": text[::-1]})
+            assert (job.args, job.kwargs) == ([text], {"note": text[::-1]})
+    finally:
+        local.close()
+
+
 def test_enqueue_many_takes_tuples_dicts_and_args_kwargs_pairs(app: Any) -> None:
     jobs = sample_app.add.enqueue_many([(1, 2), {"a": 3, "b": 4}, ((5,), {"b": 6})])
     assert [(j.args, j.kwargs) for j in jobs] == [
