@@ -88,6 +88,12 @@ def test_an_untyped_parameter_still_refuses_what_json_cannot_hold(
         loose.enqueue({1, 2, object()})
     with pytest.raises(SerializationError, match="cannot be stored as JSON"):
         loose.enqueue(float("nan"))
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    with pytest.raises(SerializationError, match="cannot be stored as JSON"):
+        loose.enqueue(cyclic)
+    with pytest.raises(SerializationError, match="item 1: .*cannot be stored as JSON"):
+        loose.enqueue_many([[1], [cyclic]] + [[i] for i in range(200)])
     app.close()
     unchanged(db, seeded)
 
