@@ -92,7 +92,7 @@ def test_an_untyped_parameter_still_refuses_what_json_cannot_hold(
     cyclic.append(cyclic)
     with pytest.raises(SerializationError, match="cannot be stored as JSON"):
         loose.enqueue(cyclic)
-    with pytest.raises(SerializationError, match="item 1: .*cannot be stored as JSON"):
+    with pytest.raises(SerializationError, match=r"item 1: .*cannot be stored as JSON"):
         loose.enqueue_many([[1], [cyclic]] + [[i] for i in range(200)])
     app.close()
     unchanged(db, seeded)
