@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextvars
-import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pgjobs.tasks import has_nul, to_json
 
 
 @dataclass
@@ -49,7 +50,17 @@ class JobContext:
                 progress["percent"] = round(100.0 * current / total, 1)
         if message is not None:
             progress["message"] = message
-        self._report(self.id, json.dumps(progress))
+        # Refused here, in the task: jsonb would refuse them when the worker
+        # writes the batch of progress values, and hold up the others in it.
+        try:
+            text = to_json(progress)
+        except ValueError:
+            raise ValueError(
+                f"progress must be finite numbers, got current={current!r}, total={total!r}"
+            ) from None
+        if has_nul(text):
+            raise ValueError("a progress message must not contain a NUL character")
+        self._report(self.id, text)
 
     @property
     def deadline(self) -> datetime | None:

@@ -191,12 +191,14 @@ class Signature:
         if value is None:
             return "null"  # what the serializer gives too, for the most common result
         try:
-            text = json.dumps(self.result.dump_python(value, mode="json"))
-        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            # Strict: a NaN written as JSON would be refused by jsonb when the
+            # worker records the batch, holding up every other outcome in it.
+            text = to_json(self.result.dump_python(value, mode="json"))
+        except (PydanticSerializationError, ValueError, TypeError, RecursionError) as exc:
             raise SerializationError(
                 f"task {self.name!r}: its return value cannot be stored as JSON: {exc}"
             ) from None
-        if _has_nul(text):
+        if has_nul(text):
             raise SerializationError(
                 f"task {self.name!r}: its return value contains a NUL character (\\u0000), "
                 "which Postgres cannot store in JSON"
@@ -319,14 +321,15 @@ def _json_encoder() -> Callable[[Any], str]:
     return slow
 
 
-_dumps = _json_encoder()
+#: Python values as compact JSON text that jsonb accepts; NaN and infinity raise ValueError.
+to_json = _json_encoder()
 
 # An escaped NUL: a backslash-u0000 preceded by an even number of backslashes
 # (an odd number would make it the literal text "\u0000", which is fine).
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _has_nul(json_text: str) -> bool:
+def has_nul(json_text: str) -> bool:
     """True when JSON text holds a NUL character, which jsonb refuses."""
     # The substring test is the fast path; the regex only rules out "\\u0000".
     return "\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None
@@ -373,13 +376,13 @@ def prepare(
     else:
         j_args, j_kwargs = list(args), dict(kwargs)
     try:
-        args_json = _dumps(j_args)
-        kwargs_json = _dumps(j_kwargs) if j_kwargs else "{}"
+        args_json = to_json(j_args)
+        kwargs_json = to_json(j_kwargs) if j_kwargs else "{}"
     except (TypeError, ValueError, RecursionError) as exc:
         raise SerializationError(
             f"task {name!r}: arguments cannot be stored as JSON: {exc}"
         ) from None
-    if _has_nul(args_json) or _has_nul(kwargs_json):
+    if has_nul(args_json) or has_nul(kwargs_json):
         raise SerializationError(
             f"task {name!r}: arguments contain a NUL character (\\u0000), "
             "which Postgres cannot store in JSON"

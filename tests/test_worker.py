@@ -231,6 +231,55 @@ def test_a_result_that_is_not_json_fails_the_job(app: Any) -> None:
         job.wait(5)
 
 
+def test_a_result_or_progress_jsonb_refuses_is_refused_in_its_task_not_in_the_batch(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """NaN, infinity and NUL are not jsonb: refused in the task, never in the batch write."""
+    import math
+
+    local = pgjobs.App(db_url)
+
+    @local.task
+    def number(kind: str) -> float:
+        return {"nan": math.nan, "inf": -math.inf}.get(kind, 1.5)
+
+    @local.task
+    def report(kind: str) -> str:
+        try:
+            if kind == "nul":
+                pgjobs.current_job().set_progress(1, 2, "half\x00way")
+            else:
+                pgjobs.current_job().set_progress(
+                    *((math.nan, 2) if kind == "nan" else (1, math.inf))
+                )
+        except ValueError as exc:
+            return str(exc)
+        return "reported"
+
+    bad = [number.enqueue("nan"), number.enqueue("inf")]
+    good = [number.enqueue("ok") for _ in range(20)]
+    reports = [report.enqueue(k) for k in ("nan", "inf", "nul")]
+    worker, thread = start_in_thread(local, burst=True, grace_period=1.0)
+    thread.join(20)
+    # A refused batch write is retried for good, and a burst worker never ends.
+    ended = not thread.is_alive()
+    if not ended:
+        worker.stop()
+        thread.join(30)
+    assert ended, "the worker could not record the batch"
+    for job in bad:
+        with pytest.raises(JobFailed, match="return value cannot be stored as JSON"):
+            job.wait(1)
+    assert all(j.wait(1) == 1.5 for j in good)
+    assert [j.wait(1) for j in reports] == [
+        "progress must be finite numbers, got current=nan, total=2",
+        "progress must be finite numbers, got current=1, total=inf",
+        "a progress message must not contain a NUL character",
+    ]
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running'") == 0
+    local.close()
+
+
 def test_a_worker_runs_only_its_queues(app: Any, db: psycopg.Connection[Any]) -> None:
     mine = sample_app.elsewhere.enqueue()
     theirs = sample_app.add.enqueue(1, 1)
