@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgjobs.tasks import has_nul, to_json
+from pgjobs.tasks import to_json, unstorable
 
 
 @dataclass
@@ -58,8 +58,9 @@ class JobContext:
             raise ValueError(
                 f"progress must be finite numbers, got current={current!r}, total={total!r}"
             ) from None
-        if has_nul(text):
-            raise ValueError("a progress message must not contain a NUL character")
+        bad = unstorable(text)
+        if bad:
+            raise ValueError(f"a progress message must not contain {bad}")
         self._report(self.id, text)
 
     @property

@@ -198,9 +198,10 @@ class Signature:
             raise SerializationError(
                 f"task {self.name!r}: its return value cannot be stored as JSON: {exc}"
             ) from None
-        if has_nul(text):
+        bad = unstorable(text)
+        if bad:
             raise SerializationError(
-                f"task {self.name!r}: its return value contains a NUL character (\\u0000), "
+                f"task {self.name!r}: its return value contains {bad}, "
                 "which Postgres cannot store in JSON"
             )
         return text
@@ -329,10 +330,21 @@ to_json = _json_encoder()
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def has_nul(json_text: str) -> bool:
-    """True when JSON text holds a NUL character, which jsonb refuses."""
-    # The substring test is the fast path; the regex only rules out "\\u0000".
-    return "\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None
+def unstorable(json_text: str) -> str | None:
+    """What in JSON text jsonb refuses (a NUL, an unpaired surrogate), or None."""
+    # Substring tests are the fast path: both need an escape starting so.
+    if "\\u0000" in json_text and _NUL_ESCAPE.search(json_text) is not None:
+        return "a NUL character (\\u0000)"
+    if "\\ud" in json_text:
+        # Characters past U+FFFF are escaped as surrogate pairs, which jsonb
+        # takes; a lone half (as surrogateescape makes of undecodable bytes)
+        # it refuses. Decoded, a pair is one character and a lone half stays
+        # a surrogate, which UTF-8 cannot encode.
+        try:
+            json.dumps(json.loads(json_text), ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return "an unpaired surrogate character"
+    return None
 
 
 def check_options(options: Options) -> tuple[datetime | None, float | None]:
@@ -382,10 +394,10 @@ def prepare(
         raise SerializationError(
             f"task {name!r}: arguments cannot be stored as JSON: {exc}"
         ) from None
-    if has_nul(args_json) or has_nul(kwargs_json):
+    bad = unstorable(args_json) or unstorable(kwargs_json)
+    if bad:
         raise SerializationError(
-            f"task {name!r}: arguments contain a NUL character (\\u0000), "
-            "which Postgres cannot store in JSON"
+            f"task {name!r}: arguments contain {bad}, which Postgres cannot store in JSON"
         )
     # json.dumps escapes non-ASCII by default, so characters are bytes here.
     size = len(args_json) + len(kwargs_json)

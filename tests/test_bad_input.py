@@ -70,7 +70,15 @@ def test_a_value_that_is_not_json(seeded: int, db: psycopg.Connection[Any]) -> N
         sample_app.store.enqueue({"when": object()})
     with pytest.raises(SerializationError, match="argument 'payload' cannot be stored as JSON"):
         sample_app.app.enqueue("store", [{"x": b"\xff\xfe"}])
-    unchanged(db, seeded)
+    # An undecodable byte kept by surrogateescape: jsonb refuses its escape.
+    name = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+    with pytest.raises(SerializationError, match="contain an unpaired surrogate character"):
+        sample_app.fail.enqueue(name)
+    with pytest.raises(SerializationError, match=r"item 150: .*unpaired surrogate"):
+        sample_app.fail.enqueue_many([f"{i}" for i in range(150)] + [name])
+    # Characters past U+FFFF travel as surrogate pairs, which jsonb takes.
+    assert sample_app.fail.enqueue("\U0001f600").args == ["\U0001f600"]
+    unchanged(db, seeded + 1)
 
 
 def test_an_untyped_parameter_still_refuses_what_json_cannot_hold(

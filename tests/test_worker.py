@@ -234,7 +234,7 @@ def test_a_result_that_is_not_json_fails_the_job(app: Any) -> None:
 def test_a_result_or_progress_jsonb_refuses_is_refused_in_its_task_not_in_the_batch(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:
-    """NaN, infinity and NUL are not jsonb: refused in the task, never in the batch write."""
+    """NaN, infinity, NUL and lone surrogates are not jsonb: refused in the task, not the batch."""
     import math
 
     local = pgjobs.App(db_url)
@@ -244,10 +244,20 @@ def test_a_result_or_progress_jsonb_refuses_is_refused_in_its_task_not_in_the_ba
         return {"nan": math.nan, "inf": -math.inf}.get(kind, 1.5)
 
     @local.task
+    def undecodable(kind: str) -> str:
+        # What surrogateescape makes of a file name's undecodable byte.
+        name = b"report-\xff.csv".decode("utf-8", "surrogateescape")
+        if kind == "raise":
+            raise RuntimeError(f"cannot open {name}\x00")
+        return name
+
+    @local.task
     def report(kind: str) -> str:
         try:
             if kind == "nul":
                 pgjobs.current_job().set_progress(1, 2, "half\x00way")
+            elif kind == "surrogate":
+                pgjobs.current_job().set_progress(1, 2, "\udcff")
             else:
                 pgjobs.current_job().set_progress(
                     *((math.nan, 2) if kind == "nan" else (1, math.inf))
@@ -258,7 +268,8 @@ def test_a_result_or_progress_jsonb_refuses_is_refused_in_its_task_not_in_the_ba
 
     bad = [number.enqueue("nan"), number.enqueue("inf")]
     good = [number.enqueue("ok") for _ in range(20)]
-    reports = [report.enqueue(k) for k in ("nan", "inf", "nul")]
+    reports = [report.enqueue(k) for k in ("nan", "inf", "nul", "surrogate")]
+    odd = [undecodable.enqueue("return"), undecodable.enqueue("raise")]
     worker, thread = start_in_thread(local, burst=True, grace_period=1.0)
     thread.join(20)
     # A refused batch write is retried for good, and a burst worker never ends.
@@ -274,8 +285,15 @@ def test_a_result_or_progress_jsonb_refuses_is_refused_in_its_task_not_in_the_ba
     assert [j.wait(1) for j in reports] == [
         "progress must be finite numbers, got current=nan, total=2",
         "progress must be finite numbers, got current=1, total=inf",
-        "a progress message must not contain a NUL character",
+        "a progress message must not contain a NUL character (\\u0000)",
+        "a progress message must not contain an unpaired surrogate character",
     ]
+    with pytest.raises(JobFailed, match="return value contains an unpaired surrogate"):
+        odd[0].wait(1)
+    # An error is always stored: what jsonb cannot hold is kept as its escape.
+    with pytest.raises(JobFailed) as raised:
+        odd[1].wait(1)
+    assert raised.value.error["message"] == "cannot open report-\\udcff.csv\\x00"
     assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running'") == 0
     local.close()
 

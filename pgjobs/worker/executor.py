@@ -43,13 +43,23 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     """An exception as stored on the job: type, message, traceback."""
     # An exception from a child process carries the child's traceback.
     tb = getattr(exc, "__pgjobs_traceback__", None) or "".join(traceback.format_exception(exc))
-    # jsonb cannot hold NUL characters, and an error must always be storable.
-    message = str(exc).replace("\x00", "\\x00")
     return {
         "type": type(exc).__qualname__,
-        "message": message,
-        "traceback": tb.replace("\x00", "\\x00"),
+        "message": _storable(str(exc)),
+        "traceback": _storable(tb),
     }
+
+
+def _storable(text: str) -> str:
+    # jsonb holds neither NUL characters nor unpaired surrogates (which
+    # surrogateescape makes of undecodable bytes, in a file name say), and an
+    # error must always be storable: both are written as their escapes.
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return text
 
 
 @dataclass
