@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
@@ -91,6 +92,8 @@ class Signature:
                 self.exact[p.name] = (hint,)
             elif hint is _P.empty or hint is Any:
                 self.exact[p.name] = (int, str, bool, type(None))
+        # The same, by position, for the loop every enqueue runs.
+        self.exact_by_position = tuple(self.exact.get(p.name, ()) for p in self.positional)
 
     def _param_for(self, index: int | None, key: str | None) -> _P:
         if index is not None:
@@ -132,6 +135,11 @@ class Signature:
             and not self.keyword_only_required
             and self.min_positional <= len(args) <= self.max_positional
         ):
+            for exact_kinds, v in zip(self.exact_by_position, args, strict=False):
+                if type(v) not in exact_kinds:
+                    break
+            else:
+                return list(args), {}
             exact = self.exact
             out: list[Any] = []
             for p, v in zip(self.positional, args, strict=False):
@@ -458,6 +466,11 @@ _PENDING = Status.PENDING.value
 
 def split_item(item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
     """One element of enqueue_many(): a tuple/list of args, a dict of kwargs, or (args, kwargs)."""
+    kind = type(item)
+    if (kind is tuple or kind is list) and len(item) != 2:
+        # The common shape, tested first: isinstance() against Mapping, an
+        # abstract class, costs more than the rest of this function.
+        return item, _NO_KWARGS
     if isinstance(item, Mapping):
         return (), item
     if (
@@ -468,8 +481,11 @@ def split_item(item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:
     ):
         return item[0], item[1]
     if isinstance(item, (tuple, list)):
-        return item, {}
-    return (item,), {}
+        return item, _NO_KWARGS
+    return (item,), _NO_KWARGS
+
+
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
 
 
 class Enqueuer:
