@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import pq
+from pydantic import ValidationError
 
 from pgjobs import Status
 from tests import sample_app
@@ -139,6 +141,25 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(
             timedelta(seconds=599) < j.run_at - j.created_at < timedelta(seconds=601)
             for j in delayed
         )
+
+
+def test_the_jobs_of_a_large_batch_stay_independent_objects(app: Any) -> None:
+    jobs = sample_app.add.enqueue_many([(i, i) for i in range(300)])
+    fields_set = set(jobs[1].model_fields_set)
+    moved = jobs[0].model_copy(update={"queue": "elsewhere", "workflow_id": uuid.uuid4()})
+    assert moved.queue == "elsewhere" and moved.refresh().queue == "default"
+    assert "workflow_id" in moved.model_fields_set and "workflow_id" not in fields_set
+    assert [j.queue for j in jobs] == ["default"] * 300
+    with pytest.raises(ValidationError, match="frozen"):
+        jobs[0].queue = "elsewhere"
+    assert jobs[1].model_fields_set == fields_set and "queue" in fields_set
+    # Every job still reaches the App that made it, whichever chunk it came in.
+    assert {j.refresh().args[0] for j in (jobs[0], jobs[255], jobs[256], jobs[299])} == {
+        0,
+        255,
+        256,
+        299,
+    }
 
 
 def test_a_large_batch_keeps_tabs_line_ends_and_backslashes_in_every_text_column(
