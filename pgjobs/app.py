@@ -999,14 +999,14 @@ def _copy_op(
     from pgjobs import logs
 
     checked = check_options(opts)
-    row = yield "transaction_now", {}, "one"
+    source = prepare_each(task, opts, items, checked) if prepared is None else iter(prepared)
+    first = next(source)  # there are at least COPY_FROM items
+    row = yield "copy_jobs_begin", {"status": first.status, "queue": first.queue}, "one"
     created_at = row["now"]
     jobs: list[Job] = []
     make = _JobMaker(app, created_at)
-    source = prepare_each(task, opts, items, checked) if prepared is None else iter(prepared)
     # Every row of one call shares its task and options: those columns are
     # formatted once, and follow the three a row has of its own.
-    first = next(source)  # there are at least COPY_FROM items
     tail = (
         f"\t{_copy_text(first.task)}\t{_copy_text(first.queue)}\t{first.status}"
         f"\t{first.priority}\t{first.max_attempts}\t{(first.run_at or created_at).isoformat()}"

@@ -5,32 +5,50 @@
 -- take arrays and unnest them, so a batch of a thousand jobs is one statement
 -- and one round trip.
 
+-- name: self_notify
+-- pgjobs' inserts wake workers themselves, as statements that make existing
+-- jobs ready do: the NOTIFY of each new pending job's queue (one per queue
+-- reaches listeners: Postgres folds equal ones in a transaction). Beforehand
+-- they set pgjobs.self_notify for their transaction, which turns off the
+-- insert trigger that does it for plain-SQL inserts (revision 0006) and would
+-- cost a plpgsql call and a query per statement. Set in a MATERIALIZED CTE,
+-- which runs before the insert whose rows come from it.
+WITH self_notify AS MATERIALIZED (SELECT set_config('pgjobs.self_notify', 'on', true))
+SELECT 1;
+
 -- name: enqueue_jobs
 -- Insert a batch of jobs. Ids are UUIDv7 made by the client, so the caller
--- knows them before the statement runs; the insert trigger wakes workers.
+-- knows them before the statement runs. Workers are woken as in self_notify.
 -- Arrays travel in binary, as in finish_jobs.
+WITH {self_notify.ctes}
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
                          max_attempts, run_at, dedup_key, meta, limited)
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
        j.max_attempts, COALESCE(j.run_at, now()), j.dedup_key, j.meta::jsonb, j.limited
-FROM unnest(%(ids)b::uuid[], %(tasks)b::text[], %(queues)b::text[], %(statuses)b::text[],
+FROM self_notify,
+     unnest(%(ids)b::uuid[], %(tasks)b::text[], %(queues)b::text[], %(statuses)b::text[],
             %(priorities)b::smallint[], %(args)b::text[], %(kwargs)b::text[],
             %(max_attempts)b::int[], %(run_ats)b::timestamptz[], %(dedup_keys)b::text[],
             %(metas)b::text[], %(limited)b::boolean[])
      AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, dedup_key, meta,
           limited)
-RETURNING created_at, run_at;
+RETURNING created_at, run_at,
+          CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 
--- name: transaction_now
--- The current transaction's start time: the created_at of rows it inserts.
-SELECT now() AS now;
+-- name: copy_jobs_begin
+-- Before copy_jobs, in its transaction: the transaction's start time, which
+-- is the created_at of the rows it inserts; and the batch's NOTIFY, as in
+-- self_notify (a COPY cannot send one, and it is delivered only at commit).
+WITH {self_notify.ctes}
+SELECT now() AS now,
+       CASE WHEN %(status)s = 'pending' THEN pg_notify('pgjobs', %(queue)s) IS NULL END AS notified
+FROM self_notify;
 
 -- name: copy_jobs
 -- A large batch without dedup keys goes in by COPY, the fastest way into
 -- Postgres (a few times faster than INSERT ... unnest for a thousand rows).
 -- It runs in a transaction that first reads now(), which is what the
--- created_at default gives every row; statement-level triggers fire as for
--- INSERT, so workers are woken the same way.
+-- created_at default gives every row, and sends the NOTIFY.
 -- The WHERE is always true, and there for its volatility: with it, Postgres
 -- inserts each row as it arrives, while we are still making the next ones.
 -- Without it, COPY buffers rows (up to 1,000 or 64 kB, about 500 of ours)
@@ -42,14 +60,18 @@ FROM STDIN
 WHERE random() >= 0;
 
 -- name: enqueue_job
--- Insert one job: the single-job path, kept as a plain VALUES insert because
--- it is the cheapest statement Postgres can plan.
+-- Insert one job: the single-job path, one row with no unnest. Workers are
+-- woken as in self_notify.
+WITH {self_notify.ctes}
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
                          max_attempts, run_at, dedup_key, meta, limited)
-VALUES (%(id)s, %(task)s, %(queue)s, %(status)s, %(priority)s, %(args)s::jsonb, %(kwargs)s::jsonb,
-        %(max_attempts)s, COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s, %(meta)s::jsonb,
-        %(limited)s)
-RETURNING created_at, run_at;
+SELECT %(id)s::uuid, %(task)s::text, %(queue)s::text, %(status)s::text, %(priority)s::smallint,
+       %(args)s::jsonb, %(kwargs)s::jsonb, %(max_attempts)s::int,
+       COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s::text, %(meta)s::jsonb,
+       %(limited)s::boolean
+FROM self_notify
+RETURNING created_at, run_at,
+          CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 
 -- name: claim_dedup_key
 -- Take a dedup key for a new job. The primary key decides a race between two
@@ -666,17 +688,20 @@ RETURNING created_at;
 -- name: enqueue_workflow_jobs
 -- A workflow's jobs, in one statement: the first steps ready (or scheduled),
 -- the others 'blocked' with how many jobs each waits for and how its input is made.
+-- Workers are woken as in self_notify.
+WITH {self_notify.ctes}
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs, max_attempts, run_at,
                          meta, limited, workflow_id, waiting_for, input, on_failure)
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
        j.max_attempts, COALESCE(j.run_at, now()), '{}', j.limited, %(workflow_id)s,
        j.waiting_for, j.input::jsonb, j.on_failure
-FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
+FROM self_notify, unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
             %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
             %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(limited)s::boolean[],
             %(waiting_for)s::int[], %(inputs)s::text[], %(on_failure)s::text[])
      AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, limited,
-          waiting_for, input, on_failure);
+          waiting_for, input, on_failure)
+RETURNING CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 
 -- name: insert_job_deps
 INSERT INTO pgjobs.job_deps (depends_on, job_id)

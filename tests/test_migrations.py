@@ -14,7 +14,7 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0005_workflows"
+HEAD = "0006_self_notify"
 VIEWS = {
     "queue_depth",
     "queue_oldest",

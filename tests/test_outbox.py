@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
+from pgjobs import chain
 from tests import sample_app
 from tests.conftest import count, wait_for
 
@@ -69,6 +71,41 @@ def test_psycopg_commit_creates_the_job_and_one_notification(
     assert sample_app.app.get_job(job.id).status.value == "pending"
     # One notification per queue per statement, however many rows it inserted.
     assert listener.heard(within=1.0) == ["default"]
+
+
+def _trigger_calls(conn: psycopg.Connection[Any]) -> int:
+    """Calls of the insert trigger's function so far in conn's transaction."""
+    row = conn.execute(
+        "SELECT coalesce(pg_stat_get_xact_function_calls('pgjobs.notify_ready'::regproc), 0)"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_pgjobs_inserts_notify_by_themselves_and_plain_sql_inserts_through_the_trigger(
+    db_url: str, db: psycopg.Connection[Any], listener: Listener
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET track_functions = 'pl'")  # counts plpgsql calls
+        sample_app.add.enqueue(1, 2, conn=conn)
+        sample_app.add.enqueue_many([(i, i) for i in range(5)], conn=conn)  # INSERT ... unnest
+        sample_app.elsewhere.enqueue_many([()] * 150, conn=conn)  # COPY
+        sample_app.arecord.options(delay=60).enqueue(1, conn=conn)  # scheduled: no one to wake
+        chain(sample_app.add.s(1, 1), sample_app.inc.s()).enqueue(conn=conn)
+        assert _trigger_calls(conn) == 0
+        conn.commit()
+        assert sorted(listener.heard(within=1.0)) == ["default", "other"]
+        assert count(db) == 1 + 5 + 150 + 1 + 2
+
+        # Another program's plain INSERT is woken for by the trigger, as before.
+        for queue, status in (("raw", "pending"), ("raw-later", "scheduled")):
+            conn.execute(
+                "INSERT INTO pgjobs.jobs (id, task, queue, status) VALUES (%s, 'add', %s, %s)",
+                (uuid.uuid4(), queue, status),
+            )
+        assert _trigger_calls(conn) == 2
+        conn.commit()
+    assert listener.heard(within=1.0) == ["raw"]
 
 
 def test_psycopg_autocommit_connection_commits_at_once(
