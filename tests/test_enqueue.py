@@ -144,6 +144,27 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(
         )
 
 
+def test_one_caller_at_a_time_keeps_the_pool_at_one_connection(db_url: str) -> None:
+    """A second connection made at start-up would stay, and the two be handed out in turn."""
+    import pgjobs
+
+    fresh = pgjobs.App(db_url)
+    one = fresh.task(name="one")(sample_app.add.fn)
+
+    async def main() -> None:
+        for i in range(5):
+            await one.aenqueue(i, i)
+
+    try:
+        for i in range(5):
+            one.enqueue(i, i)
+        assert fresh.pool.get_stats()["pool_size"] == 1
+        asyncio.run(main())
+        assert fresh._apool is not None and fresh._apool.get_stats()["pool_size"] == 1
+    finally:
+        fresh.close()
+
+
 def test_the_jobs_of_a_large_batch_stay_independent_objects(app: Any) -> None:
     jobs = sample_app.add.enqueue_many([(i, i) for i in range(300)])
     fields_set = set(jobs[1].model_fields_set)
