@@ -1279,7 +1279,10 @@ def _cancel_op(app: App, job_id: uuid.UUID) -> _db.Op:
     if row is not None:
         logs.from_rows([row])
         return Job.from_row(row, app)
-    yield "request_cancel", {"id": job_id}, "none"
+    asked = yield "request_cancel", {"id": job_id}, "one"
+    if asked is not None:
+        return Job.from_row(asked, app)
+    # Neither waiting nor running: it has ended (or just has).
     current = yield "get_job", {"id": job_id}, "one"
     if current is None:
         raise JobNotFound(f"no job with id {job_id}")

@@ -459,13 +459,15 @@ FROM pgjobs.jobs WHERE status = 'running' AND worker_id = %(worker_id)s;
 
 -- name: request_cancel
 -- Ask the worker running a job to cancel it; it learns through NOTIFY at once
--- and through its heartbeat's poll if the notification is lost.
+-- and through its heartbeat's poll if the notification is lost. The job comes
+-- back as the request left it: read afterwards, it could already be cancelled,
+-- as the worker may stop it before a second statement gets there.
 WITH asked AS (
     UPDATE pgjobs.jobs SET cancel_requested_at = now()
     WHERE id = %(id)s AND status = 'running'
-    RETURNING id
+    RETURNING *
 )
-SELECT id, pg_notify('pgjobs_cancel', id::text) IS NULL AS notified FROM asked;
+SELECT *, pg_notify('pgjobs_cancel', id::text) IS NULL AS notified FROM asked;
 
 -- name: list_dead_letters
 SELECT * FROM pgjobs.dead_letters
