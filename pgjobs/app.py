@@ -485,7 +485,7 @@ class App:
                 open=False,
                 name="pgjobs-async",
             )
-            await self._apool.open(wait=True)  # as in pool
+            await self._apool.open(wait=False)
             self._apool_loop = loop
         return self._apool
 

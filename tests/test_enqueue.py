@@ -150,17 +150,10 @@ def test_one_caller_at_a_time_keeps_the_pool_at_one_connection(db_url: str) -> N
 
     fresh = pgjobs.App(db_url)
     one = fresh.task(name="one")(sample_app.add.fn)
-
-    async def main() -> None:
-        for i in range(5):
-            await one.aenqueue(i, i)
-
     try:
         for i in range(5):
             one.enqueue(i, i)
         assert fresh.pool.get_stats()["pool_size"] == 1
-        asyncio.run(main())
-        assert fresh._apool is not None and fresh._apool.get_stats()["pool_size"] == 1
     finally:
         fresh.close()
 
