@@ -697,7 +697,8 @@ INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs, max_at
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
        j.max_attempts, COALESCE(j.run_at, now()), '{}', j.limited, %(workflow_id)s,
        j.waiting_for, j.input::jsonb, j.on_failure
-FROM self_notify, unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
+FROM self_notify,
+     unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
             %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
             %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(limited)s::boolean[],
             %(waiting_for)s::int[], %(inputs)s::text[], %(on_failure)s::text[])
