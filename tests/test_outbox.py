@@ -75,11 +75,9 @@ def test_psycopg_commit_creates_the_job_and_one_notification(
 
 def _trigger_calls(conn: psycopg.Connection[Any]) -> int:
     """Calls of the insert trigger's function so far in conn's transaction."""
-    row = conn.execute(
-        "SELECT coalesce(pg_stat_get_xact_function_calls('pgjobs.notify_ready'::regproc), 0)"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return count(
+        conn, "SELECT coalesce(pg_stat_get_xact_function_calls('pgjobs.notify_ready'::regproc), 0)"
+    )
 
 
 def test_pgjobs_inserts_notify_by_themselves_and_plain_sql_inserts_through_the_trigger(
