@@ -8,13 +8,16 @@ async twin without being written twice.
 
 from __future__ import annotations
 
+import json
 import re
 import select
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Literal
 
 import psycopg
+from psycopg.adapt import AdaptersMap
 from psycopg.rows import DictRow, dict_row
+from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
 
 from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
@@ -36,6 +39,37 @@ KEEPALIVE: dict[str, Any] = {
     "tcp_user_timeout": 30_000,  # ms: unacknowledged writes give up too
 }
 Step = tuple[str, dict[str, Any], Fetch]
+
+# The C scanner that json.loads() itself uses (typeshed does not list it).
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def loads_jsonb(data: str | bytes) -> Any:
+    """A jsonb value as Postgres sends it, in Python."""
+    # Postgres prints jsonb as valid UTF-8 JSON without surrounding spaces, so
+    # the decoder's scanner can read it alone: json.loads() would also guess
+    # the encoding of the bytes and match whitespace around the value, three
+    # times the work for the arguments a worker reads for every job.
+    text = data.decode() if isinstance(data, bytes) else data
+    try:
+        return _scan_json(text, 0)[0]
+    except StopIteration:  # not JSON after all: json.loads() says why
+        return json.loads(text)
+
+
+class _JsonbLoader(JsonbLoader):
+    _loads = staticmethod(loads_jsonb)
+
+
+class _JsonbBinaryLoader(JsonbBinaryLoader):
+    _loads = staticmethod(loads_jsonb)
+
+
+#: The adapters of the pools pgjobs reads jobs on (the App's and the workers'):
+#: psycopg's, with jsonb read by loads_jsonb().
+ADAPTERS = AdaptersMap(psycopg.adapters)
+ADAPTERS.register_loader("jsonb", _JsonbLoader)
+ADAPTERS.register_loader("jsonb", _JsonbBinaryLoader)
 
 
 def _closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:

@@ -444,7 +444,11 @@ class App:
     # -- connections -------------------------------------------------------------
 
     def _conn_kwargs(self) -> dict[str, Any]:
-        return {"autocommit": True, "connect_timeout": max(1, int(self.connect_timeout))}
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "context": _db.ADAPTERS,
+        }
 
     @property
     def pool(self) -> ConnectionPool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -306,3 +307,45 @@ def test_async_twins_enqueue_and_read(app: Any, db: psycopg.Connection[Any]) -> 
     assert len(page.jobs) == 11
     assert {q.queue: q.depth for q in queues} == {"default": 12}
     assert count(db) == 12
+
+
+JSONB_VALUES = [
+    [1, -2, 3.5, 12345678901234567890123, True, False, None],
+    {"nested": {"list": [[], {}, [{"a": [1]}]]}, "": "empty key"},
+    'quotes " and \\ backslashes, \t tabs, \n newlines, \u0001 controls',
+    "accents é, CJK 漢字, emoji 😀 (beyond U+FFFF)",
+    "",
+    0,
+    None,
+    {"b": 1, "a": 2, "spaced out": " x "},
+]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+def test_pgjobs_reads_jsonb_as_json_loads_reads_postgres_text(
+    db: psycopg.Connection[Any], binary: bool
+) -> None:
+    """The scanner-only jsonb loader agrees with json.loads on what Postgres prints."""
+    from pgjobs._db import ADAPTERS
+
+    with psycopg.connect(db.info.dsn, autocommit=True, context=ADAPTERS) as conn:
+        # Numbers Postgres prints otherwise than they went in (1e+300 in full, -0.0 as 0.0).
+        for value in [*JSONB_VALUES, [1e300, -0.0, 1.5e-7]]:
+            text = json.dumps(value)
+            got, printed = conn.execute(
+                "SELECT %s::jsonb, %s::jsonb::text", (text, text), binary=binary
+            ).fetchone()
+            assert got == json.loads(printed)
+            assert repr(got) == repr(json.loads(printed))
+
+
+def test_a_worker_and_the_app_read_back_the_arguments_a_job_was_given(app: Any) -> None:
+    """Both read jsonb with pgjobs' own loader: the task gets the values, the App its result."""
+    from tests.test_worker import drain
+
+    job = sample_app.store.enqueue({"values": JSONB_VALUES})
+    assert app.get_job(job.id).args == [{"values": JSONB_VALUES}]
+    drain(app)
+    done = app.get_job(job.id)
+    assert done.status is Status.SUCCEEDED
+    assert done.result == {"values": JSONB_VALUES}

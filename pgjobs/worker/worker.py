@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from pgjobs import logs
-from pgjobs._db import KEEPALIVE, acheck_idle
+from pgjobs._db import ADAPTERS, KEEPALIVE, acheck_idle
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
 from pgjobs.events import HookRunner, JobEvent, decode
@@ -169,7 +169,12 @@ class Worker:
 
         url = self.app.url
         common: dict[str, Any] = {
-            "kwargs": {"autocommit": True, "row_factory": dict_row, **KEEPALIVE},
+            "kwargs": {
+                "autocommit": True,
+                "row_factory": dict_row,
+                "context": ADAPTERS,
+                **KEEPALIVE,
+            },
             "timeout": self.app.connect_timeout,
             "check": acheck_idle,
             "open": False,
