@@ -14,7 +14,7 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0006_self_notify"
+HEAD = "0007_constant_checks"
 VIEWS = {
     "queue_depth",
     "queue_oldest",

@@ -64,7 +64,8 @@ def test_the_database_check_constraint_allows_exactly_the_python_statuses(
         "AND pg_get_constraintdef(oid) LIKE '%%status%%'"
     ).fetchone()
     assert row is not None
-    in_sql = set(part.split("'")[1] for part in row[0].split("ARRAY[")[1].split(",") if "'" in part)
+    # CHECK ((status = ANY ('{blocked,scheduled,...}'::text[]))), revision 0007's form
+    in_sql = set(row[0].split("'{")[1].split("}'")[0].split(","))
     assert in_sql == {s.value for s in Status}
 
 
