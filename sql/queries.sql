@@ -32,7 +32,7 @@ FROM self_notify,
             %(metas)b::text[], %(limited)b::boolean[])
      AS j(id, task, queue, status, priority, args, kwargs, max_attempts, run_at, dedup_key, meta,
           limited)
-RETURNING created_at, run_at,
+RETURNING created_at,
           CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 
 -- name: copy_jobs_begin
@@ -70,7 +70,7 @@ SELECT %(id)s::uuid, %(task)s::text, %(queue)s::text, %(status)s::text, %(priori
        COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s::text, %(meta)s::jsonb,
        %(limited)s::boolean
 FROM self_notify
-RETURNING created_at, run_at,
+RETURNING created_at,
           CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 
 -- name: claim_dedup_key

@@ -36,6 +36,22 @@ def test_enqueue_returns_a_pending_job_with_its_id_at_once(
     assert stored.is_terminal is False
 
 
+def test_the_returned_jobs_have_the_stored_times(app: Any) -> None:
+    """created_at and run_at as stored: one job, a batch, a COPY, scheduled or not."""
+    later = datetime.now(UTC) + timedelta(hours=1)
+    jobs = [
+        sample_app.add.enqueue(1, 1),
+        sample_app.add.options(run_at=later).enqueue(1, 1),
+        *sample_app.add.enqueue_many([(i, i) for i in range(3)]),
+        *sample_app.add.options(run_at=later).enqueue_many([(i, i) for i in range(3)]),
+        *sample_app.add.enqueue_many([(i, i) for i in range(COPY_CHUNK + 1)]),
+    ]
+    for job in jobs:
+        stored = app.get_job(job.id)
+        assert (job.created_at, job.run_at) == (stored.created_at, stored.run_at)
+    assert jobs[0].run_at == jobs[0].created_at and jobs[1].run_at == later
+
+
 def test_job_ids_sort_by_creation_time(app: Any) -> None:
     jobs = [sample_app.add.enqueue(i, i) for i in range(50)]
     jobs += sample_app.add.enqueue_many([(i, i) for i in range(500)])
