@@ -48,8 +48,8 @@ def loads_jsonb(data: str | bytes) -> Any:
     """A jsonb value as Postgres sends it, in Python."""
     # Postgres prints jsonb as valid UTF-8 JSON without surrounding spaces, so
     # the decoder's scanner can read it alone: json.loads() would also guess
-    # the encoding of the bytes and match whitespace around the value, three
-    # times the work for the arguments a worker reads for every job.
+    # the encoding of the bytes and match whitespace around the value: three to
+    # six times the work, for the arguments a worker reads for every job.
     text = data.decode() if isinstance(data, bytes) else data
     try:
         return _scan_json(text, 0)[0]
