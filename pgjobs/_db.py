@@ -191,53 +191,111 @@ async def async_driver(conn: Any) -> psycopg.AsyncConnection[Any]:
     )
 
 
+class PoolConnection(psycopg.Connection[Any]):
+    """A connection of the App's pool: it keeps the cursor pgjobs' operations run on."""
+
+    _ops_cursor: psycopg.Cursor[DictRow] | None = None
+
+    def ops_cursor(self) -> psycopg.Cursor[DictRow]:
+        """The cursor kept for pgjobs' operations, made again once closed."""
+        cur = self._ops_cursor
+        if cur is None or cur.closed:
+            cur = self._ops_cursor = self.cursor(row_factory=dict_row)
+        return cur
+
+
+class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
+    """Async twin of PoolConnection."""
+
+    _ops_cursor: psycopg.AsyncCursor[DictRow] | None = None
+
+    def ops_cursor(self) -> psycopg.AsyncCursor[DictRow]:
+        """The cursor kept for pgjobs' operations, made again once closed."""
+        cur = self._ops_cursor
+        if cur is None or cur.closed:
+            cur = self._ops_cursor = self.cursor(row_factory=dict_row)
+        return cur
+
+
+# A cursor finds out how to send and read each type on its first statements
+# (its adapters and their caches are its own), so a new cursor for every
+# one-job enqueue found out again each time: 15 % of the client's CPU per
+# enqueue, measured. Pool connections keep theirs. A result of several rows
+# is not kept alive in an idle connection: its cursor is closed, and the
+# next operation makes another.
+def _holds_rows(cur: psycopg.Cursor[DictRow] | psycopg.AsyncCursor[DictRow]) -> bool:
+    return cur.pgresult is not None and cur.pgresult.ntuples > 1
+
+
 def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
     """Drive an operation over a sync connection."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    if isinstance(conn, PoolConnection):
+        cur = conn.ops_cursor()
         try:
-            step = next(op)
-            while True:
-                name, params, fetch = step
-                rows: list[DictRow] | DictRow | None
-                if fetch == "copy":
-                    with cur.copy(sql(name)) as copy:
-                        for chunk in params["chunks"]:
-                            copy.write(chunk)
-                    step = op.send(None)
-                    continue
-                cur.execute(sql(name), params)
-                if fetch == "one":
-                    rows = cur.fetchone()
-                elif fetch == "all":
-                    rows = cur.fetchall()
-                else:
-                    rows = None
-                step = op.send(rows)
-        except StopIteration as stop:
-            return stop.value
+            return _drive(op, cur)
+        finally:
+            if _holds_rows(cur):
+                cur.close()
+    with conn.cursor(row_factory=dict_row) as cur:
+        return _drive(op, cur)
+
+
+def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
+    try:
+        step = next(op)
+        while True:
+            name, params, fetch = step
+            rows: list[DictRow] | DictRow | None
+            if fetch == "copy":
+                with cur.copy(sql(name)) as copy:
+                    for chunk in params["chunks"]:
+                        copy.write(chunk)
+                step = op.send(None)
+                continue
+            cur.execute(sql(name), params)
+            if fetch == "one":
+                rows = cur.fetchone()
+            elif fetch == "all":
+                rows = cur.fetchall()
+            else:
+                rows = None
+            step = op.send(rows)
+    except StopIteration as stop:
+        return stop.value
 
 
 async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
     """Drive an operation over an async connection."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    if isinstance(conn, AsyncPoolConnection):
+        cur = conn.ops_cursor()
         try:
-            step = next(op)
-            while True:
-                name, params, fetch = step
-                rows: list[DictRow] | DictRow | None
-                if fetch == "copy":
-                    async with cur.copy(sql(name)) as copy:
-                        for chunk in params["chunks"]:
-                            await copy.write(chunk)
-                    step = op.send(None)
-                    continue
-                await cur.execute(sql(name), params)
-                if fetch == "one":
-                    rows = await cur.fetchone()
-                elif fetch == "all":
-                    rows = await cur.fetchall()
-                else:
-                    rows = None
-                step = op.send(rows)
-        except StopIteration as stop:
-            return stop.value
+            return await _adrive(op, cur)
+        finally:
+            if _holds_rows(cur):
+                await cur.close()
+    async with conn.cursor(row_factory=dict_row) as cur:
+        return await _adrive(op, cur)
+
+
+async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
+    try:
+        step = next(op)
+        while True:
+            name, params, fetch = step
+            rows: list[DictRow] | DictRow | None
+            if fetch == "copy":
+                async with cur.copy(sql(name)) as copy:
+                    for chunk in params["chunks"]:
+                        await copy.write(chunk)
+                step = op.send(None)
+                continue
+            await cur.execute(sql(name), params)
+            if fetch == "one":
+                rows = await cur.fetchone()
+            elif fetch == "all":
+                rows = await cur.fetchall()
+            else:
+                rows = None
+            step = op.send(rows)
+    except StopIteration as stop:
+        return stop.value

@@ -457,6 +457,7 @@ class App:
             self._probe()
             self._pool = ConnectionPool(
                 self.url,
+                connection_class=_db.PoolConnection,
                 min_size=1,
                 max_size=self.pool_size,
                 kwargs=self._conn_kwargs(),
@@ -481,6 +482,7 @@ class App:
             # in one process gets a fresh pool rather than a dead one.
             self._apool = AsyncConnectionPool(
                 self.url,
+                connection_class=_db.AsyncPoolConnection,
                 min_size=1,
                 max_size=self.pool_size,
                 kwargs=self._conn_kwargs(),

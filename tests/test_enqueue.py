@@ -175,6 +175,57 @@ def test_one_caller_at_a_time_keeps_the_pool_at_one_connection(db_url: str) -> N
         fresh.close()
 
 
+def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    """Enqueues reuse one cursor; a listing's rows are let go; a failed statement spoils nothing."""
+    import pgjobs
+    from pgjobs import _db
+
+    def bad_op() -> _db.Op:
+        yield "get_job", {"id": "not a uuid"}, "one"
+
+    fresh = pgjobs.App(db_url, pool_size=1)
+    one = fresh.task(name="one")(sample_app.add.fn)
+    try:
+        one.enqueue(0, 0)
+        with fresh.pool.connection() as conn:
+            assert isinstance(conn, _db.PoolConnection)
+            kept = conn.ops_cursor()
+        for i in range(1, 4):
+            one.enqueue(i, i)
+        with fresh.pool.connection() as conn:
+            assert conn.ops_cursor() is kept and not kept.closed
+        # A page of several jobs is not kept alive in the idle connection.
+        assert len(fresh.jobs(task="one").jobs) == 4
+        assert kept.closed
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            fresh._run(bad_op())
+        assert one.enqueue(9, 9).refresh().args == [9, 9]
+        assert fresh.pool.get_stats()["pool_size"] == 1
+    finally:
+        fresh.close()
+
+    async def main() -> None:
+        again = pgjobs.App(db_url, pool_size=1)
+        two = again.task(name="two")(sample_app.aadd.fn)
+        try:
+            await two.aenqueue(0, 0)
+            pool = await again._get_apool()
+            async with pool.connection() as conn:
+                assert isinstance(conn, _db.AsyncPoolConnection)
+                akept = conn.ops_cursor()
+            await two.aenqueue(1, 1)
+            async with pool.connection() as conn:
+                assert conn.ops_cursor() is akept and not akept.closed
+            assert len((await again.ajobs(task="two")).jobs) == 2
+            assert akept.closed
+        finally:
+            await again.aclose()
+
+    asyncio.run(main())
+
+
 def test_the_jobs_of_a_large_batch_stay_independent_objects(app: Any) -> None:
     jobs = sample_app.add.enqueue_many([(i, i) for i in range(300)])
     fields_set = set(jobs[1].model_fields_set)
