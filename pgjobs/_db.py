@@ -220,24 +220,29 @@ class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
 # A cursor finds out how to send and read each type on its first statements
 # (its adapters and their caches are its own), so a new cursor for every
 # one-job enqueue found out again each time: 15 % of the client's CPU per
-# enqueue, measured. Pool connections keep theirs. A result of several rows
-# is not kept alive in an idle connection: its cursor is closed, and the
-# next operation makes another.
+# enqueue, measured. So an operation on a connection that pgjobs took out of
+# its own pool for that operation alone runs on the connection's kept cursor;
+# one on a caller's connection, which other code may use meanwhile, gets a
+# cursor of its own. A result of several rows is not kept alive in an idle
+# connection: its cursor is closed, and the next operation makes another.
 def _holds_rows(cur: psycopg.Cursor[DictRow] | psycopg.AsyncCursor[DictRow]) -> bool:
     return cur.pgresult is not None and cur.pgresult.ntuples > 1
 
 
 def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
     """Drive an operation over a sync connection."""
-    if isinstance(conn, PoolConnection):
-        cur = conn.ops_cursor()
-        try:
-            return _drive(op, cur)
-        finally:
-            if _holds_rows(cur):
-                cur.close()
     with conn.cursor(row_factory=dict_row) as cur:
         return _drive(op, cur)
+
+
+def run_pooled(op: Op, conn: PoolConnection) -> Any:
+    """Drive an operation over a connection taken out of the App's pool for it alone."""
+    cur = conn.ops_cursor()
+    try:
+        return _drive(op, cur)
+    finally:
+        if _holds_rows(cur):
+            cur.close()
 
 
 def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
@@ -266,15 +271,18 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
 
 async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
     """Drive an operation over an async connection."""
-    if isinstance(conn, AsyncPoolConnection):
-        cur = conn.ops_cursor()
-        try:
-            return await _adrive(op, cur)
-        finally:
-            if _holds_rows(cur):
-                await cur.close()
     async with conn.cursor(row_factory=dict_row) as cur:
         return await _adrive(op, cur)
+
+
+async def arun_pooled(op: Op, conn: AsyncPoolConnection) -> Any:
+    """Async twin of run_pooled()."""
+    cur = conn.ops_cursor()
+    try:
+        return await _adrive(op, cur)
+    finally:
+        if _holds_rows(cur):
+            await cur.close()
 
 
 async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:

@@ -139,8 +139,8 @@ class App:
         self.connect_timeout = connect_timeout
         self.tasks: dict[str, Task] = {}
         self.periodics: dict[str, Periodic] = {}
-        self._pool: ConnectionPool | None = None
-        self._apool: AsyncConnectionPool | None = None
+        self._pool: ConnectionPool[_db.PoolConnection] | None = None
+        self._apool: AsyncConnectionPool[_db.AsyncPoolConnection] | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
         self.embedded = False
         # Backlog limits per queue ("*" for every queue), for `pgjobs check` and /metrics.
@@ -451,7 +451,7 @@ class App:
         }
 
     @property
-    def pool(self) -> ConnectionPool:
+    def pool(self) -> ConnectionPool[_db.PoolConnection]:
         """The App's own sync connection pool (opened on first use)."""
         if self._pool is None:
             self._probe()
@@ -473,7 +473,7 @@ class App:
             self._pool.open(wait=True)
         return self._pool
 
-    async def _get_apool(self) -> AsyncConnectionPool:
+    async def _get_apool(self) -> AsyncConnectionPool[_db.AsyncPoolConnection]:
         loop = asyncio.get_running_loop()
         if self._apool is None or self._apool_loop is not loop:
             if self._pool is None:
@@ -526,13 +526,13 @@ class App:
         )
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def connection(self) -> Iterator[_db.PoolConnection]:
         """A connection from the App's pool, in autocommit mode."""
         with self._errors(), self.pool.connection() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
-    async def aconnection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def aconnection(self) -> AsyncIterator[_db.AsyncPoolConnection]:
         """Async twin of connection()."""
         with self._errors():
             pool = await self._get_apool()
@@ -554,8 +554,8 @@ class App:
         with self._errors(), self.pool.connection() as c:
             if atomic:
                 with c.transaction():
-                    return _db.run(op, c)
-            return _db.run(op, c)
+                    return _db.run_pooled(op, c)
+            return _db.run_pooled(op, c)
 
     async def _arun(self, op: _db.Op, conn: Any = None, atomic: bool = False) -> Any:
         if conn is not None:
@@ -568,8 +568,8 @@ class App:
         async with self.aconnection() as c:
             if atomic:
                 async with c.transaction():
-                    return await _db.arun(op, c)
-            return await _db.arun(op, c)
+                    return await _db.arun_pooled(op, c)
+            return await _db.arun_pooled(op, c)
 
     def close(self) -> None:
         """Close the App's connection pools."""

@@ -196,8 +196,14 @@ def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
             one.enqueue(i, i)
         with fresh.pool.connection() as conn:
             assert conn.ops_cursor() is kept and not kept.closed
+        # A connection passed with conn= is the caller's, who may use it meanwhile:
+        # never its kept cursor, even when it came from the App's pool.
+        last = kept.pgresult
+        with fresh.connection() as conn:
+            one.enqueue(4, 4, conn=conn)
+            assert conn.ops_cursor() is kept and kept.pgresult is last
         # A page of several jobs is not kept alive in the idle connection.
-        assert len(fresh.jobs(task="one").jobs) == 4
+        assert len(fresh.jobs(task="one").jobs) == 5
         assert kept.closed
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
             fresh._run(bad_op())
