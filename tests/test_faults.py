@@ -206,47 +206,62 @@ def test_finish_and_claim_in_one_statement_is_fenced_and_claims_only_pending_job
     # Composed from the two statements it joins, each written once.
     combined = sql("finish_and_claim")
     assert sql("claim_jobs") in combined and "{" not in combined.replace("'{}'", "")
-    first, flaky = sample_app.add.enqueue(1, 2), sample_app.add.enqueue(5, 5)
+    first, flaky, doomed = (sample_app.add.enqueue(n, n) for n in (1, 5, 7))
     db.execute(
         "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
         " VALUES ('w-owner', 'h', 1, '{default}', 3)"
     )
     claim = {"queues": ["default"], "weights": [1.0], "offsets": [0.0], "order": "priority"}
-    db.execute(sql("claim_jobs"), {**claim, "limit": 2, "worker_id": "w-owner"})
+    db.execute(sql("claim_jobs"), {**claim, "limit": 3, "worker_id": "w-owner"})
     waiting = sample_app.add.enqueue_many([(i, i) for i in range(3)])
+    error = '{"type": "E", "message": "m", "traceback": null}'
 
-    def finish_and_claim(worker: str, attempts: list[int], limit: int) -> dict[str, list[Any]]:
+    def finish_and_claim(worker: str, limit: int) -> dict[str, list[Any]]:
         rows = db.execute(
             combined,
             {
                 **claim,
                 "limit": limit,
                 "worker_id": worker,
-                "ids": [first.id, flaky.id],
-                "attempts": attempts,
-                "statuses": ["succeeded", "retrying"],
-                "outcomes": ["succeeded", "failed"],
-                "results": ["3", None],
-                "errors": [None, '{"type": "E", "message": "m", "traceback": null}'],
-                "progress": [None, None],
-                "retry_in": [None, 0.0],
+                "ids": [first.id, flaky.id, doomed.id],
+                "attempts": [1, 1, 1],
+                "statuses": ["succeeded", "retrying", "retrying"],
+                "outcomes": ["succeeded", "failed", "failed"],
+                "results": ["2", None, None],
+                "errors": [None, error, error],
+                "progress": [None, None, None],
+                "retry_in": [None, 0.0, 0.0],
             },
         ).fetchall()
         out: dict[str, list[Any]] = {"finished": [], "claimed": []}
         for r in rows:
-            out[r[0]].append(r[1])
+            out[r[0]].append(r[1] if r[0] == "claimed" else (r[1], r[10], r[9]))
         return out
 
-    # A stranger's outcomes apply to nothing, but its claim still claims.
-    got = finish_and_claim("w-stranger", [1, 1], 1)
-    assert got["finished"] == [] and got["claimed"] == [waiting[0].id]
-    got = finish_and_claim("w-owner", [1, 1], 5)
-    assert sorted(got["finished"]) == sorted([first.id, flaky.id])
+    # A stranger's outcomes apply to nothing, and each comes back without a
+    # status; its claim still claims.
+    got = finish_and_claim("w-stranger", 1)
+    assert sorted(got["finished"]) == sorted((j.id, None, None) for j in (first, flaky, doomed))
+    assert got["claimed"] == [waiting[0].id]
+    # The owner's outcomes apply. Of them only those that did not apply as sent
+    # come back: the retry of a job whose cancellation was asked for, which is
+    # cancelled instead, and a limited job, whose end wakes its queue (the
+    # column that makes the call holds `pg_notify() IS NULL`: false).
+    db.execute("UPDATE pgjobs.jobs SET cancel_requested_at = now() WHERE id = %s", (doomed.id,))
+    db.execute("UPDATE pgjobs.jobs SET limited = true WHERE id = %s", (first.id,))
+    db.execute("LISTEN pgjobs")
+    got = finish_and_claim("w-owner", 5)
+    assert sorted(got["finished"]) == sorted(
+        [(first.id, "succeeded", False), (doomed.id, "cancelled", None)]
+    )
+    assert [n.payload for n in db.notifies(timeout=5, stop_after=1)] == ["default"]
+    db.execute("UNLISTEN pgjobs")
     # The job that goes to 'retrying' in the same statement is not claimed again.
     assert sorted(got["claimed"]) == sorted(j.id for j in waiting[1:])
-    assert app.get_job(first.id).result == 3
+    assert app.get_job(first.id).result == 2
     assert app.get_job(flaky.id).status.value == "retrying"
-    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == 2
+    assert app.get_job(doomed.id).status.value == "cancelled"
+    assert count(db, "SELECT count(*) FROM pgjobs.attempts") == 3
 
 
 def terminate_worker_connections(db: psycopg.Connection[Any]) -> int:

@@ -630,11 +630,12 @@ class Worker:
 
     async def _finish(self, batch: list[Outcome], claim: int = 0) -> list[dict[str, Any]]:
         """Record a batch of outcomes and, in the same round trip, claim up to `claim` jobs."""
+        sent: list[str | None] = [o.status.value for o in batch]
         params = {
             "worker_id": self.id,
             "ids": [o.job_id for o in batch],
             "attempts": [o.attempt for o in batch],
-            "statuses": [o.status.value for o in batch],
+            "statuses": sent,
             "outcomes": [o.outcome for o in batch],
             "results": [o.result for o in batch],
             "errors": [o.error for o in batch],
@@ -642,17 +643,22 @@ class Worker:
             "retry_in": [o.retry_in for o in batch],
         }
         rows: list[dict[str, Any]] = []
-        # The status each job got, by id: only the outcomes that applied.
-        applied: dict[uuid.UUID, str]
+        # The status each outcome got, in the batch's order; None for one
+        # that did not apply (this worker no longer held the job's lease).
+        statuses: list[str | None]
         if claim and not self.limited_tasks:
-            applied = {}
+            # Only the outcomes that did not apply as sent come back.
+            other: dict[uuid.UUID, str | None] = {}
             async with self.busy_pool.connection() as conn:
                 got = await finish_and_claim(conn, {**params, **self._claim_params(claim)})
             for r in got:
                 if r["kind"] == "finished":
-                    applied[r["id"]] = r["status"]
+                    other[r["id"]] = r["status"]
                 else:
                     rows.append(r)
+            if other:
+                sent = [other.get(o.job_id, s) for o, s in zip(batch, sent, strict=True)]
+            statuses = sent
             if self.queue_order == "weighted":
                 self._account(rows, full=len(rows) == claim)
         else:
@@ -665,11 +671,11 @@ class Worker:
                 else:
                     cur = await conn.execute(sql("finish_jobs"), params)
                     applied = {r["id"]: r["status"] for r in await cur.fetchall()}
+            statuses = [applied.get(o.job_id) for o in batch]
         # Once per batch: below INFO only jobs that failed for good are logged.
         every = logs.log.isEnabledFor(logging.INFO)
         failures = not every and logs.log.isEnabledFor(logging.WARNING)
-        for o in batch:
-            status = applied.get(o.job_id)
+        for o, status in zip(batch, statuses, strict=True):
             if status is None:
                 log.warning(
                     "job %s: outcome of attempt %d ignored: this worker no longer holds its lease",
@@ -679,15 +685,14 @@ class Worker:
             elif every or (failures and status == Status.FAILED):
                 _log_finished(o, status)
         if self._hooks is not None:
-            self._emit_outcomes(batch, applied)
+            self._emit_outcomes(batch, statuses)
         return rows
 
-    def _emit_outcomes(self, batch: list[Outcome], applied: dict[uuid.UUID, str]) -> None:
+    def _emit_outcomes(self, batch: list[Outcome], statuses: list[str | None]) -> None:
         """Hand the committed outcomes to the App's hooks."""
         hooks = self._hooks
         assert hooks is not None
-        for o in batch:
-            status = applied.get(o.job_id)
+        for o, status in zip(batch, statuses, strict=True):
             name = f"job.{status}"
             if status is None or not hooks.wants(name):
                 continue
