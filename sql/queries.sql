@@ -174,7 +174,8 @@ ON CONFLICT (task) DO UPDATE
 -- rescued and runs elsewhere) changes nothing. The ids that applied come back.
 -- The arrays travel in binary (%(name)b): psycopg's text form quotes and
 -- escapes each element in Python, which cost a worker more per job than
--- running a no-op job does.
+-- running a no-op job does. An array may be shorter than `ids` (empty when
+-- all of its values would be NULL): unnest() pads it with NULLs.
 WITH outcome AS (
     SELECT * FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(statuses)b::text[],
                          %(outcomes)b::text[], %(results)b::text[], %(errors)b::text[],

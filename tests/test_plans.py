@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 
 from pgjobs import App, Worker
 from pgjobs.queries import sql
-from pgjobs.worker.worker import finish_and_claim, reuse_plans
+from pgjobs.worker.worker import _unless_all_null, finish_and_claim, reuse_plans
 from tests import sample_app
 from tests.conftest import count
 
@@ -51,9 +51,11 @@ def _outcomes(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "statuses": ["succeeded"] * n,
         "outcomes": ["succeeded"] * n,
         "results": ["null"] * n,
-        "errors": [None] * n,
-        "progress": [None] * n,
-        "retry_in": [None] * n,
+        # As the worker sends them: no errors, progress or retries at all is
+        # an empty array each, which the statement's unnest() pads with NULLs.
+        "errors": _unless_all_null([None] * n),
+        "progress": _unless_all_null([None] * n),
+        "retry_in": _unless_all_null([None] * n),
     }
 
 
@@ -112,6 +114,10 @@ def test_the_busy_worker_statement_runs_on_one_generic_plan(
     assert plans == {"generic_plans": 4, "custom_plans": 0}
     assert db.execute(
         "SELECT count(*) FROM pgjobs.attempts WHERE worker_id = %s", (WORKER,)
+    ).fetchone() == (4 * BATCH,)
+    assert db.execute(
+        "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded' AND result = 'null'"
+        " AND error IS NULL AND progress IS NULL AND finished_at IS NOT NULL"
     ).fetchone() == (4 * BATCH,)
     assert db.execute(
         "SELECT count(*) FROM pgjobs.jobs WHERE status = 'running' AND worker_id = %s", (WORKER,)
@@ -224,3 +230,10 @@ def test_the_generic_plan_reaches_each_job_by_its_primary_key(
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
     # No outcome compared with every running job.
     assert not [n for n in nodes if n.get("Rows Removed by Join Filter")]
+
+
+def test_an_array_of_outcome_values_goes_empty_only_when_every_value_is_null() -> None:
+    assert _unless_all_null([None, None]) == []
+    assert _unless_all_null([None, "x", None]) == [None, "x", None]
+    assert _unless_all_null([0.0, None]) == [0.0, None]  # a zero is a value
+    assert _unless_all_null([]) == []

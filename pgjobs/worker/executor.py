@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pgjobs.worker.processes import ProcessPool
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """How one attempt ended, ready for the completer to write."""
 
@@ -62,14 +62,16 @@ def _storable(text: str) -> str:
     return text
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One attempt the worker is running, and the handles to stop it."""
 
     row: Mapping[str, Any]
     ctx: JobContext
     cancel_requested: bool = False
-    _interrupt: Callable[[], None] | None = field(default=None, repr=False)
+    _interrupt: Callable[[], object] | None = field(default=None, repr=False)
+    #: the asyncio task that runs the attempt, once the worker has started it
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -184,7 +186,9 @@ class Executor:
             if task is None:
                 raise UnknownTask(f"no task named {row['task']!r} is registered in this worker")
             args, kwargs = task.signature.decode(row["args"], row["kwargs"] or {})
-            if task.is_async:
+            if task.is_async and task.timeout is None and task.soft_timeout is None:
+                value = await self._run_async_unlimited(task, attempt, args, kwargs)
+            elif task.is_async:
                 value = await self._run_async(task, attempt, args, kwargs)
             elif self.processes is not None:
                 # The child decodes the arguments and encodes the result itself.
@@ -217,8 +221,6 @@ class Executor:
     async def _run_async(
         self, task: Task, attempt: Attempt, args: list[Any], kwargs: dict[str, Any]
     ) -> Any:
-        if task.timeout is None and task.soft_timeout is None:
-            return await self._run_async_unlimited(task, attempt, args, kwargs)
         token = _current.set(attempt.ctx)
         try:
             driver = _Interruptible(task.fn(*args, **kwargs))
@@ -261,11 +263,7 @@ class Executor:
         # it from a shutdown by attempt.cancel_requested.
         me = asyncio.current_task()
         assert me is not None
-
-        def interrupt() -> None:
-            me.cancel()
-
-        attempt._interrupt = interrupt
+        attempt._interrupt = me.cancel
         token = _current.set(attempt.ctx)
         try:
             return await task.fn(*args, **kwargs)
