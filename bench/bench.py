@@ -58,6 +58,11 @@ class PeerSpec:
 PEERS = [
     PeerSpec("pgjobs", "bench.peers.pgjobs_peer"),
     PeerSpec(
+        "pgjobs SQL alone",
+        "bench.peers.pgjobs_sql_peer",
+        scenarios=frozenset({"bulk", "single"}),
+    ),
+    PeerSpec(
         "postgres (bare SQL)",
         "bench.peers.bare_peer",
         scenarios=frozenset({"bulk", "single", "process1"}),

@@ -915,6 +915,24 @@ def _needs_tx(rows: list[NewJob]) -> bool:
     return any(r.dedup_key for r in rows)
 
 
+def _one_job_params(r: NewJob) -> dict[str, Any]:
+    """The parameters of the enqueue_job statement for one job."""
+    return {
+        "id": r.id,
+        "task": r.task,
+        "queue": r.queue,
+        "status": r.status,
+        "priority": r.priority,
+        "args": r.args_json,
+        "kwargs": r.kwargs_json,
+        "max_attempts": r.max_attempts,
+        "run_at": r.run_at,
+        "dedup_key": r.dedup_key,
+        "meta": r.meta_json,
+        "limited": r.limited,
+    }
+
+
 def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
     from pgjobs import logs
 
@@ -948,24 +966,7 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
     started = logs.clock()
     if len(fresh) == 1:
         r = fresh[0]
-        row = yield (
-            "enqueue_job",
-            {
-                "id": r.id,
-                "task": r.task,
-                "queue": r.queue,
-                "status": r.status,
-                "priority": r.priority,
-                "args": r.args_json,
-                "kwargs": r.kwargs_json,
-                "max_attempts": r.max_attempts,
-                "run_at": r.run_at,
-                "dedup_key": r.dedup_key,
-                "meta": r.meta_json,
-                "limited": r.limited,
-            },
-            "one",
-        )
+        row = yield "enqueue_job", _one_job_params(r), "one"
         created_at = row["created_at"]
     elif fresh:
         row = yield (
@@ -1027,13 +1028,7 @@ def _copy_op(
     created_at = row["now"]
     jobs: list[Job] = []
     make = _JobMaker(app, created_at)
-    # Every row of one call shares its task and options: those columns are
-    # formatted once, and follow the three a row has of its own.
-    tail = (
-        f"\t{_copy_text(first.task)}\t{_copy_text(first.queue)}\t{first.status}"
-        f"\t{first.priority}\t{first.max_attempts}\t{(first.run_at or created_at).isoformat()}"
-        f"\t{_copy_text(first.meta_json)}\t{'t' if first.limited else 'f'}\n"
-    )
+    tail = _copy_tail(first, created_at)
 
     def chunks() -> Iterator[str]:
         # The rows as COPY text, written here rather than by psycopg's write_row().
@@ -1056,6 +1051,17 @@ def _copy_op(
     yield "copy_jobs", {"chunks": chunks()}, "copy"
     logs.enqueued(jobs, started)
     return jobs
+
+
+def _copy_tail(first: NewJob, created_at: datetime) -> str:
+    """The COPY columns after id, args and kwargs, which every row of one call shares."""
+    # Every row of one call shares its task and options: those columns are
+    # formatted once, and follow the three a row has of its own.
+    return (
+        f"\t{_copy_text(first.task)}\t{_copy_text(first.queue)}\t{first.status}"
+        f"\t{first.priority}\t{first.max_attempts}\t{(first.run_at or created_at).isoformat()}"
+        f"\t{_copy_text(first.meta_json)}\t{'t' if first.limited else 'f'}\n"
+    )
 
 
 def _copy_lines(rows: list[NewJob], tail: str) -> str:
