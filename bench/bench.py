@@ -191,9 +191,9 @@ def ensure_venv(name: str, requirements: tuple[str, ...], min_python: tuple[int,
 # -- running -------------------------------------------------------------------------------
 
 
-def database_url(admin: str, spec: PeerSpec) -> str:
+def database_url(admin: str, spec: PeerSpec, prefix: str = "bench_") -> str:
     """A fresh database of the peer's own on the shared server."""
-    name = "bench_" + spec.module.rsplit(".", 1)[1].removesuffix("_peer")
+    name = prefix + spec.module.rsplit(".", 1)[1].removesuffix("_peer")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(
             psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
@@ -317,6 +317,11 @@ def main() -> None:
     parser.add_argument("--peers", help="comma-separated names (default: all)")
     parser.add_argument("--scenarios", help="comma-separated keys (default: all)")
     parser.add_argument("--runs", type=int, help="runs per scenario (default 3, 1 with --quick)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the report files")
+    parser.add_argument("--no-chart", action="store_true", help="write no PNG")
+    parser.add_argument(
+        "--db-prefix", default="bench_", help="names of the peers' databases (default bench_)"
+    )
     opts = parser.parse_args()
     wanted = opts.peers.split(",") if opts.peers else None
     if wanted is None and opts.quick:
@@ -345,7 +350,7 @@ def main() -> None:
             for s in chosen:
                 results[spec.name][s.key] = {"error": f"not installed: {exc}"}
             continue
-        pg = database_url(opts.url, spec)
+        pg = database_url(opts.url, spec, opts.db_prefix)
         redis = f"{opts.redis.rstrip('/')}/{spec.redis_db}"
         ready[spec.name] = (python, pg, redis)
 
@@ -389,17 +394,18 @@ def main() -> None:
         f"{' (quick)' if opts.quick else ''}; took {time.monotonic() - started:,.0f} s"
     )
     text = report(results, chosen, header)
-    RESULTS.mkdir(exist_ok=True)
+    opts.out.mkdir(parents=True, exist_ok=True)
     stem = "quick" if opts.quick else "latest"
-    (RESULTS / f"{stem}.md").write_text(text)
+    (opts.out / f"{stem}.md").write_text(text)
     payload = {
         "header": header,
         "scenarios": [s.__dict__ for s in chosen],
         "results": results,
     }
-    (RESULTS / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=list))
+    (opts.out / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=list))
     print("\n" + text)
-    print(chart(RESULTS / f"{stem}.json", RESULTS / f"{stem}.png"))
+    if not opts.no_chart:
+        print(chart(opts.out / f"{stem}.json", opts.out / f"{stem}.png"))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,11 @@ def main(src: str, dst: str) -> None:
             if value is not None:
                 names.append(peer)
                 values.append(value)
-        colors = ["#1f6feb" if n == "pgjobs" else "#9aa4ad" for n in names]
+        # pgjobs in blue, the queues in grey, and the two rows of plain SQL (pgjobs' own
+        # statements, and the floor) in a lighter grey: they are bounds, not queues.
+        colors = [
+            "#1f6feb" if n == "pgjobs" else "#d0d7de" if "SQL" in n else "#9aa4ad" for n in names
+        ]
         ax.barh(names[::-1], values[::-1], color=colors[::-1])
         for y, v in enumerate(values[::-1]):
             ax.text(v, y, f" {v:,.0f}" if v >= 100 else f" {v:.1f}", va="center", fontsize=8)

@@ -1,0 +1,104 @@
+"""The benchmark harness: it runs end to end, and its ceiling row measures pgjobs' own rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.conftest import ROOT
+
+# Every column but the ones each insert makes anew (the id, and the times of its transaction).
+ROWS = """
+SELECT to_jsonb(j) - 'id' - 'created_at' - 'run_at' AS row FROM pgjobs.jobs j
+ORDER BY j.args->>0
+"""
+
+
+def _rows(db: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return [r[0] for r in db.execute(ROWS).fetchall()]
+
+
+def test_the_sql_alone_row_inserts_the_rows_that_pgjobs_inserts(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    from bench.peers import pgjobs_peer, pgjobs_sql_peer
+    from bench.peers._common import parse
+
+    peer = pgjobs_sql_peer.PgjobsSqlPeer()
+    noop = pgjobs_peer.app.tasks["noop"]
+    try:
+        # Bulk: 250 rows by COPY, in chunks, against enqueue_many() of the same items.
+        peer.setup(parse(["bulk", "--count", "250", "--pg-url", db_url]))
+        peer.enqueue_bulk("noop", 250, 1000)
+        by_ceiling = _rows(db)
+        db.execute("TRUNCATE pgjobs.jobs")
+        noop.enqueue_many([(i,) for i in range(250)])
+        by_pgjobs = _rows(db)
+        assert len(by_ceiling) == 250
+        assert by_ceiling == by_pgjobs
+
+        # Single: the setup's jobs one statement each, against enqueue() one at a time.
+        peer.setup(parse(["single", "--count", "3", "--pg-url", db_url]))
+        for i in range(4):
+            peer.enqueue_one("noop", i)
+        by_ceiling = _rows(db)
+        db.execute("TRUNCATE pgjobs.jobs")
+        for i in range(4):
+            noop.enqueue(i)
+        assert len(by_ceiling) == 4
+        assert by_ceiling == _rows(db)
+    finally:
+        peer.close()
+        pgjobs_peer.app.close()
+
+
+def test_the_harness_runs_pgjobs_its_ceiling_and_the_floor_and_writes_the_report(
+    admin_url: str, tmp_path: Path
+) -> None:
+    prefix = f"bench_test_{os.getpid()}_"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "bench/bench.py",
+            "--quick",
+            "--peers",
+            "pgjobs,postgres",
+            "--scenarios",
+            "bulk,single",
+            "--url",
+            admin_url,
+            "--out",
+            str(tmp_path),
+            "--no-chart",
+            "--db-prefix",
+            prefix,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    report = json.loads((tmp_path / "quick.json").read_text())
+    peers = report["results"]
+    assert set(peers) == {"pgjobs", "pgjobs SQL alone", "postgres (bare SQL)"}
+    for name, by_scenario in peers.items():
+        for key in ("bulk", "single"):
+            entry = by_scenario[key]
+            assert "error" not in entry, (name, key, entry)
+            assert entry["median"]["jobs_per_s"] > 0, (name, key)
+    table = (tmp_path / "quick.md").read_text()
+    for name in peers:
+        assert f"| {name} | " in table
+    assert not (tmp_path / "quick.png").exists()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)
+        ).fetchall()
+    assert left == []
