@@ -109,6 +109,9 @@ WHERE d.key = %(key)s;
 --               job at a time, and either gets all of it when the other is empty.
 -- Jobs of limited tasks are claimed by claim_limited(), not here. The lease
 -- is the worker's: it holds while the worker's heartbeat stays fresh.
+-- started_at is the clock when the row is taken, not now(): the transaction's
+-- start comes before its snapshot, and a job committed in between (a retry
+-- just released, a job just enqueued) would seem to start before it existed.
 WITH candidates AS (
     SELECT c.id, c.priority, c.run_at, q.ord,
            (q.claimed + row_number() OVER (PARTITION BY q.ord
@@ -135,13 +138,14 @@ picked AS (
 -- generic plan (see generic_plan) cannot know the LIMIT, and a join with
 -- `picked` would hash the whole table.
 UPDATE pgjobs.jobs j
-SET status = 'running', attempt = j.attempt + 1, started_at = now(), worker_id = %(worker_id)s
+SET status = 'running', attempt = j.attempt + 1, started_at = clock_timestamp(),
+    worker_id = %(worker_id)s
 WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 -- Empty kwargs come back as NULL: one JSON document less to parse per job.
 -- `waited`: seconds since the job was due, for the transition log (a float
 -- costs the worker less to read than the timestamp it would be made from).
 RETURNING j.id, j.task, j.queue, j.args, NULLIF(j.kwargs, '{}') AS kwargs, j.attempt,
-          j.max_attempts, date_part('epoch', now() - j.run_at) AS waited, j.dedup_key;
+          j.max_attempts, date_part('epoch', j.started_at - j.run_at) AS waited, j.dedup_key;
 
 -- name: claim_limited
 -- Claim jobs of the tasks that have a concurrency or rate limit, within

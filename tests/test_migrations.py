@@ -14,7 +14,7 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0007_constant_checks"
+HEAD = "0008_claim_clock"
 VIEWS = {
     "queue_depth",
     "queue_oldest",
@@ -127,6 +127,27 @@ def test_0005_downgrade_ends_waiting_steps_and_upgrade_brings_workflows_back(
             conn.execute("UPDATE pgjobs.jobs SET status = 'blocked'")
     migrations.upgrade(empty_db)
     assert tables(empty_db) >= {"workflows", "job_deps"}
+
+
+def claim_limited_stamp(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT substring(prosrc from 'started_at = [a-z_]+\\(\\)') FROM pg_proc"
+            " WHERE oid = 'pgjobs.claim_limited(text[], text[], text, integer)'::regprocedure"
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_0008_stamps_limited_claims_with_the_clock_and_its_downgrade_with_now_again(
+    empty_db: str,
+) -> None:
+    migrations.upgrade(empty_db, revision="0007_constant_checks")
+    assert claim_limited_stamp(empty_db) == "started_at = now()"
+    migrations.upgrade(empty_db)
+    assert claim_limited_stamp(empty_db) == "started_at = clock_timestamp()"
+    migrations.downgrade(empty_db, revision="0007_constant_checks")
+    assert claim_limited_stamp(empty_db) == "started_at = now()"
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:

@@ -381,6 +381,86 @@ def test_bad_limits_are_refused_at_registration() -> None:
         other.task(concurrency=0)(lambda: None)
 
 
+# -- start times ------------------------------------------------------------------------
+# A claim's transaction starts (and now() is fixed) before the claim takes its snapshot,
+# so a job committed in between can be claimed by it. Stamped with now(), such a job
+# would start before it was created, or an attempt before the previous one ended.
+
+
+def start_after_creation(db: psycopg.Connection[Any], job_id: Any) -> timedelta:
+    """How long after it was created a job started; its attempt row says the same start."""
+    row = db.execute(
+        "SELECT j.started_at - j.created_at, a.started_at = j.started_at"
+        " FROM pgjobs.jobs j JOIN pgjobs.attempts a ON a.job_id = j.id WHERE j.id = %s",
+        (job_id,),
+    ).fetchone()
+    assert row is not None and row[1] is True
+    return row[0]  # type: ignore[no-any-return]
+
+
+def test_a_claim_stamps_the_start_when_it_takes_the_job_not_when_its_transaction_began(
+    app: Any, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    from pgjobs.queries import sql
+
+    with psycopg.connect(db_url) as claimer:
+        began = claimer.execute("SELECT now()").fetchone()
+        time.sleep(0.05)
+        job = sample_app.add.enqueue(1, 2)  # committed after the claim's transaction began
+        rows = claimer.execute(
+            sql("claim_jobs"),
+            {
+                "queues": ["default"],
+                "weights": [1.0],
+                "offsets": [0.0],
+                "order": "priority",
+                "limit": 1,
+                "worker_id": "w-late",
+            },
+        ).fetchall()
+        claimer.commit()
+    assert began is not None and [r[0] for r in rows] == [job.id]
+    assert rows[0][7] >= 0  # how long it waited: never negative
+    row = db.execute(
+        "SELECT started_at - created_at, started_at - %s FROM pgjobs.jobs WHERE id = %s",
+        (began[0], job.id),
+    ).fetchone()
+    assert row is not None
+    assert row[0] >= timedelta(0) and row[1] >= timedelta(seconds=0.05)
+
+
+def test_a_limited_claim_that_waited_for_its_task_lock_stamps_the_start_when_it_took_the_job(
+    app: Any, db: psycopg.Connection[Any], db_url: str
+) -> None:
+    worker, thread = start_in_thread(app, concurrency=4, poll_interval=0.05)
+    try:
+        wait_for(
+            lambda: (
+                count(db, "SELECT count(*) FROM pgjobs.task_limits WHERE task = 'fragile_api'") == 1
+            )
+        )
+        with psycopg.connect(db_url) as holder:
+            # Every claimer of the task queues behind this lock, as behind a busy peer's claim.
+            holder.execute("SELECT 1 FROM pgjobs.task_limits WHERE task = 'fragile_api' FOR UPDATE")
+            wait_for(
+                lambda: (
+                    count(
+                        db,
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%claim_limited%'",
+                    )
+                    == 1
+                )
+            )
+            job = sample_app.fragile_api.enqueue(1, 0.0)
+            time.sleep(0.05)
+        wait_for(lambda: app.get_job(job.id).status == Status.SUCCEEDED)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert start_after_creation(db, job.id) >= timedelta(seconds=0.05)
+
+
 # -- retention ---------------------------------------------------------------------------
 
 
