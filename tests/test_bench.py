@@ -102,3 +102,51 @@ def test_the_harness_runs_pgjobs_its_ceiling_and_the_floor_and_writes_the_report
             "SELECT datname FROM pg_database WHERE datname LIKE %s", (prefix + "%",)
         ).fetchall()
     assert left == []
+
+
+def test_the_instruction_count_cases_enqueue_what_they_say(db_url: str) -> None:
+    # Each case as callgrind runs it, without callgrind: it must enqueue its calls' jobs,
+    # or its count would be of less work than it claims.
+    for case, jobs in (
+        ("enqueue", 4),
+        ("enqueue_job", 4),
+        ("enqueue_many", 2000),
+        ("copy_jobs", 2000),
+    ):
+        calls = 4 if jobs == 4 else 2
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.instructions",
+                "--child",
+                case,
+                "--calls",
+                str(calls),
+                "--made",
+                str(calls),
+                "--url",
+                db_url,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == f"{case}: {jobs} jobs inserted"
+
+
+def test_the_instruction_count_says_what_it_needs_without_valgrind(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "bench/instructions.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PATH": str(tmp_path)},  # no valgrind on it
+    )
+    assert run.returncode == 2
+    assert "needs valgrind" in run.stderr
