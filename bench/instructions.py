@@ -101,6 +101,23 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     return int(row["n"])
 
 
+def child_command(case: str, calls: int, made: int, url: str) -> list[str]:
+    """The command that runs one case's child (from the project's root)."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.instructions",
+        "--child",
+        case,
+        "--calls",
+        str(calls),
+        "--made",
+        str(made),
+        "--url",
+        url,
+    ]
+
+
 def count(case: str, calls: int, made: int, url: str, valgrind: str) -> int:
     """Instructions the child executes for `calls` calls of a case."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,17 +127,7 @@ def count(case: str, calls: int, made: int, url: str, valgrind: str) -> int:
                 valgrind,
                 "--tool=callgrind",
                 f"--callgrind-out-file={out}",
-                sys.executable,
-                "-m",
-                "bench.instructions",
-                "--child",
-                case,
-                "--calls",
-                str(calls),
-                "--made",
-                str(made),
-                "--url",
-                url,
+                *child_command(case, calls, made, url),
             ],
             cwd=ROOT,
             # One hash seed for every run: with random ones the layout of dicts and sets

@@ -105,6 +105,8 @@ def test_the_harness_runs_pgjobs_its_ceiling_and_the_floor_and_writes_the_report
 
 
 def test_the_instruction_count_cases_enqueue_what_they_say(db_url: str) -> None:
+    from bench.instructions import child_command
+
     # Each case as callgrind runs it, without callgrind: it must enqueue its calls' jobs,
     # or its count would be of less work than it claims.
     for case, jobs in (
@@ -115,19 +117,7 @@ def test_the_instruction_count_cases_enqueue_what_they_say(db_url: str) -> None:
     ):
         calls = 4 if jobs == 4 else 2
         run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bench.instructions",
-                "--child",
-                case,
-                "--calls",
-                str(calls),
-                "--made",
-                str(calls),
-                "--url",
-                db_url,
-            ],
+            child_command(case, calls, calls, db_url),
             cwd=ROOT,
             capture_output=True,
             text=True,

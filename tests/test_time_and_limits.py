@@ -405,22 +405,13 @@ def test_a_claim_stamps_the_start_when_it_takes_the_job_not_when_its_transaction
     app: Any, db: psycopg.Connection[Any], db_url: str
 ) -> None:
     from pgjobs.queries import sql
+    from tests.test_plans import _claim_params
 
     with psycopg.connect(db_url) as claimer:
         began = claimer.execute("SELECT now()").fetchone()
         time.sleep(0.05)
         job = sample_app.add.enqueue(1, 2)  # committed after the claim's transaction began
-        rows = claimer.execute(
-            sql("claim_jobs"),
-            {
-                "queues": ["default"],
-                "weights": [1.0],
-                "offsets": [0.0],
-                "order": "priority",
-                "limit": 1,
-                "worker_id": "w-late",
-            },
-        ).fetchall()
+        rows = claimer.execute(sql("claim_jobs"), _claim_params(1)).fetchall()
         claimer.commit()
     assert began is not None and [r[0] for r in rows] == [job.id]
     assert rows[0][7] >= 0  # how long it waited: never negative
