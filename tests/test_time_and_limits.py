@@ -346,14 +346,15 @@ def test_a_rate_limit_holds_within_one_period(
         timeout=30,
     )
     # When each claim took its job, as the claim stamped it: the clock the windows are
-    # counted on. (When each function began adds its own start-up time: the first job's
-    # was once longer than the last's, and the span came out 47 ms short of three seconds.)
+    # counted on (when each function began adds its own start-up time).
     starts = [r[0] for r in db.execute("SELECT started_at FROM pgjobs.jobs ORDER BY 1").fetchall()]
     assert len(starts) == 20 and count(db, "SELECT count(*) FROM test_runs") == 20
-    # Fixed windows of one second: any sliding second holds at most two windows' worth,
-    # and 20 starts need at least three full windows after the first.
+    # Fixed windows of one second: any 11 starts span three windows, so more than a second.
     assert all((starts[i + 10] - starts[i]).total_seconds() >= 1.0 for i in range(len(starts) - 10))
-    assert (starts[-1] - starts[0]).total_seconds() >= 3.0
+    # 20 starts take four windows; the first opened when the first worker registered the
+    # limit, before its first claim, so the span is over two seconds (not always three:
+    # a worker 15 ms slow to its first claim made it 2.985 s).
+    assert (starts[-1] - starts[0]).total_seconds() > 2.0
     assert count(db, "SELECT count(*) FROM pgjobs.attempts WHERE attempt > 1") == 0
 
 
