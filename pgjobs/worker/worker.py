@@ -249,9 +249,11 @@ class Worker:
             " burst" if self.burst else "",
         )
         self._started.set()
+        fetcher = asyncio.create_task(self._fetch_loop(), name="fetcher")
         try:
-            await self._fetch_loop()
+            await self._fetch_until_stopped(fetcher)
         finally:
+            fetcher.cancel()
             await self._shutdown(helpers)
             if self._hooks is not None:
                 # Off the loop: an async hook runs on it while the hook thread waits.
@@ -263,6 +265,30 @@ class Worker:
                     self._loop.remove_signal_handler(sig)
         if self.crashed is not None:
             raise RuntimeError(f"worker {self.id} stopped on an internal error") from self.crashed
+
+    async def _fetch_until_stopped(self, fetcher: asyncio.Task[None]) -> None:
+        """Let the fetch loop run until it ends, or until a stop's grace period is over."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetcher, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetcher.done():
+            # It sees the stop between statements. One in flight on a dead network
+            # would hold the shutdown until TCP gives up (30 s of tcp_user_timeout),
+            # so it gets the grace period, as running jobs do.
+            left = (self._stop_deadline or 0.0) - time.monotonic()
+            await asyncio.wait({fetcher}, timeout=max(0.0, left))
+        for _ in range(2):
+            if fetcher.done():
+                break
+            # The first cancel makes psycopg ask the server to cancel the query (a
+            # dead network never answers); a second one makes it close the connection.
+            # A claim that committed unseen leaves jobs the rescuer gives back.
+            fetcher.cancel()
+            await asyncio.wait({fetcher}, timeout=0.2)
+        if fetcher.done() and not fetcher.cancelled():
+            fetcher.result()  # an internal error of the fetch loop stops the worker loudly
 
     def _helper_ended(self, helper: asyncio.Task[None]) -> None:
         # The helpers loop forever and handle database errors themselves; one
