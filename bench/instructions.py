@@ -10,6 +10,7 @@ only the calls differ. The server's work is not counted: it runs in other proces
 
     .venv/bin/python bench/instructions.py            # the four cases, a table on stdout
     .venv/bin/python bench/instructions.py --out bench/results
+    .venv/bin/python bench/instructions.py --case enqueue_many   # one case only
 
 Needs valgrind on the PATH; says so and exits 2 when it is missing.
 """
@@ -167,6 +168,12 @@ def main() -> None:
     parser.add_argument("--single-calls", type=int, default=3000, help="calls of the one-job cases")
     parser.add_argument("--bulk-calls", type=int, default=20, help="calls of the 1,000-job cases")
     parser.add_argument("--out", type=Path, help="also write instructions.{md,json} here")
+    parser.add_argument(
+        "--case",
+        action="append",
+        choices=sorted(CASES),
+        help="count only this case (repeatable; default: all four)",
+    )
     args = parser.parse_args()
     if args.child:
         inserted = workload(args.child, args.calls, args.made, args.url)
@@ -183,6 +190,8 @@ def main() -> None:
     results: dict[str, float] = {}
     try:
         for case, (_, per_call) in CASES.items():
+            if args.case and case not in args.case:
+                continue
             calls = args.single_calls if per_call == 1 else args.bulk_calls
             none = count(case, 0, calls, url, valgrind)
             some = count(case, calls, calls, url, valgrind)

@@ -79,9 +79,14 @@ def _closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[An
     # asking the server (psycopg_pool's check_connection) a round trip.
     if conn.closed:
         return True
-    # poll(), not select(): select() fails on descriptors above 1023.
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLIN)
+    # poll(), not select(): select() fails on descriptors above 1023. A pool's
+    # connection keeps its poller: its socket is the same for all its life.
+    poller = getattr(conn, "_idle_poller", None)
+    if poller is None:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        if isinstance(conn, (PoolConnection, AsyncPoolConnection)):
+            conn._idle_poller = poller
     return bool(poller.poll(0))
 
 
@@ -195,6 +200,7 @@ class PoolConnection(psycopg.Connection[Any]):
     """A connection of the App's pool: it keeps the cursor pgjobs' operations run on."""
 
     _ops_cursor: psycopg.Cursor[DictRow] | None = None
+    _idle_poller: select.poll | None = None
 
     def ops_cursor(self) -> psycopg.Cursor[DictRow]:
         """The cursor kept for pgjobs' operations, made again once closed."""
@@ -208,6 +214,7 @@ class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
     """Async twin of PoolConnection."""
 
     _ops_cursor: psycopg.AsyncCursor[DictRow] | None = None
+    _idle_poller: select.poll | None = None
 
     def ops_cursor(self) -> psycopg.AsyncCursor[DictRow]:
         """The cursor kept for pgjobs' operations, made again once closed."""

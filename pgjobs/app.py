@@ -10,12 +10,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from pgjobs import _db
+from pgjobs import _db, logs
 from pgjobs.errors import (
     ConfigurationError,
     IllegalTransition,
@@ -149,6 +149,8 @@ class App:
         self.hooks: dict[str, list[Hook]] = {}
         #: Subscriber tasks by published event name.
         self.subscribers: dict[str, list[Task]] = {}
+        # It holds nothing of a call's own, so one serves every call.
+        self._map_errors = _MapErrors(self)
 
     # -- configuration -----------------------------------------------------------
 
@@ -506,7 +508,14 @@ class App:
 
     def _errors(self) -> _MapErrors:
         """A context that turns pool and database failures into pgjobs errors."""
-        return _MapErrors(self)
+        return self._map_errors
+
+    def _raise_mapped(self, exc: Exception) -> NoReturn:
+        """Raise the pgjobs error for a pool or database failure (or `exc` itself)."""
+        mapped = self._mapped(exc)
+        if mapped is exc:
+            raise exc
+        raise mapped from exc
 
     def _mapped(self, exc: Exception) -> Exception:
         """The pgjobs error for a pool or database failure (or `exc` itself)."""
@@ -552,9 +561,10 @@ class App:
         # Not through connection() or the pool's connection(): their `with conn`
         # commits on the way out, which on these autocommit connections does
         # nothing and still cost 4 % of a one-job enqueue. putconn() takes back a
-        # connection in any state (rolled back, or replaced when broken).
-        with self._errors():
-            pool = self.pool
+        # connection in any state (rolled back, or replaced when broken). The
+        # errors are mapped by hand: a `with` costs two calls, a `try` none.
+        try:
+            pool = self._pool or self.pool
             c = pool.getconn()
             try:
                 if atomic:
@@ -563,6 +573,8 @@ class App:
                 return _db.run_pooled(op, c)
             finally:
                 pool.putconn(c)
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._raise_mapped(exc)
 
     async def _arun(self, op: _db.Op, conn: Any = None, atomic: bool = False) -> Any:
         if conn is not None:
@@ -572,7 +584,7 @@ class App:
                     async with c.transaction():
                         return await _db.arun(op, c)
                 return await _db.arun(op, c)
-        with self._errors():
+        try:
             apool = await self._get_apool()
             ac = await apool.getconn()
             try:
@@ -582,6 +594,8 @@ class App:
                 return await _db.arun_pooled(op, ac)
             finally:
                 await apool.putconn(ac)
+        except (PoolTimeout, psycopg.Error) as exc:
+            self._raise_mapped(exc)
 
     def close(self) -> None:
         """Close the App's connection pools."""
@@ -613,6 +627,16 @@ class App:
         if not rows:
             return []
         return await self._arun(_insert_op(self, rows), conn, atomic=_needs_tx(rows))  # type: ignore[no-any-return]
+
+    def _insert_one(self, row: NewJob, conn: Any) -> Job:
+        if row.dedup_key is not None:
+            return self._insert([row], conn)[0]
+        return self._run(_insert_one_op(self, row), conn)  # type: ignore[no-any-return]
+
+    async def _ainsert_one(self, row: NewJob, conn: Any) -> Job:
+        if row.dedup_key is not None:
+            return (await self._ainsert([row], conn))[0]
+        return await self._arun(_insert_one_op(self, row), conn)  # type: ignore[no-any-return]
 
     def _enqueue_many(
         self, task: Task, opts: Options, items: Iterable[Any], conn: Any
@@ -933,9 +957,15 @@ def _one_job_params(r: NewJob) -> dict[str, Any]:
     }
 
 
-def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
-    from pgjobs import logs
+def _insert_one_op(app: App, r: NewJob) -> _db.Op:
+    """One job without a dedup key: the most common enqueue, with nothing to look up."""
+    started = logs.clock()
+    row = yield "enqueue_job", _one_job_params(r), "one"
+    logs.enqueued((r,), started)
+    return _JobMaker(app, row["created_at"])(r)
 
+
+def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
     found: dict[uuid.UUID, Job] = {}
     fresh: list[NewJob] = []
     # A key used twice in one batch: the later rows get the earlier row's job.
@@ -1019,8 +1049,6 @@ def _copy_op(
     as when everything is validated first (which a caller's open transaction
     gets, so that a bad item never aborts it).
     """
-    from pgjobs import logs
-
     checked = check_options(opts)
     source = prepare_each(task, opts, items, checked) if prepared is None else iter(prepared)
     first = next(source)  # there are at least COPY_FROM items
@@ -1108,12 +1136,9 @@ class _MapErrors:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> Literal[False]:
-        if not isinstance(exc, (PoolTimeout, psycopg.Error)):
-            return False
-        mapped = self.app._mapped(exc)
-        if mapped is exc:
-            return False
-        raise mapped from exc
+        if isinstance(exc, (PoolTimeout, psycopg.Error)):
+            self.app._raise_mapped(exc)
+        return False
 
 
 _STATUSES = {s.value: s for s in Status}
@@ -1160,7 +1185,7 @@ class _JobMaker:
                 "run_at",
                 "dedup_key",
             }
-        self.base = {**base, "created_at": created_at}
+        self.base = base
         # Shared by the jobs of one call: pydantic changes neither in place on
         # a frozen model (an assignment raises first; model_copy() copies both),
         # and every job of the call has the same fields set and the same app.
@@ -1169,23 +1194,22 @@ class _JobMaker:
 
     def __call__(self, r: NewJob) -> Job:
         job = _new_object(Job)
-        _set_attr(
-            job,
-            "__dict__",
-            {
-                **self.base,
-                "id": r.id,
-                "task": r.task,
-                "queue": r.queue,
-                "status": _STATUSES[r.status],
-                "priority": r.priority,
-                "args": r.args,
-                "kwargs": r.kwargs,
-                "max_attempts": r.max_attempts,
-                "run_at": r.run_at or self.created_at,
-                "dedup_key": r.dedup_key,
-            },
-        )
+        # A copy of a dict that has every key, then stores over its values: a
+        # quarter of what building the dict from `**base` and the new values
+        # costs, which inserts every key again and grows the table twice.
+        fields = self.base.copy()
+        fields["created_at"] = self.created_at
+        fields["id"] = r.id
+        fields["task"] = r.task
+        fields["queue"] = r.queue
+        fields["status"] = _STATUSES[r.status]
+        fields["priority"] = r.priority
+        fields["args"] = r.args
+        fields["kwargs"] = r.kwargs
+        fields["max_attempts"] = r.max_attempts
+        fields["run_at"] = r.run_at or self.created_at
+        fields["dedup_key"] = r.dedup_key
+        _set_attr(job, "__dict__", fields)
         _set_attr(job, "__pydantic_fields_set__", self.fields_set)
         _set_attr(job, "__pydantic_extra__", None)
         _set_attr(job, "__pydantic_private__", self.private)
@@ -1296,8 +1320,6 @@ def _series_op(window: float, step: float) -> _db.Op:
 def _cancel_op(app: App, job_id: uuid.UUID) -> _db.Op:
     # A job that waits ends here; a running one is its worker's to stop, so
     # it is only asked to (the worker hears of it by NOTIFY, or by its poll).
-    from pgjobs import logs
-
     waiting = [s for s in sources(Status.CANCELLED) if s != Status.RUNNING]
     row = yield "cancel_job", {"id": job_id, "from_statuses": waiting}, "one"
     if row is not None:
@@ -1362,8 +1384,6 @@ def _dead_letter_op(job_id: uuid.UUID) -> _db.Op:
 
 
 def _replay_op(app: App, job_ids: list[uuid.UUID]) -> _db.Op:
-    from pgjobs import logs
-
     params = _filters(None, None, None, None)
     params.update(ids=job_ids, from_statuses=_REPLAYABLE)
     rows = yield "replay_jobs", params, "all"
@@ -1401,8 +1421,6 @@ def _bulk_replay_op(
     before: datetime | None,
     everything: bool,
 ) -> _db.Op:
-    from pgjobs import logs
-
     params = _filters(task, queue, since, before)
     _require_scope("replaying dead letters", params, everything)
     params.update(ids=None, from_statuses=_REPLAYABLE)

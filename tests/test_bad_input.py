@@ -158,6 +158,11 @@ def test_bad_options(seeded: int, db: psycopg.Connection[Any]) -> None:
         assert info.value.field == "delay"
     with pytest.raises(InvalidArguments, match="priority must fit"):
         sample_app.add.options(priority=10**6).enqueue(1, 1)
+    # Options once checked are kept by the object that has them: wrong ones never are.
+    wrong = sample_app.add.options(priority=-(10**6))
+    for _ in range(2):
+        with pytest.raises(InvalidArguments, match="priority must fit"):
+            wrong.enqueue(1, 1)
     with pytest.raises(InvalidArguments, match="args must be a list"):
         sample_app.app.enqueue("add", "1, 2")
     unchanged(db, seeded)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,6 +72,37 @@ def test_returned_jobs_are_what_the_database_holds_field_for_field(app: Any) -> 
         assert job._app is app
     twin = one.model_copy(update={"deduplicated": True})
     assert twin.deduplicated and not one.deduplicated
+
+
+def test_a_prepared_job_carries_each_option_in_its_own_field() -> None:
+    """prepare() makes NewJob positionally: every field must get its own value."""
+    import pgjobs
+
+    local = pgjobs.App("postgresql://nobody@127.0.0.1:1/none")
+
+    @local.task(queue="q", priority=4, retries=2, concurrency=3)
+    def work(a: int, b: str = "x", **extra: int) -> None:
+        """A task with an option of every kind."""
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    new = work.options(run_at=later, dedup_key="k", dedup_window=30).prepare((7,), {"c": 8})
+    assert (new.task, new.queue, new.status, new.priority) == ("work", "q", "scheduled", 4)
+    assert (new.args, new.kwargs, new.args_json, new.kwargs_json) == (
+        [7],
+        {"c": 8},
+        "[7]",
+        '{"c":8}',
+    )
+    assert (new.max_attempts, new.run_at, new.dedup_key) == (3, later, "k")
+    assert (new.window_seconds, new.limited, new.meta_json) == (30.0, True, "{}")
+    assert isinstance(new.id, uuid.UUID) and new.id.version == 7
+    plain = local.tasks["work"]._enqueuer.prepare((1, "y"), {})
+    assert (plain.status, plain.run_at, plain.dedup_key, plain.window_seconds) == (
+        "pending",
+        None,
+        None,
+        None,
+    )
 
 
 def test_job_ids_behave_as_ordinary_uuids() -> None:
@@ -312,6 +344,14 @@ def test_options_set_queue_priority_retries_and_a_delay(
     # options() does not change the task's own defaults.
     plain = sample_app.add.enqueue(1, 1)
     assert plain.queue == "default" and plain.priority == 0 and plain.max_attempts == 1
+
+
+def test_a_delay_counts_from_each_enqueue_of_the_same_options(app: Any) -> None:
+    later = sample_app.add.options(delay=3600)
+    first = later.enqueue(1, 1)
+    time.sleep(0.05)
+    second = later.enqueue(1, 1)
+    assert second.run_at - first.run_at >= timedelta(seconds=0.05)
 
 
 def test_run_at_schedules_a_job_for_a_given_time(app: Any) -> None:
