@@ -51,7 +51,8 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
 
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
-    from pgjobs.app import COPY_CHUNK, _copy_lines, _copy_tail, _one_job_params
+    from bench.peers.pgjobs_sql_peer import copy_text
+    from pgjobs.app import COPY_CHUNK, _copy_tail, _one_job_params
     from pgjobs.migrations import upgrade
     from pgjobs.queries import sql
     from pgjobs.tasks import prepare_many
@@ -63,11 +64,11 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     per_call = CASES[case][1]
     # What the calls need, plus a warm-up call's worth, made in both runs alike.
     rows = prepare_many(task, task.defaults, [(i,) for i in range((made + 1) * per_call)])
-    tail = _copy_tail(rows[0], datetime.now(UTC))
+    tail = _copy_tail(task, task.defaults, None, datetime.now(UTC))
     params = [_one_job_params(r) for r in rows]
     texts = [
         [
-            _copy_lines(rows[s : s + per_call][i : i + COPY_CHUNK], tail)
+            copy_text(rows[s : s + per_call][i : i + COPY_CHUNK], tail)
             for i in range(0, per_call, COPY_CHUNK)
         ]
         for s in range(0, len(rows), per_call)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,16 +34,19 @@ from pgjobs.jobs import (
     _new_object,
     _set_attr,
     can_transition,
+    new_job_id,
     sources,
 )
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import (
+    Encoded,
     NewJob,
     Options,
     Periodic,
     Task,
     check_options,
-    prepare_each,
+    encode_each,
+    initial_status,
     prepare_many,
     split_item,
 )
@@ -646,7 +648,7 @@ class App:
             return self._insert(prepare_many(task, opts, items), conn)
         prepared = None
         if conn is not None and not _db.sync_driver(conn).autocommit:
-            prepared = prepare_many(task, opts, items)  # never abort the caller's transaction
+            prepared = _validated(task, opts, items)
         return self._run(_copy_op(self, task, opts, items, prepared), conn, atomic=True)  # type: ignore[no-any-return]
 
     async def _aenqueue_many(
@@ -657,7 +659,7 @@ class App:
             return await self._ainsert(prepare_many(task, opts, items), conn)
         prepared = None
         if conn is not None and not (await _db.async_driver(conn)).autocommit:
-            prepared = prepare_many(task, opts, items)
+            prepared = _validated(task, opts, items)
         op = _copy_op(self, task, opts, items, prepared)
         return await self._arun(op, conn, atomic=True)  # type: ignore[no-any-return]
 
@@ -1039,8 +1041,14 @@ def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
     return out
 
 
+def _validated(task: Task, opts: Options, items: list[Any]) -> list[Encoded]:
+    """A large batch checked whole before anything is sent, so as never to abort a transaction."""
+    check_options(opts)
+    return list(encode_each(task, items))
+
+
 def _copy_op(
-    app: App, task: Task, opts: Options, items: list[Any], prepared: list[NewJob] | None
+    app: App, task: Task, opts: Options, items: list[Any], prepared: list[Encoded] | None
 ) -> _db.Op:
     """A large batch by COPY. Without `prepared`, items are validated as they stream.
 
@@ -1049,31 +1057,39 @@ def _copy_op(
     as when everything is validated first (which a caller's open transaction
     gets, so that a bad item never aborts it).
     """
-    checked = check_options(opts)
-    source = prepare_each(task, opts, items, checked) if prepared is None else iter(prepared)
-    first = next(source)  # there are at least COPY_FROM items
-    row = yield "copy_jobs_begin", {"status": first.status, "queue": first.queue}, "one"
+    run_at, _ = check_options(opts)
+    status = initial_status(run_at)
+    row = yield "copy_jobs_begin", {"status": status, "queue": opts.queue}, "one"
     created_at = row["now"]
+    tail = _copy_tail(task, opts, run_at, created_at)
+    make = _JobMaker(app, created_at).batch(task.name, opts, status, run_at)
+    source = encode_each(task, items) if prepared is None else prepared
     jobs: list[Job] = []
-    make = _JobMaker(app, created_at)
-    tail = _copy_tail(first, created_at)
 
     def chunks() -> Iterator[str]:
-        # The rows as COPY text, written here rather than by psycopg's write_row().
-        chunk: list[NewJob] = []
-        for r in itertools.chain((first,), source):
-            chunk.append(r)
-            if len(chunk) == COPY_CHUNK:
-                yield _copy_lines(chunk, tail)
+        # The rows as COPY text, written here rather than by psycopg's write_row(),
+        # COPY_CHUNK at a time; each row's parts go to flat lists, which make no
+        # object per row for the garbage collector to count.
+        ids: list[uuid.UUID] = []
+        args: list[list[Any]] = []
+        kwargs: list[dict[str, Any]] = []
+        args_json: list[str] = []
+        kwargs_json: list[str] = []
+        for j_args, j_kwargs, a_json, k_json in source:
+            ids.append(new_job_id())
+            args.append(j_args)
+            kwargs.append(j_kwargs)
+            args_json.append(a_json)
+            kwargs_json.append(k_json)
+            if len(ids) == COPY_CHUNK:
+                yield _copy_lines(ids, args_json, kwargs_json, tail)
                 # The chunk's jobs are made while the server inserts its rows.
-                # Its NewJobs then go: objects that outlive the garbage
-                # collector's young generation make its full collections come
-                # sooner, and those take tens of milliseconds in a large program.
-                jobs.extend(map(make, chunk))
-                chunk.clear()
-        if chunk:
-            yield _copy_lines(chunk, tail)
-            jobs.extend(map(make, chunk))
+                jobs.extend(map(make, ids, args, kwargs))
+                for parts in (ids, args, kwargs, args_json, kwargs_json):
+                    parts.clear()
+        if ids:
+            yield _copy_lines(ids, args_json, kwargs_json, tail)
+            jobs.extend(map(make, ids, args, kwargs))
 
     started = logs.clock()
     yield "copy_jobs", {"chunks": chunks()}, "copy"
@@ -1081,26 +1097,36 @@ def _copy_op(
     return jobs
 
 
-def _copy_tail(first: NewJob, created_at: datetime) -> str:
+def _copy_tail(task: Task, opts: Options, run_at: datetime | None, created_at: datetime) -> str:
     """The COPY columns after id, args and kwargs, which every row of one call shares."""
-    # Every row of one call shares its task and options: those columns are
-    # formatted once, and follow the three a row has of its own.
     return (
-        f"\t{_copy_text(first.task)}\t{_copy_text(first.queue)}\t{first.status}"
-        f"\t{first.priority}\t{first.max_attempts}\t{(first.run_at or created_at).isoformat()}"
-        f"\t{_copy_text(first.meta_json)}\t{'t' if first.limited else 'f'}\n"
+        f"\t{_copy_text(task.name)}\t{_copy_text(opts.queue)}\t{initial_status(run_at)}"
+        f"\t{opts.priority}\t{opts.max_attempts}\t{(run_at or created_at).isoformat()}"
+        f"\t{_copy_text(_NO_META)}\t{'t' if task.limited else 'f'}\n"
     )
 
 
-def _copy_lines(rows: list[NewJob], tail: str) -> str:
-    """Rows of one call as COPY text: id, args, kwargs, then `tail`, the columns they share."""
+#: The meta of a job enqueued by enqueue_many(): nothing (events and workflows set theirs).
+_NO_META = "{}"
+
+
+def _copy_lines(
+    ids: list[uuid.UUID], args_json: list[str], kwargs_json: list[str], tail: str
+) -> str:
+    """Rows as COPY text: id, args and kwargs of each, then `tail`, the columns they share."""
     # The id as 32 hex digits, which uuid input takes: a third of str(uuid)'s cost.
+    # JSON text has no tab or line end (JSON escapes them), only backslashes,
+    # which COPY doubles: tested here inline, without _copy_text's call.
     return "".join(
         [
-            f"{r.id.int:032x}\t{_copy_text(r.args_json)}\t{_copy_text(r.kwargs_json)}{tail}"
-            for r in rows
+            f"{i.int:032x}\t{a if _BS not in a else a.replace(_BS, _BS2)}"
+            f"\t{k if _BS not in k else k.replace(_BS, _BS2)}{tail}"
+            for i, a, k in zip(ids, args_json, kwargs_json, strict=True)
         ]
     )
+
+
+_BS, _BS2 = "\\", "\\\\"
 
 
 #: Rows per write during a COPY (about 12 KB): each is sent as soon as it is
@@ -1192,8 +1218,39 @@ class _JobMaker:
         self.fields_set = set(self._fields_set)
         self.private = {"_app": app}
 
-    def __call__(self, r: NewJob) -> Job:
+    def batch(
+        self, task: str, opts: Options, status: str, run_at: datetime | None
+    ) -> Callable[[uuid.UUID, list[Any], dict[str, Any]], Job]:
+        """Jobs of one enqueue_many() call, which share all but their id and arguments."""
+        base = self.base.copy()
+        base["created_at"] = self.created_at
+        base["task"] = task
+        base["queue"] = opts.queue
+        base["status"] = _STATUSES[status]
+        base["priority"] = opts.priority
+        base["max_attempts"] = opts.max_attempts
+        base["run_at"] = run_at or self.created_at
+        base["dedup_key"] = None
+        job = self._job
+
+        def make(job_id: uuid.UUID, args: list[Any], kwargs: dict[str, Any]) -> Job:
+            fields = base.copy()
+            fields["id"] = job_id
+            fields["args"] = args
+            fields["kwargs"] = kwargs
+            return job(fields)
+
+        return make
+
+    def _job(self, fields: dict[str, Any]) -> Job:
         job = _new_object(Job)
+        _set_attr(job, "__dict__", fields)
+        _set_attr(job, "__pydantic_fields_set__", self.fields_set)
+        _set_attr(job, "__pydantic_extra__", None)
+        _set_attr(job, "__pydantic_private__", self.private)
+        return job
+
+    def __call__(self, r: NewJob) -> Job:
         # A copy of a dict that has every key, then stores over its values: a
         # quarter of what building the dict from `**base` and the new values
         # costs, which inserts every key again and grows the table twice.
@@ -1209,11 +1266,7 @@ class _JobMaker:
         fields["max_attempts"] = r.max_attempts
         fields["run_at"] = r.run_at or self.created_at
         fields["dedup_key"] = r.dedup_key
-        _set_attr(job, "__dict__", fields)
-        _set_attr(job, "__pydantic_fields_set__", self.fields_set)
-        _set_attr(job, "__pydantic_extra__", None)
-        _set_attr(job, "__pydantic_private__", self.private)
-        return job
+        return self._job(fields)
 
 
 def _get_op(app: App, job_id: uuid.UUID) -> _db.Op:

@@ -374,20 +374,20 @@ def check_options(options: Options) -> tuple[datetime | None, float | None]:
     return options.resolved_run_at(), options.window_seconds()
 
 
-def prepare(
+#: One call's arguments as checked and stored: args, kwargs, and each as JSON text.
+Encoded = tuple[list[Any], dict[str, Any], str, str]
+
+
+def encode_call(
     app: App,
     name: str,
     signature: Signature | None,
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
-    options: Options,
-    limited: bool = False,
-    checked: tuple[datetime | None, float | None] | None = None,
     after_input: bool = False,
-) -> NewJob:
-    """Validate and encode one call; raise before anything is written.
+) -> Encoded:
+    """Validate one call's arguments and write them as JSON; raise before anything is written.
 
-    `checked` is check_options(options), when the caller did it once for many calls.
     `after_input`: a workflow step whose first argument the steps before it give.
     """
     if signature is not None and after_input:
@@ -421,14 +421,25 @@ def prepare(
             f"{app.max_payload_bytes} bytes (App(max_payload_bytes=...)); store large data "
             "elsewhere and pass a reference"
         )
-    run_at, window = checked or check_options(options)
+    return j_args, j_kwargs, args_json, kwargs_json
+
+
+def _new_job(
+    name: str,
+    encoded: Encoded,
+    options: Options,
+    checked: tuple[datetime | None, float | None],
+    limited: bool,
+) -> NewJob:
+    run_at, window = checked
+    j_args, j_kwargs, args_json, kwargs_json = encoded
     # Positional, in the order of NewJob's fields: keywords cost as much as
     # making the rest of the object (tests/test_enqueue.py checks the order).
     return NewJob(
         new_job_id(),
         name,
         options.queue,
-        _SCHEDULED if run_at is not None else _PENDING,
+        initial_status(run_at),
         options.priority,
         j_args,
         j_kwargs,
@@ -442,6 +453,37 @@ def prepare(
     )
 
 
+def prepare(
+    app: App,
+    name: str,
+    signature: Signature | None,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    options: Options,
+    limited: bool = False,
+    checked: tuple[datetime | None, float | None] | None = None,
+    after_input: bool = False,
+) -> NewJob:
+    """Validate and encode one call; raise before anything is written.
+
+    `checked` is check_options(options), when the caller did it once for many calls.
+    `after_input`: a workflow step whose first argument the steps before it give.
+    """
+    encoded = encode_call(app, name, signature, args, kwargs, after_input)
+    return _new_job(name, encoded, options, checked or check_options(options), limited)
+
+
+def encode_each(task: Task, items: Iterable[Any]) -> Iterator[Encoded]:
+    """Validate and encode the arguments of an enqueue_many()'s items, one at a time."""
+    app, name, signature = task.app, task.name, task.signature
+    for i, item in enumerate(items):
+        a, kw = split_item(item)
+        try:
+            yield encode_call(app, name, signature, a, kw)
+        except InvalidArguments as exc:
+            raise type(exc)(f"item {i}: {exc}") from None
+
+
 def prepare_each(
     task: Task,
     opts: Options,
@@ -452,13 +494,9 @@ def prepare_each(
     # The options are the same for every item: checked once. (A delay is
     # resolved once too, so the batch shares one run_at.)
     checked = checked or check_options(opts)
-    app, name, signature, limited = task.app, task.name, task.signature, task.limited
-    for i, item in enumerate(items):
-        a, kw = split_item(item)
-        try:
-            yield prepare(app, name, signature, a, kw, opts, limited, checked)
-        except InvalidArguments as exc:
-            raise type(exc)(f"item {i}: {exc}") from None
+    name, limited = task.name, task.limited
+    for encoded in encode_each(task, items):
+        yield _new_job(name, encoded, opts, checked, limited)
 
 
 def prepare_many(task: Task, opts: Options, items: Iterable[Any]) -> list[NewJob]:
@@ -468,6 +506,11 @@ def prepare_many(task: Task, opts: Options, items: Iterable[Any]) -> list[NewJob
 
 _SCHEDULED = Status.SCHEDULED.value
 _PENDING = Status.PENDING.value
+
+
+def initial_status(run_at: datetime | None) -> str:
+    """A new job's status: scheduled when it has a time to wait for, else pending."""
+    return _PENDING if run_at is None else _SCHEDULED
 
 
 def split_item(item: Any) -> tuple[Sequence[Any], Mapping[str, Any]]:

@@ -31,6 +31,13 @@ from pgjobs.queries import sql
 from pgjobs.tasks import NewJob, prepare_many
 
 
+def copy_text(rows: list[NewJob], tail: str) -> str:
+    """Rows as the COPY text enqueue_many() writes for them."""
+    return _copy_lines(
+        [r.id for r in rows], [r.args_json for r in rows], [r.kwargs_json for r in rows], tail
+    )
+
+
 class PgjobsSqlPeer:
     """pgjobs' statements sent by hand: bulk and single enqueue only, no worker."""
 
@@ -68,12 +75,12 @@ class PgjobsSqlPeer:
             # before the clock starts; run_at is the time now, where enqueue_many()
             # gives each call its transaction's time.
             rows = prepare_many(task, task.defaults, [(i,) for i in range(args.count)])
-            tail = _copy_tail(rows[0], datetime.now(UTC))
+            tail = _copy_tail(task, task.defaults, None, datetime.now(UTC))
             for start in range(0, args.count, 1000):
                 call = rows[start : start + 1000]
                 self.calls.append(
                     [
-                        _copy_lines(call[i : i + COPY_CHUNK], tail)
+                        copy_text(call[i : i + COPY_CHUNK], tail)
                         for i in range(0, len(call), COPY_CHUNK)
                     ]
                 )
