@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import select
+import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any, Literal
 
@@ -18,6 +20,7 @@ import psycopg
 from psycopg.adapt import AdaptersMap
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
+from psycopg_pool import ConnectionPool
 
 from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
@@ -72,7 +75,7 @@ ADAPTERS.register_loader("jsonb", _JsonbLoader)
 ADAPTERS.register_loader("jsonb", _JsonbBinaryLoader)
 
 
-def _closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+def closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
     # An idle pooled connection (no LISTEN) has nothing to read unless the
     # server said goodbye (a restart, pg_terminate_backend, idle timeout):
     # its socket is then readable. Asking the socket costs a system call;
@@ -92,7 +95,7 @@ def _closed_by_server(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[An
 
 def check_idle(conn: psycopg.Connection[Any]) -> None:
     """Pool check: refuse a connection the server has closed, without a round trip."""
-    if _closed_by_server(conn):
+    if closed_by_server(conn):
         # Closed here too, so the pool discards it rather than offering it again.
         conn.close()
         raise psycopg.OperationalError("the server closed this idle connection")
@@ -100,7 +103,7 @@ def check_idle(conn: psycopg.Connection[Any]) -> None:
 
 async def acheck_idle(conn: psycopg.AsyncConnection[Any]) -> None:
     """Async twin of check_idle()."""
-    if _closed_by_server(conn):
+    if closed_by_server(conn):
         await conn.close()
         raise psycopg.OperationalError("the server closed this idle connection")
 
@@ -208,6 +211,85 @@ class PoolConnection(psycopg.Connection[Any]):
         if cur is None or cur.closed:
             cur = self._ops_cursor = self.cursor(row_factory=dict_row)
         return cur
+
+
+#: Seconds a connection set aside between the App's operations stays out of its pool.
+KEEP_FOR = 5.0
+
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+class Pool(ConnectionPool[PoolConnection]):
+    """The App's sync pool: it sets one connection aside between the App's operations.
+
+    A round through psycopg_pool (its lock, checks, statistics and log calls)
+    was a sixth of a one-job enqueue's client instructions; the next operation
+    takes the connection set aside instead. The connection goes back into the
+    pool as soon as anyone waits for one (getconn(), connection(), or an
+    operation that found none aside), and KEEP_FOR seconds after it left the
+    pool, so that the pool's own care (lifetime, checks) still reaches it.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._aside: list[tuple[PoolConnection, float]] = []
+        self._waiters = 0  # callers waiting in ConnectionPool.getconn()
+        self._closing = False
+        self._aside_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def getconn(self, timeout: float | None = None) -> PoolConnection:
+        """A connection, as ConnectionPool.getconn(); one set aside is put back first."""
+        return self._wait_for(timeout)
+
+    def take(self) -> tuple[PoolConnection, float]:
+        """A connection for one of the App's operations, and until when it may be set aside."""
+        try:
+            c, until = self._aside.pop()  # atomic: no two threads get the same one
+        except IndexError:
+            return self._wait_for(None), time.monotonic() + KEEP_FOR
+        if closed_by_server(c):  # what the pool's check would have found
+            c.close()
+            super().putconn(c)  # which replaces it
+            return self._wait_for(None), time.monotonic() + KEEP_FOR
+        return c, until
+
+    def give_back(self, c: PoolConnection, until: float) -> None:
+        """End an operation: set its connection aside, or return it to the pool."""
+        if c.pgconn.transaction_status == _IDLE and time.monotonic() < until:
+            # Under the lock with _wait_for(): either a waiter counted itself
+            # first, and the connection goes to the pool, or it finds it aside.
+            with self._aside_lock:
+                if not self._waiters and not self._aside and not self._closing:
+                    self._aside.append((c, until))
+                    return
+        super().putconn(c)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the pool and every connection, the one set aside too."""
+        with self._aside_lock:
+            self._closing = True  # nothing is set aside from now on
+        self._put_back_aside()
+        super().close(timeout)
+
+    def _wait_for(self, timeout: float | None) -> PoolConnection:
+        with self._aside_lock:
+            self._waiters += 1
+        try:
+            # Counted as waiting, so nothing more is set aside; and what was
+            # is put back (by pop(), as take() does, never twice the same).
+            self._put_back_aside()
+            return super().getconn(timeout)
+        finally:
+            with self._aside_lock:
+                self._waiters -= 1
+
+    def _put_back_aside(self) -> None:
+        while True:
+            try:
+                c, _ = self._aside.pop()
+            except IndexError:
+                return
+            super().putconn(c)
 
 
 class AsyncPoolConnection(psycopg.AsyncConnection[Any]):

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgjobs import _db, logs
 from pgjobs.errors import (
@@ -141,7 +141,7 @@ class App:
         self.connect_timeout = connect_timeout
         self.tasks: dict[str, Task] = {}
         self.periodics: dict[str, Periodic] = {}
-        self._pool: ConnectionPool[_db.PoolConnection] | None = None
+        self._pool: _db.Pool | None = None
         self._apool: AsyncConnectionPool[_db.AsyncPoolConnection] | None = None
         self._apool_loop: asyncio.AbstractEventLoop | None = None
         self.embedded = False
@@ -455,11 +455,11 @@ class App:
         }
 
     @property
-    def pool(self) -> ConnectionPool[_db.PoolConnection]:
+    def pool(self) -> _db.Pool:
         """The App's own sync connection pool (opened on first use)."""
         if self._pool is None:
             self._probe()
-            self._pool = ConnectionPool(
+            self._pool = _db.Pool(
                 self.url,
                 connection_class=_db.PoolConnection,
                 min_size=1,
@@ -567,14 +567,14 @@ class App:
         # errors are mapped by hand: a `with` costs two calls, a `try` none.
         try:
             pool = self._pool or self.pool
-            c = pool.getconn()
+            c, until = pool.take()
             try:
                 if atomic:
                     with c.transaction():
                         return _db.run_pooled(op, c)
                 return _db.run_pooled(op, c)
             finally:
-                pool.putconn(c)
+                pool.give_back(c, until)
         except (PoolTimeout, psycopg.Error) as exc:
             self._raise_mapped(exc)
 

@@ -207,6 +207,152 @@ def test_one_caller_at_a_time_keeps_the_pool_at_one_connection(db_url: str) -> N
         fresh.close()
 
 
+def test_one_connection_is_set_aside_between_calls_and_goes_back_to_the_pool_in_time(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pgjobs
+    import pgjobs._db
+
+    monkeypatch.setattr(pgjobs._db, "KEEP_FOR", 0.3)
+    fresh = pgjobs.App(db_url)
+    one = fresh.task(name="one")(sample_app.add.fn)
+    try:
+        for i in range(5):
+            one.enqueue(i, i)
+        assert fresh.pool.get_stats()["requests_num"] == 1  # one round through the pool
+        (kept, _), *more = fresh.pool._aside
+        assert not more and not kept.closed
+        time.sleep(0.4)
+        one.enqueue(5, 5)  # its last use: back to the pool after it
+        assert fresh.pool._aside == []
+        one.enqueue(6, 6)
+        assert fresh.pool.get_stats()["requests_num"] == 2
+    finally:
+        fresh.close()
+    assert kept.closed
+
+
+def test_a_connection_set_aside_that_the_server_closed_is_replaced_without_an_error(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    import pgjobs
+
+    fresh = pgjobs.App(db_url)
+    one = fresh.task(name="one")(sample_app.add.fn)
+    try:
+        first = one.enqueue(1, 1)
+        pid = fresh.pool._aside[0][0].info.backend_pid
+        db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 5
+        while db.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        second = one.enqueue(2, 2)
+        assert fresh.pool._aside[0][0].info.backend_pid != pid
+    finally:
+        fresh.close()
+    ids = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs WHERE task = 'one'")}
+    assert ids == {first.id, second.id}
+
+
+def test_a_connection_set_aside_never_keeps_another_caller_waiting(db_url: str) -> None:
+    """With one connection in all, it serves whoever asks, at once, and no caller starves."""
+    import threading
+
+    import pgjobs
+
+    fresh = pgjobs.App(db_url, pool_size=1, connect_timeout=3)
+    one = fresh.task(name="one")(sample_app.add.fn)
+    failures: list[BaseException] = []
+
+    def enqueues() -> None:
+        try:
+            for i in range(100):
+                one.enqueue(i, i)
+        except BaseException as exc:
+            failures.append(exc)
+
+    def borrows() -> None:
+        try:
+            for _ in range(100):
+                with fresh.connection() as conn:
+                    conn.execute("SELECT 1")
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        one.enqueue(0, 0)
+        assert fresh.pool._aside
+        began = time.monotonic()
+        with fresh.pool.connection() as conn:  # the one set aside, at once
+            conn.execute("SELECT 1")
+        with fresh.connection() as conn:
+            conn.execute("SELECT 1")
+        assert time.monotonic() - began < 1
+        threads = [threading.Thread(target=f) for f in (enqueues, borrows, enqueues)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        fresh.close()
+    assert failures == []  # a starved caller would have timed out after 3 s
+
+
+def test_threads_enqueueing_at_once_never_share_a_connection(
+    db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import pgjobs
+    from pgjobs import _db
+
+    in_use: dict[int, int] = {}
+    shared: list[int] = []
+    lock = threading.Lock()
+    real = _db.run_pooled
+
+    def watched(op: Any, conn: Any) -> Any:
+        with lock:
+            in_use[id(conn)] = in_use.get(id(conn), 0) + 1
+            if in_use[id(conn)] > 1:
+                shared.append(id(conn))
+        try:
+            time.sleep(0.001)  # widens the window in which a second user would show
+            return real(op, conn)
+        finally:
+            with lock:
+                in_use[id(conn)] -= 1
+
+    monkeypatch.setattr(_db, "run_pooled", watched)
+    fresh = pgjobs.App(db_url, pool_size=4)
+    one = fresh.task(name="one")(sample_app.add.fn)
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def producer(n: int) -> None:
+        start.wait()
+        try:
+            for i in range(50):
+                one.enqueue(n, i)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=producer, args=(n,)) for n in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        fresh.close()
+    assert failures == [] and shared == []
+    assert len(in_use) > 1  # several connections were in use at once
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE task = 'one'") == 400
+
+
 def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
     db: psycopg.Connection[Any], db_url: str
 ) -> None:
