@@ -546,17 +546,16 @@ class Enqueuer:
         self._checked: tuple[datetime | None, float | None] | None = None
 
     def prepare(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> NewJob:
-        """Validate and encode one call with these options."""
+        """Validate and encode one call with these options (its arguments first, as prepare())."""
+        task = self.task
+        encoded = encode_call(task.app, task.name, task.signature, args, kwargs)
         checked = self._checked
         if checked is None:
             checked = check_options(self.opts)  # raises at every call while they are wrong
             if self.opts.delay is None:
                 # Without a delay the outcome does not depend on the time: kept.
                 self._checked = checked
-        task = self.task
-        return prepare(
-            task.app, task.name, task.signature, args, kwargs, self.opts, task.limited, checked
-        )
+        return _new_job(task.name, encoded, self.opts, checked, task.limited)
 
     def enqueue(self, *args: Any, conn: Any = None, **kwargs: Any) -> Job:
         """Insert one job and return it at once; with conn=, inside the caller's transaction."""
