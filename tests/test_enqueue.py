@@ -257,6 +257,14 @@ def test_a_connection_set_aside_that_the_server_closed_is_replaced_without_an_er
     assert ids == {first.id, second.id}
 
 
+def run_together(threads: list[Any]) -> None:
+    """Start the threads, then wait for all of them."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_a_connection_set_aside_never_keeps_another_caller_waiting(db_url: str) -> None:
     """With one connection in all, it serves whoever asks, at once, and no caller starves."""
     import threading
@@ -291,11 +299,7 @@ def test_a_connection_set_aside_never_keeps_another_caller_waiting(db_url: str) 
         with fresh.connection() as conn:
             conn.execute("SELECT 1")
         assert time.monotonic() - began < 1
-        threads = [threading.Thread(target=f) for f in (enqueues, borrows, enqueues)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_together([threading.Thread(target=f) for f in (enqueues, borrows, enqueues)])
     finally:
         fresh.close()
     assert failures == []  # a starved caller would have timed out after 3 s
@@ -340,12 +344,8 @@ def test_threads_enqueueing_at_once_never_share_a_connection(
         except BaseException as exc:
             failures.append(exc)
 
-    threads = [threading.Thread(target=producer, args=(n,)) for n in range(8)]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_together([threading.Thread(target=producer, args=(n,)) for n in range(8)])
     finally:
         fresh.close()
     assert failures == [] and shared == []
