@@ -247,9 +247,9 @@ class Pool(ConnectionPool[PoolConnection]):
             c, until = self._aside.pop()  # atomic: no two threads get the same one
         except IndexError:
             return self._wait_for(None), time.monotonic() + KEEP_FOR
-        if closed_by_server(c):  # what the pool's check would have found
-            c.close()
-            super().putconn(c)  # which replaces it
+        if closed_by_server(c):
+            # Back to the pool, whose own check (check_idle) replaces it, quietly.
+            super().putconn(c)
             return self._wait_for(None), time.monotonic() + KEEP_FOR
         return c, until
 
