@@ -24,7 +24,7 @@ from pgjobs.errors import (
     WaitTimeout,
     WorkerCrashed,
 )
-from pgjobs.jobs import DeadLetter, Job, Status
+from pgjobs.jobs import DeadLetter, Job, JobList, Status
 from pgjobs.retry import Backoff, RetryPolicy
 from pgjobs.tasks import Task
 from pgjobs.worker import Worker
@@ -50,6 +50,7 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobFailed",
+    "JobList",
     "JobNotFound",
     "Page",
     "PayloadTooLarge",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -30,12 +31,14 @@ if TYPE_CHECKING:
 from pgjobs.jobs import (
     DeadLetter,
     Job,
+    JobList,
     Status,
     _new_object,
     _set_attr,
     can_transition,
-    new_job_id,
+    new_job_ints,
     sources,
+    uuid_of,
 )
 from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
 from pgjobs.tasks import (
@@ -640,12 +643,10 @@ class App:
             return (await self._ainsert([row], conn))[0]
         return await self._arun(_insert_one_op(self, row), conn)  # type: ignore[no-any-return]
 
-    def _enqueue_many(
-        self, task: Task, opts: Options, items: Iterable[Any], conn: Any
-    ) -> list[Job]:
+    def _enqueue_many(self, task: Task, opts: Options, items: Iterable[Any], conn: Any) -> JobList:
         items = list(items)
         if len(items) < COPY_FROM or opts.dedup_key is not None:
-            return self._insert(prepare_many(task, opts, items), conn)
+            return JobList(self._insert(prepare_many(task, opts, items), conn))
         prepared = None
         if conn is not None and not _db.sync_driver(conn).autocommit:
             prepared = _validated(task, opts, items)
@@ -653,10 +654,10 @@ class App:
 
     async def _aenqueue_many(
         self, task: Task, opts: Options, items: Iterable[Any], conn: Any
-    ) -> list[Job]:
+    ) -> JobList:
         items = list(items)
         if len(items) < COPY_FROM or opts.dedup_key is not None:
-            return await self._ainsert(prepare_many(task, opts, items), conn)
+            return JobList(await self._ainsert(prepare_many(task, opts, items), conn))
         prepared = None
         if conn is not None and not (await _db.async_driver(conn)).autocommit:
             prepared = _validated(task, opts, items)
@@ -1062,37 +1063,38 @@ def _copy_op(
     row = yield "copy_jobs_begin", {"status": status, "queue": opts.queue}, "one"
     created_at = row["now"]
     tail = _copy_tail(task, opts, run_at, created_at)
-    make = _JobMaker(app, created_at).batch(task.name, opts, status, run_at)
     source = encode_each(task, items) if prepared is None else prepared
-    jobs: list[Job] = []
+    # What the jobs are made from when they are read (see JobList): ids as
+    # integers and arguments as JSON text, neither an object the garbage
+    # collector tracks. A thousand Jobs made here, each with its dict, UUID
+    # and lists, cost more than the rest of the call, most of it in the
+    # collections they set off.
+    ints: list[int] = []
+    args_json: list[str] = []
+    kwargs_json: list[str] = []
 
     def chunks() -> Iterator[str]:
-        # The rows as COPY text, written here rather than by psycopg's write_row(),
-        # COPY_CHUNK at a time; each row's parts go to flat lists, which make no
-        # object per row for the garbage collector to count.
-        ids: list[uuid.UUID] = []
-        args: list[list[Any]] = []
-        kwargs: list[dict[str, Any]] = []
-        args_json: list[str] = []
-        kwargs_json: list[str] = []
-        for j_args, j_kwargs, a_json, k_json in source:
-            ids.append(new_job_id())
-            args.append(j_args)
-            kwargs.append(j_kwargs)
+        # The rows as COPY text, written here rather than by psycopg's
+        # write_row(), COPY_CHUNK at a time.
+        start = 0
+        for _, _, a_json, k_json in source:
             args_json.append(a_json)
             kwargs_json.append(k_json)
-            if len(ids) == COPY_CHUNK:
-                yield _copy_lines(ids, args_json, kwargs_json, tail)
-                # The chunk's jobs are made while the server inserts its rows.
-                jobs.extend(map(make, ids, args, kwargs))
-                for parts in (ids, args, kwargs, args_json, kwargs_json):
-                    parts.clear()
-        if ids:
-            yield _copy_lines(ids, args_json, kwargs_json, tail)
-            jobs.extend(map(make, ids, args, kwargs))
+            if len(args_json) - start == COPY_CHUNK:
+                yield lines(start)
+                start += COPY_CHUNK
+        if len(args_json) > start:
+            yield lines(start)
+
+    def lines(start: int) -> str:
+        new = new_job_ints(len(args_json) - start)
+        ints.extend(new)
+        return _copy_lines(new, args_json[start:], kwargs_json[start:], tail)
 
     started = logs.clock()
     yield "copy_jobs", {"chunks": chunks()}, "copy"
+    make = _JobMaker(app, created_at).batch(task.name, opts, status, run_at)
+    jobs = JobList.later(ints, lambda i: make(ints[i], args_json[i], kwargs_json[i]))
     logs.enqueued(jobs, started)
     return jobs
 
@@ -1110,16 +1112,14 @@ def _copy_tail(task: Task, opts: Options, run_at: datetime | None, created_at: d
 _NO_META = "{}"
 
 
-def _copy_lines(
-    ids: list[uuid.UUID], args_json: list[str], kwargs_json: list[str], tail: str
-) -> str:
-    """Rows as COPY text: id, args and kwargs of each, then `tail`, the columns they share."""
+def _copy_lines(ids: list[int], args_json: list[str], kwargs_json: list[str], tail: str) -> str:
+    """Rows as COPY text: id (a UUID's integer), args and kwargs of each, then `tail`."""
     # The id as 32 hex digits, which uuid input takes: a third of str(uuid)'s cost.
     # JSON text has no tab or line end (JSON escapes them), only backslashes,
     # which COPY doubles: tested here inline, without _copy_text's call.
     return "".join(
         [
-            f"{i.int:032x}\t{a if _BS not in a else a.replace(_BS, _BS2)}"
+            f"{i:032x}\t{a if _BS not in a else a.replace(_BS, _BS2)}"
             f"\t{k if _BS not in k else k.replace(_BS, _BS2)}{tail}"
             for i, a, k in zip(ids, args_json, kwargs_json, strict=True)
         ]
@@ -1220,7 +1220,7 @@ class _JobMaker:
 
     def batch(
         self, task: str, opts: Options, status: str, run_at: datetime | None
-    ) -> Callable[[uuid.UUID, list[Any], dict[str, Any]], Job]:
+    ) -> Callable[[int, str, str], Job]:
         """Jobs of one enqueue_many() call, which share all but their id and arguments."""
         base = self.base.copy()
         base["created_at"] = self.created_at
@@ -1233,11 +1233,12 @@ class _JobMaker:
         base["dedup_key"] = None
         job = self._job
 
-        def make(job_id: uuid.UUID, args: list[Any], kwargs: dict[str, Any]) -> Job:
+        def make(job_id: int, args_json: str, kwargs_json: str) -> Job:
+            # The arguments as written: their JSON text, read back.
             fields = base.copy()
-            fields["id"] = job_id
-            fields["args"] = args
-            fields["kwargs"] = kwargs
+            fields["id"] = uuid_of(job_id)
+            fields["args"] = json.loads(args_json)
+            fields["kwargs"] = json.loads(kwargs_json)
             return job(fields)
 
         return make

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+import struct
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -93,7 +94,7 @@ def new_job_id() -> uuid.UUID:
         # Same millisecond (or a clock step back): count up in the 12-bit
         # rand_a field so ids made by this process stay strictly increasing.
         _seq += 1
-        if _seq > 0xFFF:
+        if _seq > _SEQ_MAX:
             _last_ms += 1
             _seq = 0
         ms = _last_ms
@@ -105,15 +106,51 @@ def new_job_id() -> uuid.UUID:
     # reseeds itself in a forked child, so processes do not share sequences.
     # The high 64 bits (time, version 7, counter) are made apart: one shift of
     # a large integer instead of four costs a third less per id.
-    value = (((ms << 16) | 0x7000 | _seq) << 64) | 0x8000000000000000 | random.getrandbits(62)
-    # What uuid.UUID(int=value) stores, without its argument checks: the
-    # value is in range by construction, and a bulk enqueue makes thousands.
+    return uuid_of((((ms << 16) | 0x7000 | _seq) << 64) | _VARIANT | random.getrandbits(62))
+
+
+def new_job_ints(n: int) -> list[int]:
+    """`n` new job ids as the integers of their UUIDs, in order, as new_job_id() makes them.
+
+    For a bulk enqueue: a thousand ids cost one call for their random bits and
+    no UUID object each, which only a Job read later needs (uuid_of()).
+    """
+    global _last_ms, _seq
+    ms = time.time_ns() // 1_000_000
+    if ms > _last_ms:
+        _last_ms, _seq = ms, -1
+    # 64 random bits per id in one call; the low 62 are rand_b.
+    rand = _unpack_u64(f"<{n}Q", random.randbytes(8 * n))
+    out: list[int] = []
+    while len(out) < n:
+        if _seq >= _SEQ_MAX:  # the counter is spent: on to the next millisecond
+            _last_ms, _seq = _last_ms + 1, -1
+        first = _seq + 1
+        last = min(_SEQ_MAX, first + n - len(out) - 1)
+        high = ((_last_ms << 16) | 0x7000) << 64 | _VARIANT
+        done = len(out)
+        out += [
+            high | (seq << 64) | (r & _RAND_B)
+            for seq, r in zip(range(first, last + 1), rand[done : done + last - first + 1])  # noqa: B905
+        ]
+        _seq = last
+    return out
+
+
+def uuid_of(value: int) -> uuid.UUID:
+    """The UUID of a job id's integer, as uuid.UUID(int=value) makes it."""
+    # Without UUID()'s argument checks: the value is in range by construction,
+    # and a bulk enqueue makes thousands.
     made = _new_object(uuid.UUID)
     _set_attr(made, "int", value)
     _set_attr(made, "is_safe", _UNKNOWN_SAFETY)
     return made
 
 
+_SEQ_MAX = 0xFFF
+_VARIANT = 0x8000000000000000
+_RAND_B = (1 << 62) - 1
+_unpack_u64 = struct.unpack
 _new_object = object.__new__
 _set_attr = object.__setattr__
 _UNKNOWN_SAFETY = uuid.SafeUUID.unknown
@@ -249,6 +286,80 @@ class Job(BaseModel):
             remaining = None if deadline is None else deadline - time.monotonic()
             await asyncio.sleep(delay if remaining is None else max(0.0, min(delay, remaining)))
             delay = min(delay * 2, 0.5)
+
+
+class JobList(Sequence[Job]):
+    """The jobs one enqueue_many() call made, in the order of its items.
+
+    Read it as a list: len(), [i], slices, iteration, ==, +. Each Job is made
+    the first time it is read, so a large call whose jobs are not read makes
+    none (for a thousand jobs, more than the rest of the Python), and `ids`
+    gives the ids alone.
+    """
+
+    __slots__ = ("_ints", "_jobs", "_make")
+
+    def __init__(self, jobs: Iterable[Job] = ()) -> None:
+        self._jobs: list[Job | None] = list(jobs)
+        self._make: Callable[[int], Job] | None = None
+        self._ints: list[int] | None = None
+
+    @classmethod
+    def later(cls, ints: list[int], make: Callable[[int], Job]) -> JobList:
+        """Jobs with these ids (as integers), each made by make(index) when first read."""
+        made = cls()
+        made._jobs = [None] * len(ints)
+        made._make, made._ints = make, ints
+        return made
+
+    @property
+    def ids(self) -> list[uuid.UUID]:
+        """The jobs' ids, without making the jobs."""
+        if self._ints is not None:
+            return [uuid_of(i) for i in self._ints]
+        return [job.id for job in self]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | list[Job]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._jobs)))]
+        job = self._jobs[index]  # IndexError as a list raises it
+        if job is None:
+            assert self._make is not None
+            index = index + len(self._jobs) if index < 0 else index
+            job = self._jobs[index] = self._make(index)
+        return job
+
+    def __iter__(self) -> Iterator[Job]:
+        for i in range(len(self._jobs)):
+            yield self[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (JobList, list)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, which has none
+
+    def __add__(self, other: Iterable[Job]) -> list[Job]:
+        return [*self, *other]
+
+    def __radd__(self, other: Iterable[Job]) -> list[Job]:
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        return f"JobList({list(self)!r})"
+
+    def __reduce__(self) -> tuple[type[JobList], tuple[list[Job]]]:
+        return (JobList, (list(self),))
 
 
 class DeadLetter(BaseModel):

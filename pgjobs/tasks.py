@@ -17,7 +17,7 @@ from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from pgjobs.errors import ConfigurationError, InvalidArguments, SerializationError
-from pgjobs.jobs import Status, new_job_id
+from pgjobs.jobs import JobList, Status, new_job_id
 from pgjobs.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -575,11 +575,11 @@ class Enqueuer:
 
         return Call(self.task, args, dict(kwargs), self.opts)
 
-    def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+    def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> JobList:
         """Insert many jobs at once (COPY from 100 on); one bad item and none is inserted."""
         return self.task.app._enqueue_many(self.task, self.opts, items, conn)
 
-    async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+    async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> JobList:
         """Async twin of enqueue_many()."""
         return await self.task.app._aenqueue_many(self.task, self.opts, items, conn)
 
@@ -701,11 +701,11 @@ class Task:
         """This call as a workflow step: pgjobs.chain(a.s(1), b.s()), group, chord."""
         return self._enqueuer.s(*args, **kwargs)
 
-    def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+    def enqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> JobList:
         """Insert many jobs at once (COPY from 100 on); one bad item and none is inserted."""
         return self._enqueuer.enqueue_many(items, conn=conn)
 
-    async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> list[Job]:
+    async def aenqueue_many(self, items: Iterable[Any], *, conn: Any = None) -> JobList:
         """Async twin of enqueue_many()."""
         return await self._enqueuer.aenqueue_many(items, conn=conn)
 

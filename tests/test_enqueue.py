@@ -7,6 +7,7 @@ import json
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,13 +109,36 @@ def test_a_prepared_job_carries_each_option_in_its_own_field() -> None:
 def test_job_ids_behave_as_ordinary_uuids() -> None:
     import pickle
 
-    from pgjobs.jobs import new_job_id
+    from pgjobs.jobs import new_job_id, new_job_ints, uuid_of
 
     made = new_job_id()
     same = uuid.UUID(str(made))
     assert made == same and hash(made) == hash(same) and made.version == 7
     assert made.variant == uuid.RFC_4122 and made.is_safe is uuid.SafeUUID.unknown
     assert pickle.loads(pickle.dumps(made)) == made and {made: 1}[same] == 1
+    bulk = uuid_of(new_job_ints(1)[0])
+    assert bulk == uuid.UUID(str(bulk)) and (bulk.version, bulk.variant) == (7, uuid.RFC_4122)
+
+
+def test_ids_made_in_bulk_keep_the_order_and_form_of_single_ones() -> None:
+    """More ids than one millisecond's counter holds (4,096), between single ones."""
+    from pgjobs.jobs import new_job_id, new_job_ints
+
+    first = new_job_id().int
+    bulk = new_job_ints(10_000)
+    last = new_job_id().int
+    ints = [first, *bulk, last]
+    assert ints == sorted(ints) and len(set(ints)) == len(ints)
+    made = [uuid.UUID(int=i) for i in ints]
+    assert {(u.version, u.variant) for u in made} == {(7, uuid.RFC_4122)}
+    # The time part is milliseconds since the epoch, as for any UUIDv7.
+    now_ms = time.time() * 1000
+    assert all(abs((u.int >> 80) - now_ms) < 60_000 for u in made)
+    # rand_b is random: not one value repeated, and both halves of its range used.
+    rand_b = [i & ((1 << 62) - 1) for i in bulk]
+    assert len(set(rand_b)) == len(rand_b)
+    assert min(rand_b) < 1 << 61 < max(rand_b)
+    assert new_job_ints(0) == []
 
 
 def traced(conn: psycopg.Connection[Any], call: Any) -> tuple[Any, list[str]]:
@@ -433,6 +457,53 @@ def test_the_jobs_of_a_large_batch_stay_independent_objects(app: Any) -> None:
     assert [jobs[i].refresh().args[0] for i in picked] == picked
 
 
+@pytest.mark.parametrize("size", [5, 300], ids=["insert", "copy"])
+def test_enqueue_many_returns_a_job_list_that_reads_as_a_list(app: Any, size: int) -> None:
+    import copy
+
+    from pydantic import BaseModel
+
+    from pgjobs import Job, JobList
+
+    jobs = sample_app.add.enqueue_many([(i, i) for i in range(size)])
+    assert isinstance(jobs, JobList) and len(jobs) == size
+    ids = jobs.ids
+    assert len(set(ids)) == size and all(isinstance(i, uuid.UUID) for i in ids)
+    assert [j.id for j in jobs] == ids and [j.args for j in jobs] == [[i, i] for i in range(size)]
+    assert jobs[0] is jobs[0] and jobs[-1] is jobs[size - 1] and jobs[-1].args == [size - 1] * 2
+    assert jobs[1:3] == [jobs[1], jobs[2]] and jobs[::-1][0] is jobs[-1]
+    with pytest.raises(IndexError):
+        jobs[size]
+    assert jobs == list(jobs) and list(jobs) == jobs and jobs != list(jobs)[1:]
+    more = jobs[:1]
+    assert jobs + more == [*jobs, jobs[0]] and more + jobs == [jobs[0], *jobs]
+    assert jobs[2] in jobs and jobs.index(jobs[2]) == 2
+    # A copy (or a pickle) holds the jobs themselves, not the recipe for them.
+    copied = copy.copy(jobs)
+    assert copied == jobs and copied._make is None and repr(jobs).startswith("JobList([Job(")
+
+    class Response(BaseModel):
+        jobs: list[Job]
+
+    assert Response(jobs=jobs).jobs == list(jobs)  # as a web framework's response model reads it
+
+
+def test_a_large_batch_makes_no_object_per_job_until_its_jobs_are_read(app: Any) -> None:
+    """A thousand Jobs, with their UUIDs and lists, would set off collections that cost more
+    than the rest of the call: the result holds only integers and text until it is read."""
+    import gc
+
+    items = [(i, i) for i in range(1000)]
+    sample_app.add.enqueue_many(items)  # connections and caches made once
+    gc.collect()
+    before = len(gc.get_objects())
+    jobs = sample_app.add.enqueue_many(items)
+    made = len(gc.get_objects()) - before
+    assert made < 100, made
+    assert [j.args for j in jobs] == [list(i) for i in items]  # made when read
+    assert len(gc.get_objects()) - before >= 3 * len(items)
+
+
 def test_a_large_batch_keeps_tabs_line_ends_and_backslashes_in_every_text_column(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:
@@ -452,7 +523,7 @@ def test_a_large_batch_keeps_tabs_line_ends_and_backslashes_in_every_text_column
         odd_queue = keep.options(queue=f"q {odd}")
 
         # Both drivers of the one COPY operation.
-        async def in_async() -> list[Any]:
+        async def in_async() -> Sequence[Any]:
             made = await odd_queue.aenqueue_many(items)
             await local.aclose()
             return made

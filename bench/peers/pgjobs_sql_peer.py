@@ -34,7 +34,7 @@ from pgjobs.tasks import NewJob, prepare_many
 def copy_text(rows: list[NewJob], tail: str) -> str:
     """Rows as the COPY text enqueue_many() writes for them."""
     return _copy_lines(
-        [r.id for r in rows], [r.args_json for r in rows], [r.kwargs_json for r in rows], tail
+        [r.id.int for r in rows], [r.args_json for r in rows], [r.kwargs_json for r in rows], tail
     )
 
 
