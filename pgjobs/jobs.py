@@ -106,7 +106,12 @@ def new_job_id() -> uuid.UUID:
     # reseeds itself in a forked child, so processes do not share sequences.
     # The high 64 bits (time, version 7, counter) are made apart: one shift of
     # a large integer instead of four costs a third less per id.
-    return uuid_of((((ms << 16) | 0x7000 | _seq) << 64) | _VARIANT | random.getrandbits(62))
+    value = (((ms << 16) | 0x7000 | _seq) << 64) | _VARIANT | random.getrandbits(62)
+    # uuid_of(value), inline: a call more is 0.4 % of a one-job enqueue.
+    made = _new_object(uuid.UUID)
+    _set_attr(made, "int", value)
+    _set_attr(made, "is_safe", _UNKNOWN_SAFETY)
+    return made
 
 
 def new_job_ints(n: int) -> list[int]:
