@@ -41,7 +41,9 @@ KEEPALIVE: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,  # ms: unacknowledged writes give up too
 }
-Step = tuple[str, dict[str, Any], Fetch]
+# A statement's name, its parameters (by name, or by position for a few hot
+# statements) and what to fetch.
+Step = tuple[str, dict[str, Any] | tuple[Any, ...], Fetch]
 
 # The C scanner that json.loads() itself uses (typeshed does not list it).
 _scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -341,6 +343,7 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
             name, params, fetch = step
             rows: list[DictRow] | DictRow | None
             if fetch == "copy":
+                assert isinstance(params, dict)
                 with cur.copy(sql(name)) as copy:
                     for chunk in params["chunks"]:
                         copy.write(chunk)
@@ -381,6 +384,7 @@ async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
             name, params, fetch = step
             rows: list[DictRow] | DictRow | None
             if fetch == "copy":
+                assert isinstance(params, dict)
                 async with cur.copy(sql(name)) as copy:
                     for chunk in params["chunks"]:
                         await copy.write(chunk)

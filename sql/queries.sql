@@ -61,14 +61,14 @@ WHERE random() >= 0;
 
 -- name: enqueue_job
 -- Insert one job: the single-job path, one row with no unnest. Workers are
--- woken as in self_notify.
+-- woken as in self_notify. Its parameters are positional, in the order of the
+-- column list (pgjobs.app._one_job_params()): a dict would be put in that
+-- order anyway, for each of the thousands of enqueues a second can make.
 WITH {self_notify.ctes}
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
                          max_attempts, run_at, dedup_key, meta, limited)
-SELECT %(id)s::uuid, %(task)s::text, %(queue)s::text, %(status)s::text, %(priority)s::smallint,
-       %(args)s::jsonb, %(kwargs)s::jsonb, %(max_attempts)s::int,
-       COALESCE(%(run_at)s::timestamptz, now()), %(dedup_key)s::text, %(meta)s::jsonb,
-       %(limited)s::boolean
+SELECT %s::uuid, %s::text, %s::text, %s::text, %s::smallint, %s::jsonb, %s::jsonb, %s::int,
+       COALESCE(%s::timestamptz, now()), %s::text, %s::jsonb, %s::boolean
 FROM self_notify
 RETURNING created_at,
           CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
