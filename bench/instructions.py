@@ -52,6 +52,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
     from bench.peers.pgjobs_sql_peer import copy_text
+    from pgjobs._db import copy_statement
     from pgjobs.app import COPY_CHUNK, _copy_tail, _one_job_params
     from pgjobs.migrations import upgrade
     from pgjobs.queries import sql
@@ -64,7 +65,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     per_call = CASES[case][1]
     # What the calls need, plus a warm-up call's worth, made in both runs alike.
     rows = prepare_many(task, task.defaults, [(i,) for i in range((made + 1) * per_call)])
-    tail = _copy_tail(task, task.defaults, None, datetime.now(UTC))
+    columns, tail = _copy_tail(task, task.defaults, None)
     params = [_one_job_params(r) for r in rows]
     texts = [
         [
@@ -85,7 +86,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
         else:
             with conn.transaction():
                 cur.execute(sql("copy_jobs_begin"), {"status": "pending", "queue": "default"})
-                with cur.copy(sql("copy_jobs")) as copy:
+                with cur.copy(copy_statement("copy_jobs", {"columns": columns})) as copy:
                     for chunk in texts[n]:
                         copy.write(chunk)
 

@@ -26,7 +26,8 @@ from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
 
 # "copy": the step's params are {"chunks": [...]}, text in COPY's text format,
-# written in turn with COPY FROM STDIN.
+# written in turn with COPY FROM STDIN, and "columns", the names that fill the
+# statement's {columns} slot.
 Fetch = Literal["one", "all", "none", "copy"]
 
 #: libpq settings for the long-lived connections of workers. A peer that
@@ -320,6 +321,11 @@ def _holds_rows(cur: psycopg.Cursor[DictRow] | psycopg.AsyncCursor[DictRow]) -> 
     return cur.pgresult is not None and cur.pgresult.ntuples > 1
 
 
+def copy_statement(name: str, params: dict[str, Any]) -> str:
+    """A COPY step's statement, with the columns it names after the fixed ones."""
+    return sql(name).replace("{columns}", "".join(f", {c}" for c in params.get("columns", ())))
+
+
 def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
     """Drive an operation over a sync connection."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -344,7 +350,7 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
             rows: list[DictRow] | DictRow | None
             if fetch == "copy":
                 assert isinstance(params, dict)
-                with cur.copy(sql(name)) as copy:
+                with cur.copy(copy_statement(name, params)) as copy:
                     for chunk in params["chunks"]:
                         copy.write(chunk)
                 step = op.send(None)
@@ -385,7 +391,7 @@ async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
             rows: list[DictRow] | DictRow | None
             if fetch == "copy":
                 assert isinstance(params, dict)
-                async with cur.copy(sql(name)) as copy:
+                async with cur.copy(copy_statement(name, params)) as copy:
                     for chunk in params["chunks"]:
                         await copy.write(chunk)
                 step = op.send(None)

@@ -17,7 +17,7 @@ from psycopg import pq
 from pydantic import ValidationError
 
 from pgjobs import Status
-from pgjobs.app import COPY_CHUNK
+from pgjobs.app import COPY_CHUNK, COPY_DEFAULTS
 from tests import sample_app
 from tests.conftest import count
 
@@ -215,6 +215,19 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(
             timedelta(seconds=599) < j.run_at - j.created_at < timedelta(seconds=601)
             for j in delayed
         )
+
+
+def test_the_columns_a_copy_leaves_out_get_the_values_it_would_have_sent(
+    db: psycopg.Connection[Any],
+) -> None:
+    """COPY leaves a call's default-valued columns to the table: the defaults must be ours."""
+    with db.transaction(force_rollback=True):
+        db.execute("INSERT INTO pgjobs.jobs (id, task) VALUES (gen_random_uuid(), 'bare')")
+        columns = ", ".join(COPY_DEFAULTS)
+        row = f"SELECT {columns}, run_at = created_at FROM pgjobs.jobs WHERE task = 'bare'"
+        with db.cursor().copy(f"COPY ({row}) TO STDOUT") as copy:
+            text = b"".join(copy).decode()
+    assert text == "\t".join([*COPY_DEFAULTS.values(), "t"]) + "\n"
 
 
 def test_one_caller_at_a_time_keeps_the_pool_at_one_connection(db_url: str) -> None:

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from psycopg import sql as psql
 
 from pgjobs import migrations
+from pgjobs._db import copy_statement
+from pgjobs.app import COPY_DEFAULTS
 from pgjobs.queries import names, resource_dir, sql
 
 HEAD = "0008_claim_clock"
@@ -175,8 +177,10 @@ def test_every_named_query_parses_and_plans(db: psycopg.Connection[Any]) -> None
         db.execute("BEGIN")
         try:
             if text.startswith("COPY"):
-                # COPY cannot be explained; copying no rows checks its columns.
-                with db.cursor().copy(text):
+                # COPY cannot be explained; copying no rows checks its columns,
+                # every one that it may name.
+                columns = {"columns": (*COPY_DEFAULTS, "run_at")}
+                with db.cursor().copy(copy_statement(name, columns)):
                     pass
             else:
                 db.execute("EXPLAIN " + text, params)

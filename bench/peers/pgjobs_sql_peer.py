@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from importlib.metadata import version
 
 import psycopg
@@ -26,6 +25,7 @@ from psycopg.rows import dict_row
 
 from bench.peers._common import PgCounter, main
 from bench.peers.pgjobs_peer import app
+from pgjobs._db import copy_statement
 from pgjobs.app import COPY_CHUNK, _copy_lines, _copy_tail, _one_job_params
 from pgjobs.queries import sql
 from pgjobs.tasks import NewJob, prepare_many
@@ -51,6 +51,7 @@ class PgjobsSqlPeer:
         self.cur: psycopg.Cursor[dict[str, object]] | None = None
         self.count = PgCounter("")
         self.calls: list[list[str]] = []
+        self.columns: tuple[str, ...] = ()
         self.singles: Iterator[NewJob] = iter(())
 
     def setup(self, args: argparse.Namespace) -> None:
@@ -72,10 +73,9 @@ class PgjobsSqlPeer:
             )
         if args.scenario == "bulk":
             # pgjobs' own rows, validated and written as COPY text by its own code,
-            # before the clock starts; run_at is the time now, where enqueue_many()
-            # gives each call its transaction's time.
+            # before the clock starts.
             rows = prepare_many(task, task.defaults, [(i,) for i in range(args.count)])
-            tail = _copy_tail(task, task.defaults, None, datetime.now(UTC))
+            self.columns, tail = _copy_tail(task, task.defaults, None)
             for start in range(0, args.count, 1000):
                 call = rows[start : start + 1000]
                 self.calls.append(
@@ -91,7 +91,7 @@ class PgjobsSqlPeer:
         for chunks in self.calls:
             with self.conn.transaction():
                 self.cur.execute(sql("copy_jobs_begin"), {"status": "pending", "queue": "default"})
-                with self.cur.copy(sql("copy_jobs")) as copy:
+                with self.cur.copy(copy_statement("copy_jobs", {"columns": self.columns})) as copy:
                     for chunk in chunks:
                         copy.write(chunk)
 
