@@ -17,7 +17,7 @@ from pgjobs._db import copy_statement
 from pgjobs.app import COPY_DEFAULTS
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0008_claim_clock"
+HEAD = "0009_claim_index_no_dedup"
 VIEWS = {
     "queue_depth",
     "queue_oldest",
@@ -151,6 +151,30 @@ def test_0008_stamps_limited_claims_with_the_clock_and_its_downgrade_with_now_ag
     assert claim_limited_stamp(empty_db) == "started_at = clock_timestamp()"
     migrations.downgrade(empty_db, revision="0007_constant_checks")
     assert claim_limited_stamp(empty_db) == "started_at = now()"
+
+
+def claim_index_options(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT relname, unnest(coalesce(reloptions, '{-}')) FROM pg_class"
+            " WHERE relname IN ('jobs_claim_idx', 'jobs_limited_claim_idx')"
+        ).fetchall()
+    return {f"{name}: {option}" for name, option in rows}
+
+
+def test_0009_turns_the_claim_indexes_deduplication_off_and_its_downgrade_on(
+    empty_db: str,
+) -> None:
+    migrations.upgrade(empty_db, revision="0008_claim_clock")
+    default = {"jobs_claim_idx: -", "jobs_limited_claim_idx: -"}
+    assert claim_index_options(empty_db) == default
+    migrations.upgrade(empty_db)
+    assert claim_index_options(empty_db) == {
+        "jobs_claim_idx: deduplicate_items=off",
+        "jobs_limited_claim_idx: deduplicate_items=off",
+    }
+    migrations.downgrade(empty_db, revision="0008_claim_clock")
+    assert claim_index_options(empty_db) == default
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:

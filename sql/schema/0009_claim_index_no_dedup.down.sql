@@ -1,0 +1,3 @@
+-- Undo revision 0009: the claim indexes deduplicate as b-tree indexes do by default.
+ALTER INDEX pgjobs.jobs_claim_idx RESET (deduplicate_items);
+ALTER INDEX pgjobs.jobs_limited_claim_idx RESET (deduplicate_items);
