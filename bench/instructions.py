@@ -5,7 +5,7 @@ the gaps this measures; the number of instructions the client process executes d
 case runs in a child process under valgrind's callgrind twice, with no calls and with
 `--calls` calls, and the difference, divided by the jobs those calls enqueued, is what one job
 costs the client (with one hash seed and thousands of jobs, two runs agree to a few hundredths
-of a percent). Everything a case needs beforehand (rows, COPY text) is made in both runs, so
+of a percent). Everything a case needs beforehand (rows, COPY data) is made in both runs, so
 only the calls differ. The server's work is not counted: it runs in other processes.
 
     .venv/bin/python bench/instructions.py            # the four cases, a table on stdout
@@ -36,7 +36,7 @@ CASES: dict[str, tuple[str, int]] = {
     "enqueue": ("`noop.enqueue(i)`: validation, pool, statement, `Job`", 1),
     "enqueue_job": ("the `enqueue_job` statement alone, on a held cursor, rows made before", 1),
     "enqueue_many": ("`noop.enqueue_many()` of 1,000 jobs, per job", 1000),
-    "copy_jobs": ("its transaction and COPY alone, COPY text made before, per job", 1000),
+    "copy_jobs": ("its transaction and COPY alone, COPY data made before, per job", 1000),
 }
 
 
@@ -51,9 +51,9 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
 
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
-    from bench.peers.pgjobs_sql_peer import copy_text
+    from bench.peers.pgjobs_sql_peer import copy_chunks
     from pgjobs._db import copy_statement
-    from pgjobs.app import COPY_CHUNK, _copy_tail, _one_job_params
+    from pgjobs.app import _copy_shared, _one_job_params
     from pgjobs.migrations import upgrade
     from pgjobs.queries import sql
     from pgjobs.tasks import prepare_many
@@ -65,15 +65,9 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     per_call = CASES[case][1]
     # What the calls need, plus a warm-up call's worth, made in both runs alike.
     rows = prepare_many(task, task.defaults, [(i,) for i in range((made + 1) * per_call)])
-    columns, tail = _copy_tail(task, task.defaults, None)
+    columns = tuple(_copy_shared(task, task.defaults, None))
     params = [_one_job_params(r) for r in rows]
-    texts = [
-        [
-            copy_text(rows[s : s + per_call][i : i + COPY_CHUNK], tail)
-            for i in range(0, per_call, COPY_CHUNK)
-        ]
-        for s in range(0, len(rows), per_call)
-    ]
+    chunks = [copy_chunks(rows[s : s + per_call], columns) for s in range(0, len(rows), per_call)]
 
     def call(n: int) -> None:
         if case == "enqueue":
@@ -87,7 +81,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
             with conn.transaction():
                 cur.execute(sql("copy_jobs_begin"), {"status": "pending", "queue": "default"})
                 with cur.copy(copy_statement("copy_jobs", {"columns": columns})) as copy:
-                    for chunk in texts[n]:
+                    for chunk in chunks[n]:
                         copy.write(chunk)
 
     conn.execute("TRUNCATE pgjobs.jobs")

@@ -25,9 +25,10 @@ from psycopg_pool import ConnectionPool
 from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
 
-# "copy": the step's params are {"chunks": [...]}, text in COPY's text format,
-# written in turn with COPY FROM STDIN, and "columns", the names that fill the
-# statement's {columns} slot.
+# "copy": the step's params are "chunks", a function of the connection's
+# client encoding (its Python codec name) that gives the data, written in turn
+# with COPY FROM STDIN, and "columns", the names that fill the statement's
+# {columns} slot.
 Fetch = Literal["one", "all", "none", "copy"]
 
 #: libpq settings for the long-lived connections of workers. A peer that
@@ -351,7 +352,7 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
             if fetch == "copy":
                 assert isinstance(params, dict)
                 with cur.copy(copy_statement(name, params)) as copy:
-                    for chunk in params["chunks"]:
+                    for chunk in params["chunks"](cur.connection.info.encoding):
                         copy.write(chunk)
                 step = op.send(None)
                 continue
@@ -392,7 +393,7 @@ async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
             if fetch == "copy":
                 assert isinstance(params, dict)
                 async with cur.copy(copy_statement(name, params)) as copy:
-                    for chunk in params["chunks"]:
+                    for chunk in params["chunks"](cur.connection.info.encoding):
                         await copy.write(chunk)
                 step = op.send(None)
                 continue

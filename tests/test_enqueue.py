@@ -223,11 +223,32 @@ def test_the_columns_a_copy_leaves_out_get_the_values_it_would_have_sent(
     """COPY leaves a call's default-valued columns to the table: the defaults must be ours."""
     with db.transaction(force_rollback=True):
         db.execute("INSERT INTO pgjobs.jobs (id, task) VALUES (gen_random_uuid(), 'bare')")
-        columns = ", ".join(COPY_DEFAULTS)
-        row = f"SELECT {columns}, run_at = created_at FROM pgjobs.jobs WHERE task = 'bare'"
-        with db.cursor().copy(f"COPY ({row}) TO STDOUT") as copy:
-            text = b"".join(copy).decode()
-    assert text == "\t".join([*COPY_DEFAULTS.values(), "t"]) + "\n"
+        row = db.execute(
+            "SELECT queue, status, priority, max_attempts, meta::text, limited,"
+            " run_at = created_at FROM pgjobs.jobs WHERE task = 'bare'"
+        ).fetchone()
+    assert list(COPY_DEFAULTS) == ["queue", "status", "priority", "max_attempts", "meta", "limited"]
+    assert row == (*COPY_DEFAULTS.values(), True)
+
+
+def test_a_copy_sends_names_in_the_connection_s_own_encoding(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """Names outside ASCII arrive whole by COPY over UTF-8 and over a LATIN1 connection."""
+    import pgjobs
+
+    fresh = pgjobs.App(db_url)
+    send = fresh.task(name="envoi_é", queue="file_ö")(sample_app.add.fn)
+    try:
+        ours = send.enqueue_many([(i, i) for i in range(150)])
+        with psycopg.connect(db_url, client_encoding="LATIN1") as latin1:
+            assert latin1.info.encoding == "iso8859-1"
+            theirs = send.enqueue_many([(i, i) for i in range(150)], conn=latin1)
+    finally:
+        fresh.close()
+    stored = db.execute("SELECT task, queue, count(*) FROM pgjobs.jobs GROUP BY 1, 2").fetchall()
+    assert stored == [("envoi_é", "file_ö", 300)]
+    assert {(j.task, j.queue) for j in [*ours, *theirs]} == {("envoi_é", "file_ö")}
 
 
 def test_one_caller_at_a_time_keeps_the_pool_at_one_connection(db_url: str) -> None:

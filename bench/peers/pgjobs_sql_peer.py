@@ -1,7 +1,7 @@
 """pgjobs' own enqueue statements with none of its Python: the ceiling its schema allows.
 
 bulk:   the transaction `enqueue_many()` runs for 1,000 jobs (`copy_jobs_begin`, then
-        `copy_jobs` in chunks of COPY_CHUNK rows, then COMMIT), with every row's COPY text
+        `copy_jobs` in chunks of COPY_CHUNK rows, then COMMIT), with every row's COPY data
         made by pgjobs' own code before the clock starts: no validation, no JSON, no ids
         and no `Job` objects while it is timed.
 single: the `enqueue_job` statement, autocommit, on one held connection and one kept
@@ -26,16 +26,36 @@ from psycopg.rows import dict_row
 from bench.peers._common import PgCounter, main
 from bench.peers.pgjobs_peer import app
 from pgjobs._db import copy_statement
-from pgjobs.app import COPY_CHUNK, _copy_lines, _copy_tail, _one_job_params
+from pgjobs.app import (
+    COPY_CHUNK,
+    COPY_END,
+    COPY_START,
+    _copy_row_parts,
+    _copy_rows,
+    _copy_shared,
+    _one_job_params,
+)
 from pgjobs.queries import sql
 from pgjobs.tasks import NewJob, prepare_many
 
 
-def copy_text(rows: list[NewJob], tail: str) -> str:
-    """Rows as the COPY text enqueue_many() writes for them."""
-    return _copy_lines(
-        [r.id.int for r in rows], [r.args_json for r in rows], [r.kwargs_json for r in rows], tail
-    )
+def copy_chunks(rows: list[NewJob], columns: tuple[str, ...]) -> list[bytes]:
+    """One call's rows as the COPY data enqueue_many() writes for them, chunk by chunk."""
+    task = app.tasks["noop"]
+    shared = _copy_shared(task, task.defaults, None)
+    assert tuple(shared) == columns
+    head, tail = _copy_row_parts(task.name, shared, "utf-8")
+    chunks = [
+        _copy_rows(
+            [r.id.int for r in part],
+            [r.args_json for r in part],
+            [r.kwargs_json for r in part],
+            head,
+            tail,
+        )
+        for part in (rows[i : i + COPY_CHUNK] for i in range(0, len(rows), COPY_CHUNK))
+    ]
+    return [COPY_START, *chunks, COPY_END]
 
 
 class PgjobsSqlPeer:
@@ -50,12 +70,12 @@ class PgjobsSqlPeer:
         self.conn: psycopg.Connection[dict[str, object]] | None = None
         self.cur: psycopg.Cursor[dict[str, object]] | None = None
         self.count = PgCounter("")
-        self.calls: list[list[str]] = []
+        self.calls: list[list[bytes]] = []
         self.columns: tuple[str, ...] = ()
         self.singles: Iterator[NewJob] = iter(())
 
     def setup(self, args: argparse.Namespace) -> None:
-        """Migrate, empty the tables, and write the bulk rows' COPY text in advance."""
+        """Migrate, empty the tables, and write the bulk rows' COPY data in advance."""
         from pgjobs.migrations import upgrade
 
         self.url = args.pg_url
@@ -72,18 +92,12 @@ class PgjobsSqlPeer:
                 prepare_many(task, task.defaults, [(i,) for i in range(args.count + 1)])
             )
         if args.scenario == "bulk":
-            # pgjobs' own rows, validated and written as COPY text by its own code,
+            # pgjobs' own rows, validated and written as COPY data by its own code,
             # before the clock starts.
             rows = prepare_many(task, task.defaults, [(i,) for i in range(args.count)])
-            self.columns, tail = _copy_tail(task, task.defaults, None)
+            self.columns = tuple(_copy_shared(task, task.defaults, None))
             for start in range(0, args.count, 1000):
-                call = rows[start : start + 1000]
-                self.calls.append(
-                    [
-                        copy_text(call[i : i + COPY_CHUNK], tail)
-                        for i in range(0, len(call), COPY_CHUNK)
-                    ]
-                )
+                self.calls.append(copy_chunks(rows[start : start + 1000], self.columns))
 
     def enqueue_bulk(self, task: str, count: int, batch: int) -> None:
         """One transaction per 1,000 rows, as enqueue_many() runs it."""
