@@ -5,28 +5,17 @@
 -- take arrays and unnest them, so a batch of a thousand jobs is one statement
 -- and one round trip.
 
--- name: self_notify
--- pgjobs' inserts wake workers themselves, as statements that make existing
--- jobs ready do: the NOTIFY of each new pending job's queue (one per queue
--- reaches listeners: Postgres folds equal ones in a transaction). Beforehand
--- they set pgjobs.self_notify for their transaction, which turns off the
--- insert trigger that does it for plain-SQL inserts (revision 0006) and would
--- cost a plpgsql call and a query per statement. Set in a MATERIALIZED CTE,
--- which runs before the insert whose rows come from it.
-WITH self_notify AS MATERIALIZED (SELECT set_config('pgjobs.self_notify', 'on', true))
-SELECT 1;
-
 -- name: enqueue_jobs
 -- Insert a batch of jobs. Ids are UUIDv7 made by the client, so the caller
--- knows them before the statement runs. Workers are woken as in self_notify.
--- Arrays travel in binary, as in finish_jobs.
-WITH {self_notify.ctes}
+-- knows them before the statement runs. The NOTIFY of each new pending job's
+-- queue wakes workers (one per queue reaches listeners: Postgres folds equal
+-- ones in a transaction, and delivers them at commit). Arrays travel in
+-- binary, as in finish_jobs.
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
                          max_attempts, run_at, dedup_key, meta, limited)
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
        j.max_attempts, COALESCE(j.run_at, now()), j.dedup_key, j.meta::jsonb, j.limited
-FROM self_notify,
-     unnest(%(ids)b::uuid[], %(tasks)b::text[], %(queues)b::text[], %(statuses)b::text[],
+FROM unnest(%(ids)b::uuid[], %(tasks)b::text[], %(queues)b::text[], %(statuses)b::text[],
             %(priorities)b::smallint[], %(args)b::text[], %(kwargs)b::text[],
             %(max_attempts)b::int[], %(run_ats)b::timestamptz[], %(dedup_keys)b::text[],
             %(metas)b::text[], %(limited)b::boolean[])
@@ -38,11 +27,9 @@ RETURNING created_at,
 -- name: copy_jobs_begin
 -- Before copy_jobs, in its transaction: the transaction's start time, which
 -- is the created_at of the rows it inserts; and the batch's NOTIFY, as in
--- self_notify (a COPY cannot send one, and it is delivered only at commit).
-WITH {self_notify.ctes}
+-- enqueue_jobs (a COPY cannot send one, and it is delivered only at commit).
 SELECT now() AS now,
-       CASE WHEN %(status)s = 'pending' THEN pg_notify('pgjobs', %(queue)s) IS NULL END AS notified
-FROM self_notify;
+       CASE WHEN %(status)s = 'pending' THEN pg_notify('pgjobs', %(queue)s) IS NULL END AS notified;
 
 -- name: copy_jobs
 -- A large batch without dedup keys goes in by COPY, the fastest way into
@@ -64,15 +51,13 @@ WHERE random() >= 0;
 
 -- name: enqueue_job
 -- Insert one job: the single-job path, one row with no unnest. Workers are
--- woken as in self_notify. Its parameters are positional, in the order of the
+-- woken as in enqueue_jobs. Its parameters are positional, in the order of the
 -- column list (pgjobs.app._one_job_params()): a dict would be put in that
 -- order anyway, for each of the thousands of enqueues a second can make.
-WITH {self_notify.ctes}
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
                          max_attempts, run_at, dedup_key, meta, limited)
 SELECT %s::uuid, %s::text, %s::text, %s::text, %s::smallint, %s::jsonb, %s::jsonb, %s::int,
        COALESCE(%s::timestamptz, now()), %s::text, %s::jsonb, %s::boolean
-FROM self_notify
 RETURNING created_at,
           CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 
@@ -705,15 +690,13 @@ RETURNING created_at;
 -- name: enqueue_workflow_jobs
 -- A workflow's jobs, in one statement: the first steps ready (or scheduled),
 -- the others 'blocked' with how many jobs each waits for and how its input is made.
--- Workers are woken as in self_notify.
-WITH {self_notify.ctes}
+-- Workers are woken as in enqueue_jobs.
 INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs, max_attempts, run_at,
                          meta, limited, workflow_id, waiting_for, input, on_failure)
 SELECT j.id, j.task, j.queue, j.status, j.priority, j.args::jsonb, j.kwargs::jsonb,
        j.max_attempts, COALESCE(j.run_at, now()), '{}', j.limited, %(workflow_id)s,
        j.waiting_for, j.input::jsonb, j.on_failure
-FROM self_notify,
-     unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
+FROM unnest(%(ids)s::uuid[], %(tasks)s::text[], %(queues)s::text[], %(statuses)s::text[],
             %(priorities)s::smallint[], %(args)s::text[], %(kwargs)s::text[],
             %(max_attempts)s::int[], %(run_ats)s::timestamptz[], %(limited)s::boolean[],
             %(waiting_for)s::int[], %(inputs)s::text[], %(on_failure)s::text[])

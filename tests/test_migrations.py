@@ -17,7 +17,7 @@ from pgjobs._db import copy_statement
 from pgjobs.app import COPY_DEFAULTS
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0009_claim_index_no_dedup"
+HEAD = "0010_no_insert_trigger"
 VIEWS = {
     "queue_depth",
     "queue_oldest",
@@ -175,6 +175,31 @@ def test_0009_turns_the_claim_indexes_deduplication_off_and_its_downgrade_on(
     }
     migrations.downgrade(empty_db, revision="0008_claim_clock")
     assert claim_index_options(empty_db) == default
+
+
+def insert_triggers(url: str) -> set[str]:
+    """The triggers that run on inserts into pgjobs.jobs, and their functions."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tgname || ': ' || tgfoid::regproc::text FROM pg_trigger"
+            " WHERE tgrelid = 'pgjobs.jobs'::regclass AND tgtype & 4 <> 0"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_0010_drops_the_insert_trigger_and_its_downgrade_puts_it_back(empty_db: str) -> None:
+    migrations.upgrade(empty_db, revision="0009_claim_index_no_dedup")
+    trigger = {"jobs_notify_insert: pgjobs.notify_ready"}
+    assert insert_triggers(empty_db) == trigger
+    migrations.upgrade(empty_db)
+    assert insert_triggers(empty_db) == set()
+    migrations.downgrade(empty_db, revision="0009_claim_index_no_dedup")
+    assert insert_triggers(empty_db) == trigger
+    with psycopg.connect(empty_db) as conn:  # and it still keeps quiet for a pgjobs insert
+        when = conn.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'jobs_notify_insert'"
+        ).fetchone()
+    assert when is not None and "pgjobs.self_notify" in when[0]
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:
