@@ -52,7 +52,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
     from bench.peers.pgjobs_sql_peer import copy_chunks
-    from pgjobs._db import copy_statement
+    from pgjobs._db import copy_statement, statement
     from pgjobs.app import _copy_shared, _one_job_params
     from pgjobs.migrations import upgrade
     from pgjobs.queries import sql
@@ -73,7 +73,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
         if case == "enqueue":
             task.enqueue(n)
         elif case == "enqueue_job":
-            cur.execute(sql("enqueue_job"), params[n])
+            cur.execute(statement("enqueue_job", params[n].names), params[n].values)
             cur.fetchone()
         elif case == "enqueue_many":
             task.enqueue_many([(i,) for i in range(per_call)])

@@ -8,13 +8,14 @@ async twin without being written twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import select
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import psycopg
 from psycopg.adapt import AdaptersMap
@@ -322,9 +323,39 @@ def _holds_rows(cur: psycopg.Cursor[DictRow] | psycopg.AsyncCursor[DictRow]) -> 
     return cur.pgresult is not None and cur.pgresult.ntuples > 1
 
 
+#: The type of each column that a statement's {columns} slot may name.
+COLUMN_TYPES: dict[str, str] = {
+    "queue": "text",
+    "status": "text",
+    "priority": "smallint",
+    "max_attempts": "int",
+    "run_at": "timestamptz",
+    "dedup_key": "text",
+    "meta": "jsonb",
+    "limited": "boolean",
+}
+
+
+class Columns(NamedTuple):
+    """The parameters of a statement with a {columns} slot: the columns it names, all values."""
+
+    names: tuple[str, ...]
+    values: tuple[Any, ...]
+
+
+@functools.cache
+def statement(name: str, columns: tuple[str, ...] = ()) -> str:
+    """A named statement naming `columns` after its fixed ones, with their parameters."""
+    return (
+        sql(name)
+        .replace("{columns}", "".join(f", {c}" for c in columns))
+        .replace("{values}", "".join(f", %s::{COLUMN_TYPES[c]}" for c in columns))
+    )
+
+
 def copy_statement(name: str, params: dict[str, Any]) -> str:
     """A COPY step's statement, with the columns it names after the fixed ones."""
-    return sql(name).replace("{columns}", "".join(f", {c}" for c in params.get("columns", ())))
+    return statement(name, tuple(params.get("columns", ())))
 
 
 def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
@@ -356,7 +387,10 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
                         copy.write(chunk)
                 step = op.send(None)
                 continue
-            cur.execute(sql(name), params)
+            if isinstance(params, Columns):
+                cur.execute(statement(name, params.names), params.values)
+            else:
+                cur.execute(sql(name), params)
             if fetch == "one":
                 rows = cur.fetchone()
             elif fetch == "all":
@@ -397,7 +431,10 @@ async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
                         await copy.write(chunk)
                 step = op.send(None)
                 continue
-            await cur.execute(sql(name), params)
+            if isinstance(params, Columns):
+                await cur.execute(statement(name, params.names), params.values)
+            else:
+                await cur.execute(sql(name), params)
             if fetch == "one":
                 rows = await cur.fetchone()
             elif fetch == "all":

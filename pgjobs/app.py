@@ -943,22 +943,21 @@ def _needs_tx(rows: list[NewJob]) -> bool:
     return any(r.dedup_key for r in rows)
 
 
-def _one_job_params(r: NewJob) -> tuple[Any, ...]:
-    """The parameters of the enqueue_job statement for one job, in its columns' order."""
-    return (
-        r.id,
-        r.task,
-        r.queue,
-        r.status,
-        r.priority,
-        r.args_json,
-        r.kwargs_json,
-        r.max_attempts,
-        r.run_at,
-        r.dedup_key,
-        r.meta_json,
-        r.limited,
+def _one_job_params(r: NewJob) -> _db.Columns:
+    """The parameters of the enqueue_job statement for one job (its columns: past_defaults())."""
+    named = past_defaults(
+        {
+            "queue": r.queue,
+            "status": r.status,
+            "priority": r.priority,
+            "max_attempts": r.max_attempts,
+            "run_at": r.run_at,
+            "dedup_key": r.dedup_key,
+            "meta": r.meta_json,
+            "limited": r.limited,
+        }
     )
+    return _db.Columns(tuple(named), (r.id, r.task, r.args_json, r.kwargs_json, *named.values()))
 
 
 def _insert_one_op(app: App, r: NewJob) -> _db.Op:
@@ -1120,12 +1119,21 @@ def _copy_shared(task: Task, opts: Options, run_at: datetime | None) -> dict[str
         "meta": _NO_META,
         "limited": task.limited,
     }
-    return {c: v for c, v in shared.items() if v is not None and v != COPY_DEFAULTS.get(c)}
+    return past_defaults(shared)
 
 
-#: The defaults of pgjobs.jobs' columns that _copy_shared() may leave out
+def past_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """The values an insert of jobs names: those that are not the table's defaults.
+
+    The rest are left to the table: Postgres then neither reads nor converts
+    them (an unset run_at is now(), the transaction's start, as created_at is).
+    """
+    return {c: v for c, v in values.items() if v is not None and v != COLUMN_DEFAULTS.get(c)}
+
+
+#: The defaults of pgjobs.jobs' columns that past_defaults() leaves out
 #: (run_at's is now()); a test holds them to the schema's.
-COPY_DEFAULTS: dict[str, Any] = {
+COLUMN_DEFAULTS: dict[str, Any] = {
     "queue": "default",
     "status": "pending",
     "priority": 0,

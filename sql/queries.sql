@@ -51,13 +51,15 @@ WHERE random() >= 0;
 
 -- name: enqueue_job
 -- Insert one job: the single-job path, one row with no unnest. Workers are
--- woken as in enqueue_jobs. Its parameters are positional, in the order of the
--- column list (pgjobs.app._one_job_params()): a dict would be put in that
--- order anyway, for each of the thousands of enqueues a second can make.
-INSERT INTO pgjobs.jobs (id, task, queue, status, priority, args, kwargs,
-                         max_attempts, run_at, dedup_key, meta, limited)
-SELECT %s::uuid, %s::text, %s::text, %s::text, %s::smallint, %s::jsonb, %s::jsonb, %s::int,
-       COALESCE(%s::timestamptz, now()), %s::text, %s::jsonb, %s::boolean
+-- woken as in enqueue_jobs. Its parameters are positional: id, task, args,
+-- kwargs, then those of {columns}, which is filled with the columns whose
+-- value for this job is not the table's default, from queue, status, priority,
+-- max_attempts, run_at, dedup_key, meta and limited; {values} with their
+-- parameters (pgjobs.app._one_job_params(), pgjobs._db.statement()). Each
+-- column left out is one value less to send, read and convert: a tenth of the
+-- statement's Postgres instructions for a job with every default.
+INSERT INTO pgjobs.jobs (id, task, args, kwargs{columns})
+SELECT %s::uuid, %s::text, %s::jsonb, %s::jsonb{values}
 RETURNING created_at,
           CASE WHEN status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END AS notified;
 

@@ -17,7 +17,7 @@ from psycopg import pq
 from pydantic import ValidationError
 
 from pgjobs import Status
-from pgjobs.app import COPY_CHUNK, COPY_DEFAULTS
+from pgjobs.app import COLUMN_DEFAULTS, COPY_CHUNK
 from tests import sample_app
 from tests.conftest import count
 
@@ -217,18 +217,62 @@ def test_a_large_batch_stores_every_field_as_a_small_one_does(
         )
 
 
-def test_the_columns_a_copy_leaves_out_get_the_values_it_would_have_sent(
+def test_one_job_enqueues_with_different_options_each_store_their_own(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    """A one-job insert names only the columns a job sets: every form stores its job whole."""
+    fields = "task, queue, status, priority, max_attempts, dedup_key, limited, args, run_at"
+    jobs = []
+    for n in range(7):  # each form past psycopg's prepare threshold, on one pool connection
+        jobs += [
+            sample_app.add.enqueue(n, 1),
+            sample_app.add.options(queue="q2").enqueue(n, 2),
+            sample_app.add.options(priority=5, retries=3).enqueue(n, 3),
+            sample_app.add.options(delay=60).enqueue(n, 4),
+            sample_app.add.options(dedup_key=f"key-{n}").enqueue(n, 5),
+            sample_app.fragile_api.enqueue(n, 0.1),
+        ]
+    stored = {r[0]: r[1:] for r in db.execute(f"SELECT id, {fields} FROM pgjobs.jobs")}
+    assert len(stored) == len(jobs) == 42
+    for job in jobs:
+        assert stored[job.id] == (
+            job.task,
+            job.queue,
+            job.status.value,
+            job.priority,
+            job.max_attempts,
+            job.dedup_key,
+            job.task == "fragile_api",
+            job.args,
+            job.run_at,
+        )
+    assert {stored[j.id][1:5] for j in jobs[:6]} == {
+        ("default", "pending", 0, 1),
+        ("q2", "pending", 0, 1),
+        ("default", "pending", 5, 4),
+        ("default", "scheduled", 0, 1),
+    }
+
+
+def test_the_columns_an_insert_leaves_out_get_the_values_it_would_have_sent(
     db: psycopg.Connection[Any],
 ) -> None:
-    """COPY leaves a call's default-valued columns to the table: the defaults must be ours."""
+    """COPY and a one-job insert leave default values to the table: its defaults must be ours."""
     with db.transaction(force_rollback=True):
         db.execute("INSERT INTO pgjobs.jobs (id, task) VALUES (gen_random_uuid(), 'bare')")
         row = db.execute(
             "SELECT queue, status, priority, max_attempts, meta::text, limited,"
             " run_at = created_at FROM pgjobs.jobs WHERE task = 'bare'"
         ).fetchone()
-    assert list(COPY_DEFAULTS) == ["queue", "status", "priority", "max_attempts", "meta", "limited"]
-    assert row == (*COPY_DEFAULTS.values(), True)
+    assert list(COLUMN_DEFAULTS) == [
+        "queue",
+        "status",
+        "priority",
+        "max_attempts",
+        "meta",
+        "limited",
+    ]
+    assert row == (*COLUMN_DEFAULTS.values(), True)
 
 
 def test_a_copy_sends_names_in_the_connection_s_own_encoding(

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from bench.peers._common import PgCounter, main
 from bench.peers.pgjobs_peer import app
-from pgjobs._db import copy_statement
+from pgjobs._db import copy_statement, statement
 from pgjobs.app import (
     COPY_CHUNK,
     COPY_END,
@@ -112,7 +112,8 @@ class PgjobsSqlPeer:
     def enqueue_one(self, task: str, arg: float) -> None:
         """The enqueue_job statement for the next job made in setup, autocommit."""
         assert self.cur is not None
-        self.cur.execute(sql("enqueue_job"), _one_job_params(next(self.singles)))
+        params = _one_job_params(next(self.singles))
+        self.cur.execute(statement("enqueue_job", params.names), params.values)
         self.cur.fetchone()
 
     def start_workers(self, processes: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
