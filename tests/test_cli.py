@@ -114,7 +114,7 @@ def test_a_dead_database_or_a_wrong_url_is_one_clear_line(admin_url: str) -> Non
 def test_migrate_reports_the_revision(db_url: str) -> None:
     result = pgjobs("migrate", url=db_url)
     assert result.returncode == 0, result.stderr
-    assert "0010_no_insert_trigger" in result.stdout
+    assert "0011_domains" in result.stdout
 
 
 def test_enqueue_with_a_dedup_window_returns_the_existing_job(

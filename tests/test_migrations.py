@@ -16,7 +16,7 @@ from pgjobs import migrations
 from pgjobs._db import COLUMN_TYPES, statement
 from pgjobs.queries import names, resource_dir, sql
 
-HEAD = "0010_no_insert_trigger"
+HEAD = "0011_domains"
 VIEWS = {
     "queue_depth",
     "queue_oldest",
@@ -199,6 +199,92 @@ def test_0010_drops_the_insert_trigger_and_its_downgrade_puts_it_back(empty_db: 
             "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'jobs_notify_insert'"
         ).fetchone()
     assert when is not None and "pgjobs.self_notify" in when[0]
+
+
+def checks(url: str) -> dict[str, set[str]]:
+    """The CHECKs on the jobs table, on its domains, and what else reads its columns."""
+    with psycopg.connect(url) as conn:
+
+        def names(query: str) -> set[str]:
+            return {r[0] for r in conn.execute(query).fetchall()}
+
+        return {
+            "table": names(
+                "SELECT conname FROM pg_constraint"
+                " WHERE conrelid = 'pgjobs.jobs'::regclass AND contype = 'c'"
+            ),
+            "domains": names(
+                "SELECT t.typname || ': ' || pg_get_constraintdef(c.oid) FROM pg_constraint c"
+                " JOIN pg_type t ON t.oid = c.contypid"
+                " WHERE t.typnamespace = 'pgjobs'::regnamespace"
+            ),
+            "columns": names(
+                "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = 'pgjobs.jobs'::regclass"
+                " AND attname IN ('status', 'on_failure', 'max_attempts')"
+            ),
+            "kept": names(
+                "SELECT c.relname || ': ' || coalesce(obj_description(c.oid, 'pg_class'), '-')"
+                " || ' ' || coalesce(c.relacl::text, '-') FROM pg_class c"
+                " WHERE relnamespace = 'pgjobs'::regnamespace AND relkind = 'v'"
+                " UNION ALL SELECT tgname || ': ' || pg_get_triggerdef(oid) FROM pg_trigger"
+                " WHERE tgrelid = 'pgjobs.jobs'::regclass AND NOT tgisinternal"
+                " UNION ALL SELECT indexrelid::regclass::text || ': '"
+                " || pg_get_indexdef(indexrelid) FROM pg_index"
+                " WHERE indrelid = 'pgjobs.jobs'::regclass"
+            ),
+        }
+
+
+def test_0011_moves_the_jobs_checks_to_domains_and_keeps_views_and_triggers(
+    empty_db: str,
+) -> None:
+    migrations.upgrade(empty_db, revision="0010_no_insert_trigger")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("GRANT SELECT ON pgjobs.queue_depth TO PUBLIC")  # as a DBA may have
+        conn.execute(
+            "INSERT INTO pgjobs.jobs (id, task, status) VALUES (gen_random_uuid(), 't', 'failed')"
+        )
+    before = checks(empty_db)
+    assert before["table"] == {
+        "jobs_status_check",
+        "jobs_on_failure_check",
+        "jobs_max_attempts_check",
+    }
+    assert before["domains"] == set()
+    assert len(before["kept"]) >= 6 + 3 + 8  # the views, the update triggers, the indexes
+    migrations.upgrade(empty_db)
+    after = checks(empty_db)
+    # max_attempts keeps its table CHECK: claim_limited() returns it as an integer.
+    assert after["table"] == {"jobs_max_attempts_check"}
+    assert after["columns"] == {
+        "status pgjobs.job_status",
+        "on_failure pgjobs.failure_policy",
+        "max_attempts integer",
+    }
+    assert after["domains"] == {
+        "job_status: CHECK ((VALUE = ANY ('{blocked,scheduled,pending,running,retrying,"
+        "succeeded,failed,cancelled}'::text[])))",
+        "failure_policy: CHECK ((VALUE = ANY ('{cancel,pass}'::text[])))",
+    }
+    # The views come back with their comments and grants, the triggers with their WHENs.
+    assert {k.split(":")[0] for k in after["kept"]} == {k.split(":")[0] for k in before["kept"]}
+    assert any("queue_depth: " in k and "=r/" in k for k in after["kept"])
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT depth FROM pgjobs.queue_oldest").fetchall() == []
+        for column, value in (
+            ("status", "'lost'"),
+            ("on_failure", "'retry'"),
+            ("max_attempts", "0"),
+        ):
+            with pytest.raises(psycopg.errors.CheckViolation, match="violates check constraint"):
+                conn.execute(
+                    f"INSERT INTO pgjobs.jobs (id, task, {column})"
+                    f" VALUES (gen_random_uuid(), 't', {value})"
+                )
+        assert conn.execute("SELECT count(*) FROM pgjobs.jobs").fetchone() == (1,)
+    migrations.downgrade(empty_db, revision="0010_no_insert_trigger")
+    assert checks(empty_db) == before
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:

@@ -60,11 +60,10 @@ def test_the_database_check_constraint_allows_exactly_the_python_statuses(
 ) -> None:
     row = db.execute(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = 'pgjobs.jobs'::regclass AND contype = 'c' "
-        "AND pg_get_constraintdef(oid) LIKE '%%status%%'"
+        "WHERE contypid = 'pgjobs.job_status'::regtype AND contype = 'c'"
     ).fetchone()
     assert row is not None
-    # CHECK ((status = ANY ('{blocked,scheduled,...}'::text[]))), revision 0007's form
+    # CHECK ((VALUE = ANY ('{blocked,scheduled,...}'::text[]))), the domain of revision 0011
     in_sql = set(row[0].split("'{")[1].split("}'")[0].split(","))
     assert in_sql == {s.value for s in Status}
 
