@@ -20,6 +20,12 @@ def schema_sql(name: str) -> str:
     return (resource_dir("sql") / "schema" / name).read_text()
 
 
+def retype_sql(name: str) -> str:
+    """A file in sql/schema/ that changes column types, between the drop and the remaking of
+    the views and triggers that read them (readers_dropped.sql, readers_restored.sql)."""
+    return "\n".join(schema_sql(n) for n in ("readers_dropped.sql", name, "readers_restored.sql"))
+
+
 def config(url: str | None = None, connection: Any = None) -> Config:
     """An Alembic Config for pgjobs' own migrations."""
     cfg = Config()

@@ -6,7 +6,7 @@ Create Date: 2026-12-02
 """
 
 from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import retype_sql
 
 revision = "0011_domains"
 down_revision = "0010_no_insert_trigger"
@@ -15,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0011_domains.sql"))
+    op.get_bind().exec_driver_sql(retype_sql("0011_domains.sql"))
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0011_domains.down.sql"))
+    op.get_bind().exec_driver_sql(retype_sql("0011_domains.down.sql"))
