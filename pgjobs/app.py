@@ -945,18 +945,10 @@ def _needs_tx(rows: list[NewJob]) -> bool:
 
 def _one_job_params(r: NewJob) -> _db.Columns:
     """The parameters of the enqueue_job statement for one job (its columns: past_defaults())."""
-    named = past_defaults(
-        {
-            "queue": r.queue,
-            "status": r.status,
-            "priority": r.priority,
-            "max_attempts": r.max_attempts,
-            "run_at": r.run_at,
-            "dedup_key": r.dedup_key,
-            "meta": r.meta_json,
-            "limited": r.limited,
-        }
-    )
+    values = (r.queue, r.status, r.priority, r.max_attempts, r.run_at, r.dedup_key, r.meta_json)
+    if values == _ALL_DEFAULTS and not r.limited:  # most jobs: a third of the time
+        return _db.Columns((), (r.id, r.task, r.args_json, r.kwargs_json))
+    named = past_defaults(dict(zip(_ONE_JOB_COLUMNS, values, strict=True), limited=r.limited))
     return _db.Columns(tuple(named), (r.id, r.task, r.args_json, r.kwargs_json, *named.values()))
 
 
@@ -1141,6 +1133,10 @@ COLUMN_DEFAULTS: dict[str, Any] = {
     "meta": "{}",
     "limited": False,
 }
+
+#: The columns of a job that _one_job_params() reads first, and their defaults.
+_ONE_JOB_COLUMNS = ("queue", "status", "priority", "max_attempts", "run_at", "dedup_key", "meta")
+_ALL_DEFAULTS = tuple(COLUMN_DEFAULTS.get(c) for c in _ONE_JOB_COLUMNS)
 
 #: The meta of a job enqueued by enqueue_many(): nothing (events and workflows set theirs).
 _NO_META = "{}"
