@@ -223,6 +223,10 @@ def checks(url: str) -> dict[str, set[str]]:
                 " WHERE attrelid = 'pgjobs.jobs'::regclass"
                 " AND attname IN ('status', 'on_failure', 'max_attempts')"
             ),
+            "claim_limited": names(
+                "SELECT pg_get_functiondef("
+                "'pgjobs.claim_limited(text[], text[], text, integer)'::regprocedure)"
+            ),
             "kept": names(
                 "SELECT c.relname || ': ' || coalesce(obj_description(c.oid, 'pg_class'), '-')"
                 " || ' ' || coalesce(c.relacl::text, '-') FROM pg_class c"
@@ -255,18 +259,20 @@ def test_0011_moves_the_jobs_checks_to_domains_and_keeps_views_and_triggers(
     assert len(before["kept"]) >= 6 + 3 + 8  # the views, the update triggers, the indexes
     migrations.upgrade(empty_db)
     after = checks(empty_db)
-    # max_attempts keeps its table CHECK: claim_limited() returns it as an integer.
-    assert after["table"] == {"jobs_max_attempts_check"}
+    assert after["table"] == set()
     assert after["columns"] == {
         "status pgjobs.job_status",
         "on_failure pgjobs.failure_policy",
-        "max_attempts integer",
+        "max_attempts pgjobs.attempt_limit",
     }
     assert after["domains"] == {
         "job_status: CHECK ((VALUE = ANY ('{blocked,scheduled,pending,running,retrying,"
         "succeeded,failed,cancelled}'::text[])))",
         "failure_policy: CHECK ((VALUE = ANY ('{cancel,pass}'::text[])))",
+        "attempt_limit: CHECK ((VALUE >= 1))",
     }
+    (claim_limited,) = after["claim_limited"]
+    assert "j.attempt, j.max_attempts::integer," in claim_limited  # it returns an integer
     # The views come back with their comments and grants, the triggers with their WHENs.
     assert {k.split(":")[0] for k in after["kept"]} == {k.split(":")[0] for k in before["kept"]}
     assert any("queue_depth: " in k and "=r/" in k for k in after["kept"])

@@ -1,4 +1,4 @@
-"""pgjobs schema: job statuses and failure policies are domains, with the checks on them.
+"""pgjobs schema: statuses, failure policies and attempt limits are domains with their checks.
 
 Revision ID: 0011_domains
 Revises: 0010_no_insert_trigger
