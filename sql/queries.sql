@@ -56,8 +56,9 @@ WHERE random() >= 0;
 -- value for this job is not the table's default, from queue, status, priority,
 -- max_attempts, run_at, dedup_key, meta and limited; {values} with their
 -- parameters (pgjobs.app._one_job_params(), pgjobs._db.statement()). Each
--- column left out is one value less to send, read and convert: a tenth of the
--- statement's Postgres instructions for a job with every default.
+-- column left out is one value less to send, read and convert: for a job with
+-- every default, 11,000 of the statement's 274,000 Postgres instructions and a
+-- tenth of psycopg's work for it.
 INSERT INTO pgjobs.jobs (id, task, args, kwargs{columns})
 SELECT %s::uuid, %s::text, %s::jsonb, %s::jsonb{values}
 RETURNING created_at,
