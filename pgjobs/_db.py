@@ -353,6 +353,13 @@ def statement(name: str, columns: tuple[str, ...] = ()) -> str:
     )
 
 
+def _query(name: str, params: Any) -> tuple[str, Any]:
+    """A step's statement and its parameters: those of a Columns name its columns."""
+    if isinstance(params, Columns):
+        return statement(name, params.names), params.values
+    return sql(name), params
+
+
 def copy_statement(name: str, params: dict[str, Any]) -> str:
     """A COPY step's statement, with the columns it names after the fixed ones."""
     return statement(name, tuple(params.get("columns", ())))
@@ -387,10 +394,7 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
                         copy.write(chunk)
                 step = op.send(None)
                 continue
-            if isinstance(params, Columns):
-                cur.execute(statement(name, params.names), params.values)
-            else:
-                cur.execute(sql(name), params)
+            cur.execute(*_query(name, params))
             if fetch == "one":
                 rows = cur.fetchone()
             elif fetch == "all":
@@ -431,10 +435,7 @@ async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
                         await copy.write(chunk)
                 step = op.send(None)
                 continue
-            if isinstance(params, Columns):
-                await cur.execute(statement(name, params.names), params.values)
-            else:
-                await cur.execute(sql(name), params)
+            await cur.execute(*_query(name, params))
             if fetch == "one":
                 rows = await cur.fetchone()
             elif fetch == "all":
