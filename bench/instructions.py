@@ -34,7 +34,7 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: case -> (what it is, jobs per call)
 CASES: dict[str, tuple[str, int]] = {
     "enqueue": ("`noop.enqueue(i)`: validation, pool, statement, `Job`", 1),
-    "enqueue_job": ("the `enqueue_job` statement alone, on a held cursor, rows made before", 1),
+    "enqueue_job": ("the `enqueue_job` statement alone, as pgjobs sends it, rows made before", 1),
     "enqueue_many": ("`noop.enqueue_many()` of 1,000 jobs, per job", 1000),
     "copy_jobs": ("its transaction and COPY alone, COPY data made before, per job", 1000),
 }
@@ -46,13 +46,12 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     Returns the jobs the calls inserted, counted in the table, so that a case that
     stopped enqueueing could not pass for a cheap one.
     """
-    import psycopg
     from psycopg.rows import dict_row
 
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
     from bench.peers.pgjobs_sql_peer import copy_chunks
-    from pgjobs._db import copy_statement, statement
+    from pgjobs._db import PoolConnection, copy_statement, statement
     from pgjobs.app import _copy_shared, _one_job_params
     from pgjobs.migrations import upgrade
     from pgjobs.queries import sql
@@ -60,7 +59,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
 
     upgrade(url)
     task = app.tasks["noop"]
-    conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+    conn = PoolConnection.connect(url, autocommit=True, row_factory=dict_row)
     cur = conn.cursor()
     per_call = CASES[case][1]
     # What the calls need, plus a warm-up call's worth, made in both runs alike.
@@ -73,8 +72,7 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
         if case == "enqueue":
             task.enqueue(n)
         elif case == "enqueue_job":
-            cur.execute(statement("enqueue_job", params[n].names), params[n].values)
-            cur.fetchone()
+            conn.run_prepared(statement("enqueue_job", params[n].names), params[n].values)
         elif case == "enqueue_many":
             task.enqueue_many([(i,) for i in range(per_call)])
         else:

@@ -23,6 +23,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
 from psycopg_pool import ConnectionPool
 
+from pgjobs import _prepared
 from pgjobs.errors import ConfigurationError, PgJobsError
 from pgjobs.queries import sql
 
@@ -209,6 +210,7 @@ class PoolConnection(psycopg.Connection[Any]):
 
     _ops_cursor: psycopg.Cursor[DictRow] | None = None
     _idle_poller: select.poll | None = None
+    _statements: _prepared.Statements | None = None
 
     def ops_cursor(self) -> psycopg.Cursor[DictRow]:
         """The cursor kept for pgjobs' operations, made again once closed."""
@@ -216,6 +218,14 @@ class PoolConnection(psycopg.Connection[Any]):
         if cur is None or cur.closed:
             cur = self._ops_cursor = self.cursor(row_factory=dict_row)
         return cur
+
+    def run_prepared(self, query: str, values: tuple[Any, ...]) -> list[DictRow]:
+        """Rows of a positional query, prepared on this connection (pgjobs._prepared)."""
+        s = self._statements
+        if s is None:
+            s = self._statements = _prepared.Statements(self)
+        with self.lock:
+            return self.wait(_prepared.run(s, query, values))
 
 
 #: Seconds a connection set aside between the App's operations stays out of its pool.
@@ -302,6 +312,7 @@ class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
 
     _ops_cursor: psycopg.AsyncCursor[DictRow] | None = None
     _idle_poller: select.poll | None = None
+    _statements: _prepared.Statements | None = None
 
     def ops_cursor(self) -> psycopg.AsyncCursor[DictRow]:
         """The cursor kept for pgjobs' operations, made again once closed."""
@@ -309,6 +320,14 @@ class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
         if cur is None or cur.closed:
             cur = self._ops_cursor = self.cursor(row_factory=dict_row)
         return cur
+
+    async def run_prepared(self, query: str, values: tuple[Any, ...]) -> list[DictRow]:
+        """Async twin of PoolConnection.run_prepared()."""
+        s = self._statements
+        if s is None:
+            s = self._statements = _prepared.Statements(self)
+        async with self.lock:
+            return await self.wait(_prepared.run(s, query, values))
 
 
 # A cursor finds out how to send and read each type on its first statements
@@ -353,6 +372,13 @@ def statement(name: str, columns: tuple[str, ...] = ()) -> str:
     )
 
 
+def _fetched(rows: list[DictRow], fetch: Fetch) -> list[DictRow] | DictRow | None:
+    """What a step asked for, of the rows its statement returned."""
+    if fetch == "one":
+        return rows[0] if rows else None
+    return rows if fetch == "all" else None
+
+
 def _query(name: str, params: Any) -> tuple[str, Any]:
     """A step's statement and its parameters: those of a Columns name its columns."""
     if isinstance(params, Columns):
@@ -375,18 +401,24 @@ def run_pooled(op: Op, conn: PoolConnection) -> Any:
     """Drive an operation over a connection taken out of the App's pool for it alone."""
     cur = conn.ops_cursor()
     try:
-        return _drive(op, cur)
+        return _drive(op, cur, conn)
     finally:
         if _holds_rows(cur):
             cur.close()
 
 
-def _drive(op: Op, cur: psycopg.Cursor[DictRow]) -> Any:
+def _drive(op: Op, cur: psycopg.Cursor[DictRow], own: PoolConnection | None = None) -> Any:
+    # `own`: the connection, when pgjobs took it out of its pool for this
+    # operation alone; its positional steps then skip the cursor.
     try:
         step = next(op)
         while True:
             name, params, fetch = step
             rows: list[DictRow] | DictRow | None
+            if own is not None and isinstance(params, Columns):
+                found = own.run_prepared(statement(name, params.names), params.values)
+                step = op.send(_fetched(found, fetch))
+                continue
             if fetch == "copy":
                 assert isinstance(params, dict)
                 with cur.copy(copy_statement(name, params)) as copy:
@@ -416,18 +448,24 @@ async def arun_pooled(op: Op, conn: AsyncPoolConnection) -> Any:
     """Async twin of run_pooled()."""
     cur = conn.ops_cursor()
     try:
-        return await _adrive(op, cur)
+        return await _adrive(op, cur, conn)
     finally:
         if _holds_rows(cur):
             await cur.close()
 
 
-async def _adrive(op: Op, cur: psycopg.AsyncCursor[DictRow]) -> Any:
+async def _adrive(
+    op: Op, cur: psycopg.AsyncCursor[DictRow], own: AsyncPoolConnection | None = None
+) -> Any:
     try:
         step = next(op)
         while True:
             name, params, fetch = step
             rows: list[DictRow] | DictRow | None
+            if own is not None and isinstance(params, Columns):
+                found = await own.run_prepared(statement(name, params.names), params.values)
+                step = op.send(_fetched(found, fetch))
+                continue
             if fetch == "copy":
                 assert isinstance(params, dict)
                 async with cur.copy(copy_statement(name, params)) as copy:

@@ -4,9 +4,10 @@ bulk:   the transaction `enqueue_many()` runs for 1,000 jobs (`copy_jobs_begin`,
         `copy_jobs` in chunks of COPY_CHUNK rows, then COMMIT), with every row's COPY data
         made by pgjobs' own code before the clock starts: no validation, no JSON, no ids
         and no `Job` objects while it is timed.
-single: the `enqueue_job` statement, autocommit, on one held connection and one kept
-        cursor, for jobs made by pgjobs' own code beforehand: no validation, no pool and
-        no `Job` while it is timed.
+single: the `enqueue_job` statement, autocommit, on one held connection, sent the way
+        pgjobs sends it (prepared on the connection, through libpq: pgjobs._prepared),
+        for jobs made by pgjobs' own code beforehand: no validation, no pool and no `Job`
+        while it is timed.
 
 Both read the statements from sql/queries.sql, so they stay the ones pgjobs sends. The gap
 between this row and pgjobs' is what pgjobs' Python costs; the gap between this row and the
@@ -25,7 +26,7 @@ from psycopg.rows import dict_row
 
 from bench.peers._common import PgCounter, main
 from bench.peers.pgjobs_peer import app
-from pgjobs._db import copy_statement, statement
+from pgjobs._db import PoolConnection, copy_statement, statement
 from pgjobs.app import (
     COPY_CHUNK,
     COPY_END,
@@ -67,7 +68,7 @@ class PgjobsSqlPeer:
 
     def __init__(self) -> None:
         self.url = ""
-        self.conn: psycopg.Connection[dict[str, object]] | None = None
+        self.conn: PoolConnection | None = None
         self.cur: psycopg.Cursor[dict[str, object]] | None = None
         self.count = PgCounter("")
         self.calls: list[list[bytes]] = []
@@ -81,7 +82,7 @@ class PgjobsSqlPeer:
         self.url = args.pg_url
         self.count = PgCounter(self.url)
         upgrade(self.url)
-        self.conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+        self.conn = PoolConnection.connect(self.url, autocommit=True, row_factory=dict_row)
         self.conn.execute("TRUNCATE pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys")
         self.conn.execute("VACUUM ANALYZE pgjobs.jobs")
         self.cur = self.conn.cursor()
@@ -111,10 +112,9 @@ class PgjobsSqlPeer:
 
     def enqueue_one(self, task: str, arg: float) -> None:
         """The enqueue_job statement for the next job made in setup, autocommit."""
-        assert self.cur is not None
+        assert self.conn is not None
         params = _one_job_params(next(self.singles))
-        self.cur.execute(statement("enqueue_job", params.names), params.values)
-        self.cur.fetchone()
+        self.conn.run_prepared(statement("enqueue_job", params.names), params.values)
 
     def start_workers(self, processes: int, concurrency: int) -> list[subprocess.Popen[bytes]]:
         """No worker: this row measures enqueue only."""
