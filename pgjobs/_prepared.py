@@ -4,13 +4,13 @@ psycopg's cursor.execute() serves every query: it parses the query's
 placeholders, looks it up in its prepared-statement cache, keeps the cursor's
 state and results, and reads a row into a dict through a row maker made for
 each result. For the one-job enqueue, which is one statement with a handful of
-parameters, that was 77,000 of a call's client instructions, against 38,000
-for the same statement sent here: the parameters dumped by the connection's
-own adapters, the statement prepared on first use under a name of ours, its
-column names read once, its result in binary (bench/instructions.py counts
-both). It runs only on connections pgjobs took out of its own pool for one
-operation, never on a caller's connection, whose state (a pipeline, a
-transaction, its own prepared statements) is the caller's.
+parameters, the statement cost 93,400 client instructions through a cursor and
+costs 50,800 sent here (bench/instructions.py): the parameters dumped by the
+connection's own adapters, the statement prepared on first use under a name of
+ours, its column names read once, its result in binary. It runs only on
+connections pgjobs took out of its own pool for one operation, never on a
+caller's connection, whose state (a pipeline, a transaction, its own prepared
+statements) is the caller's.
 
 Everything is one generator that psycopg's own wait() drives, so the sync and
 async pools share it, and an interrupt while waiting cancels the statement as

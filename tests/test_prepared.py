@@ -31,6 +31,18 @@ def scratch(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
         db.execute("DROP TABLE IF EXISTS prepared_t")
 
 
+@pytest.fixture
+def one(db_url: str, db: psycopg.Connection[Any]) -> Iterator[Any]:
+    """A task of an App of its own with one pooled connection, closed after the test."""
+    import pgjobs
+
+    fresh = pgjobs.App(db_url, pool_size=1)
+    try:
+        yield fresh.task(name="one")(sample_app.add.fn)
+    finally:
+        fresh.close()
+
+
 def run(conn: psycopg.Connection[Any], s: _prepared.Statements, query: str, *values: Any) -> Any:
     with conn.lock:
         return conn.wait(_prepared.run(s, query, values))
@@ -46,19 +58,12 @@ def test_placeholders_become_numbered_and_any_other_percent_is_refused() -> None
 
 
 def test_an_enqueue_prepares_its_statement_once_and_returns_what_the_row_holds(
-    db_url: str, db: psycopg.Connection[Any]
+    one: Any, db: psycopg.Connection[Any]
 ) -> None:
-    import pgjobs
-
-    fresh = pgjobs.App(db_url, pool_size=1)
-    one = fresh.task(name="one")(sample_app.add.fn)
-    try:
-        jobs = [one.enqueue(i, i) for i in range(5)]
-        jobs.append(one.options(priority=3, queue="q2").enqueue(9, 9))
-        kept = fresh.pool._aside[0][0]
-        prepared = kept.execute(OURS).fetchall()
-    finally:
-        fresh.close()
+    jobs = [one.enqueue(i, i) for i in range(5)]
+    jobs.append(one.options(priority=3, queue="q2").enqueue(9, 9))
+    kept = one.app.pool._aside[0][0]
+    prepared = kept.execute(OURS).fetchall()
     # One statement for the jobs with every default, one for the job that sets two columns.
     assert len(prepared) == 2
     assert all("INSERT INTO pgjobs.jobs" in text for _, text in prepared)
@@ -79,23 +84,16 @@ def test_an_enqueue_prepares_its_statement_once_and_returns_what_the_row_holds(
 
 
 def test_an_enqueue_after_other_code_discarded_the_connections_statements_still_inserts(
-    db_url: str, db: psycopg.Connection[Any]
+    one: Any, db: psycopg.Connection[Any]
 ) -> None:
-    import pgjobs
-
-    fresh = pgjobs.App(db_url, pool_size=1)
-    one = fresh.task(name="one")(sample_app.add.fn)
-    try:
-        first = one.enqueue(1, 1)
-        with fresh.connection() as conn:  # the same, only connection
-            conn.execute("DISCARD ALL")
-            assert conn.execute(OURS).fetchall() == []
-        second = one.enqueue(2, 2)
-        third = one.enqueue(3, 3)
-        kept = fresh.pool._aside[0][0]
-        assert len(kept.execute(OURS).fetchall()) == 1
-    finally:
-        fresh.close()
+    first = one.enqueue(1, 1)
+    with one.app.connection() as conn:  # the same, only connection
+        conn.execute("DISCARD ALL")
+        assert conn.execute(OURS).fetchall() == []
+    second = one.enqueue(2, 2)
+    third = one.enqueue(3, 3)
+    kept = one.app.pool._aside[0][0]
+    assert len(kept.execute(OURS).fetchall()) == 1
     ids = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs WHERE task = 'one'")}
     assert ids == {first.id, second.id, third.id}
 
@@ -169,44 +167,29 @@ def test_past_the_limit_the_oldest_statement_is_deallocated(
 
 
 def test_a_callers_connection_is_never_given_statements_of_ours(
-    db_url: str, db: psycopg.Connection[Any]
+    one: Any, db_url: str, db: psycopg.Connection[Any]
 ) -> None:
-    import pgjobs
-
-    fresh = pgjobs.App(db_url, pool_size=1)
-    one = fresh.task(name="one")(sample_app.add.fn)
-    try:
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            for i in range(3):
-                one.enqueue(i, i, conn=conn)
-            assert conn.execute(OURS).fetchall() == []
-        # A connection of the App's own pool, lent to the caller, in a pipeline.
-        with fresh.connection() as conn, conn.pipeline():
-            job = one.enqueue(7, 7, conn=conn)
-        assert fresh.get_job(job.id).args == [7, 7]
-    finally:
-        fresh.close()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for i in range(3):
+            one.enqueue(i, i, conn=conn)
+        assert conn.execute(OURS).fetchall() == []
+    # A connection of the App's own pool, lent to the caller, in a pipeline.
+    with one.app.connection() as conn, conn.pipeline():
+        job = one.enqueue(7, 7, conn=conn)
+    assert one.app.get_job(job.id).args == [7, 7]
     assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE task = 'one'") == 4
 
 
 def test_an_async_enqueue_prepares_its_statement_on_the_async_pool(
-    db_url: str, db: psycopg.Connection[Any]
+    one: Any, db: psycopg.Connection[Any]
 ) -> None:
-    import pgjobs
-
-    fresh = pgjobs.App(db_url, pool_size=1)
-    one = fresh.task(name="one")(sample_app.add.fn)
-
     async def main() -> tuple[list[uuid.UUID], list[Any]]:
         ids = [(await one.aenqueue(i, i)).id for i in range(4)]
-        async with fresh.aconnection() as conn:
+        async with one.app.aconnection() as conn:
             cur = await conn.execute(OURS)
             return ids, await cur.fetchall()
 
-    try:
-        ids, prepared = asyncio.run(main())
-    finally:
-        fresh.close()
+    ids, prepared = asyncio.run(main())
     assert len(prepared) == 1 and "INSERT INTO pgjobs.jobs" in prepared[0][1]
     found = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs WHERE task = 'one'")}
     assert found == set(ids)

@@ -64,7 +64,10 @@ class PgjobsSqlPeer:
 
     name = "pgjobs SQL alone"
     version = version("pgjobs")
-    config = "psycopg 3; the statements of enqueue_many() and enqueue(), rows made beforehand"
+    config = (
+        "psycopg 3; the statements of enqueue_many() and enqueue(), sent as they send them, "
+        "rows made beforehand"
+    )
 
     def __init__(self) -> None:
         self.url = ""
