@@ -43,6 +43,17 @@ def one(db_url: str, db: psycopg.Connection[Any]) -> Iterator[Any]:
         fresh.close()
 
 
+INSERT_A = "INSERT INTO prepared_t (a) SELECT %s::int RETURNING a"
+
+
+@pytest.fixture
+def one_row(scratch: psycopg.Connection[Any]) -> _prepared.Statements:
+    """The scratch connection's statements, after INSERT_A of a = 1 prepared and run."""
+    s = _prepared.Statements(scratch)
+    run(scratch, s, INSERT_A, 1)
+    return s
+
+
 def run(conn: psycopg.Connection[Any], s: _prepared.Statements, query: str, *values: Any) -> Any:
     with conn.lock:
         return conn.wait(_prepared.run(s, query, values))
@@ -115,11 +126,9 @@ def test_a_statement_whose_result_type_changed_is_prepared_again(
 
 
 def test_inside_a_transaction_a_lost_statement_raises_and_nothing_is_written(
-    scratch: psycopg.Connection[Any],
+    scratch: psycopg.Connection[Any], one_row: _prepared.Statements
 ) -> None:
-    s = _prepared.Statements(scratch)
-    query = "INSERT INTO prepared_t (a) SELECT %s::int RETURNING a"
-    run(scratch, s, query, 1)
+    s, query = one_row, INSERT_A
     with pytest.raises(psycopg.errors.InvalidSqlStatementName), scratch.transaction():
         scratch.execute("INSERT INTO prepared_t (a) VALUES (2)")
         scratch.execute("DEALLOCATE ALL")
@@ -129,11 +138,9 @@ def test_inside_a_transaction_a_lost_statement_raises_and_nothing_is_written(
 
 
 def test_a_failing_statement_raises_psycopgs_own_error_with_the_servers_message(
-    scratch: psycopg.Connection[Any],
+    scratch: psycopg.Connection[Any], one_row: _prepared.Statements
 ) -> None:
-    s = _prepared.Statements(scratch)
-    query = "INSERT INTO prepared_t (a) SELECT %s::int RETURNING a"
-    run(scratch, s, query, 1)
+    s, query = one_row, INSERT_A
     with pytest.raises(psycopg.errors.UniqueViolation, match="prepared_t_pkey"):
         run(scratch, s, query, 1)
     with pytest.raises(psycopg.errors.UndefinedTable, match="no_such_table"):
