@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.conftest import ROOT
 
@@ -140,3 +141,23 @@ def test_the_instruction_count_says_what_it_needs_without_valgrind(tmp_path: Pat
     )
     assert run.returncode == 2
     assert "needs valgrind" in run.stderr
+
+
+def test_the_throughput_count_is_read_often_only_near_the_end() -> None:
+    from bench.peers._common import FAR_POLL, POLL, Progress
+
+    counts = iter([7, 7, 107, 507, 1007])  # 7 before the run: jobs left from another
+    progress = Progress(lambda: next(counts), 1000)
+    assert progress.interval() == POLL  # nothing done yet: the start is timed to 20 ms
+    assert not progress.finished() and progress.first is None
+    assert not progress.finished() and progress.first is not None
+    t0, n0 = progress.first
+    assert n0 == 100
+    progress.last = (t0 + 1.0, 200)  # 100 jobs a second: 800 left is 8 s
+    assert progress.interval() == FAR_POLL
+    progress.last = (t0 + 1.0, 999)  # 1 left at 899/s
+    assert progress.interval() == POLL
+    progress.last = (t0 + 1.0, 960)  # 40 left at 860/s: 47 ms, and half of it
+    assert progress.interval() == pytest.approx(40 / 860 / 2)
+    assert not progress.finished()
+    assert progress.finished()  # 1,000 counted since the baseline
