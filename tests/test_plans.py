@@ -21,6 +21,7 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from pgjobs import App, Worker
+from pgjobs._db import AsyncPoolConnection
 from pgjobs.queries import sql
 from pgjobs.worker.worker import _unless_all_null, finish_and_claim, reuse_plans
 from tests import sample_app
@@ -84,7 +85,7 @@ def test_the_busy_worker_statement_runs_on_one_generic_plan(
 
     async def batches() -> tuple[list[int], list[int], dict[str, Any]]:
         finished, started = [], []
-        conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, row_factory=dict_row)
+        conn = await AsyncPoolConnection.connect(db_url, autocommit=True, row_factory=dict_row)
         async with conn:
             await reuse_plans(conn)
             rows = claimed

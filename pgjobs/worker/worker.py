@@ -27,7 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import logs
+from pgjobs import _db, logs
 from pgjobs._db import ADAPTERS, KEEPALIVE, acheck_idle
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
@@ -195,6 +195,7 @@ class Worker:
             max_size=WRITERS,
             configure=reuse_plans,
             max_idle=60,
+            connection_class=_db.AsyncPoolConnection,
             name=f"pgjobs-worker-{self.id}-busy",
             **common,
         )
@@ -968,10 +969,13 @@ async def reuse_plans(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 async def finish_and_claim(
-    conn: psycopg.AsyncConnection[Any], params: dict[str, Any]
+    conn: _db.AsyncPoolConnection, params: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Record a batch of outcomes and claim the next jobs: one statement, one round trip."""
-    cur = await conn.execute(sql("finish_and_claim"), params, prepare=True)
+    # On the connection's kept cursor: a new one per batch would find out
+    # again how to dump each parameter, half of what dumping a batch costs.
+    cur = conn.ops_cursor()
+    await cur.execute(sql("finish_and_claim"), params, prepare=True)
     return await cur.fetchall()
 
 
