@@ -139,6 +139,12 @@ def demo(count: int, data_dir: str | None) -> None:
     help="How long failed and cancelled jobs, and their dead letters, are kept.",
 )
 @click.option(
+    "--vacuum/--no-vacuum",
+    default=True,
+    show_default=True,
+    help="Vacuum and analyze pgjobs' tables where autovacuum is off, as autovacuum would.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -168,6 +174,7 @@ def worker(
     lease_ttl: float,
     keep_succeeded: str,
     keep_failed: str,
+    vacuum: bool,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -186,6 +193,7 @@ def worker(
         queue_order="strict" if strict else None,
         keep_succeeded=_duration(keep_succeeded, "--keep-succeeded"),
         keep_failed=_duration(keep_failed, "--keep-failed"),
+        vacuum=vacuum,
         concurrency=concurrency,
         processes=processes,
         app_spec=app_spec,

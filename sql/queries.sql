@@ -628,6 +628,53 @@ WITH old AS (
 )
 DELETE FROM pgjobs.dedup_keys d USING old WHERE d.key = old.key;
 
+-- name: upkeep_due
+-- The pgjobs tables that autovacuum leaves alone (it is off for the server or
+-- for the table) and that it would have vacuumed or analyzed by now, by its
+-- own rule: dead rows past autovacuum_vacuum_threshold plus
+-- autovacuum_vacuum_scale_factor times the table's rows, rows changed since
+-- the last analyze past the analyze threshold and scale likewise, each the
+-- table's own setting where it has one. `allowed`: whether this role may
+-- vacuum the table (it has its owner's privileges; VACUUM would skip it with
+-- a warning).
+SELECT schemaname, relname, n_dead_tup, n_mod_since_analyze, allowed,
+       n_dead_tup > vacuum_threshold + vacuum_scale * rows AS vacuum,
+       n_mod_since_analyze > analyze_threshold + analyze_scale * rows AS analyze
+FROM (
+    SELECT s.schemaname, s.relname, s.n_dead_tup, s.n_mod_since_analyze,
+           pg_has_role(c.relowner, 'USAGE') AS allowed,
+           greatest(c.reltuples, 0) AS rows,  -- -1: never counted
+           current_setting('autovacuum')::bool
+               AND coalesce(r.enabled::bool, true) AS autovacuum,
+           coalesce(r.vacuum_threshold,
+                    current_setting('autovacuum_vacuum_threshold'))::float8 AS vacuum_threshold,
+           coalesce(r.vacuum_scale,
+                    current_setting('autovacuum_vacuum_scale_factor'))::float8 AS vacuum_scale,
+           coalesce(r.analyze_threshold,
+                    current_setting('autovacuum_analyze_threshold'))::float8 AS analyze_threshold,
+           coalesce(r.analyze_scale,
+                    current_setting('autovacuum_analyze_scale_factor'))::float8 AS analyze_scale
+    FROM pg_stat_user_tables s
+    JOIN pg_class c ON c.oid = s.relid
+    CROSS JOIN LATERAL (
+        SELECT max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_enabled') AS enabled,
+               max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_vacuum_threshold')
+                   AS vacuum_threshold,
+               max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_vacuum_scale_factor')
+                   AS vacuum_scale,
+               max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_analyze_threshold')
+                   AS analyze_threshold,
+               max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_analyze_scale_factor')
+                   AS analyze_scale
+        FROM pg_options_to_table(c.reloptions) o
+    ) r
+    WHERE s.schemaname = 'pgjobs'
+) t
+WHERE NOT autovacuum
+  AND (n_dead_tup > vacuum_threshold + vacuum_scale * rows
+       OR n_mod_since_analyze > analyze_threshold + analyze_scale * rows)
+ORDER BY relname;
+
 -- name: db_now
 -- The database's clock: workers on several machines agree on it.
 SELECT now() AS now;

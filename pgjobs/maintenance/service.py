@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs.maintenance import pruner, rescuer, scheduler
+from pgjobs.maintenance import pruner, rescuer, scheduler, upkeep
 from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
 from pgjobs.maintenance.periodic import CronEnqueuer
 from pgjobs.queries import sql
@@ -21,7 +21,8 @@ log = logging.getLogger("pgjobs.maintenance")
 
 class Maintenance:
     """Elects a leader among the workers; the leader releases due jobs, enqueues cron slots,
-    rescues lost jobs and prunes old ones."""
+    rescues lost jobs, prunes old ones, and vacuums and analyzes the pgjobs tables that
+    autovacuum leaves alone (vacuum=False: never)."""
 
     def __init__(
         self,
@@ -37,6 +38,8 @@ class Maintenance:
         keep_succeeded: float | None = None,
         keep_failed: float | None = None,
         prune_interval: float = 60.0,
+        vacuum: bool = True,
+        upkeep_interval: float = upkeep.INTERVAL,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -48,6 +51,7 @@ class Maintenance:
         self.keep_succeeded = keep_succeeded
         self.keep_failed = keep_failed
         self.prune_interval = prune_interval
+        self.upkeep = upkeep.Upkeep(url, connect_timeout, upkeep_interval) if vacuum else None
 
     @property
     def is_leader(self) -> bool:
@@ -90,9 +94,14 @@ class Maintenance:
                             if time.monotonic() - last_prune >= self.prune_interval:
                                 last_prune = time.monotonic()
                                 await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
-                    elif time.monotonic() - last_depose >= self.rescue_interval:
-                        last_depose = time.monotonic()
-                        await self.depose_stale_leader()
+                            if self.upkeep is not None:
+                                await self.upkeep.tick(conn)
+                    else:
+                        if self.upkeep is not None:
+                            await self.upkeep.stop()  # a round under way is the leader's alone
+                        if time.monotonic() - last_depose >= self.rescue_interval:
+                            last_depose = time.monotonic()
+                            await self.depose_stale_leader()
                     failures = 0
                 except (psycopg.Error, OSError) as exc:
                     failures += 1
@@ -107,6 +116,8 @@ class Maintenance:
                     pause = min(pause, self.cron.seconds_until_due())
                 await asyncio.sleep(max(pause, 0.01))
         finally:
+            if self.upkeep is not None:
+                await self.upkeep.stop()
             await self.leader.close()
 
     async def _announce(self, leader_pid: int | None) -> None:

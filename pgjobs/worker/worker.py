@@ -70,6 +70,7 @@ class Worker:
         max_batch: int = 500,
         keep_succeeded: float | timedelta | None = timedelta(days=1),
         keep_failed: float | timedelta | None = timedelta(days=30),
+        vacuum: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
@@ -86,6 +87,7 @@ class Worker:
         self.queues, self.weights, self.queue_order = _queue_plan(queues, queue_order)
         self.keep_succeeded = _seconds(keep_succeeded)
         self.keep_failed = _seconds(keep_failed)
+        self.vacuum = vacuum
         self.limited_tasks = sorted(name for name, t in app.tasks.items() if t.limited)
         self.processes = processes
         # Child processes run one attempt each: capacity is the number of children.
@@ -219,6 +221,7 @@ class Worker:
             app=self.app,
             keep_succeeded=self.keep_succeeded,
             keep_failed=self.keep_failed,
+            vacuum=self.vacuum,
         )
 
         if install_signal_handlers is None:

@@ -1,0 +1,155 @@
+"""Upkeep: the leader vacuums and analyzes the pgjobs tables that autovacuum leaves alone.
+
+Where autovacuum runs, Postgres does this itself and upkeep does nothing.
+Where it is off, for the server or for a table, nothing else ever analyzes the
+jobs table. A plan that a worker's connection made while the table was small
+(a fresh install, a table just truncated) then stays cached for the life of
+the connection: a sequential scan and a sort of the whole table for every
+claim, slower with every job the table keeps. ANALYZE makes every connection
+plan again, with the table's real size; VACUUM keeps the dead rows of claimed
+and finished jobs from piling up. Upkeep does both by autovacuum's own rule
+and thresholds, on a connection of its own, so a long VACUUM never holds up
+the leader's other duties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.rows import dict_row
+
+from pgjobs._db import KEEPALIVE
+from pgjobs.queries import sql
+
+log = logging.getLogger("pgjobs.maintenance")
+
+#: Seconds between two looks at the tables' statistics (a cheap read).
+INTERVAL = 5.0
+
+
+@dataclass(frozen=True)
+class Chore:
+    """One table that autovacuum would have vacuumed or analyzed by now."""
+
+    table: str  # schema-qualified, as it is spelled in the database
+    vacuum: bool
+    analyze: bool
+    dead_rows: int
+    changed_rows: int
+
+    def statement(self) -> pgsql.Composed:
+        """VACUUM (with ANALYZE) or ANALYZE of the table, never waiting for a lock."""
+        schema, name = self.table.split(".", 1)
+        ident = pgsql.Identifier(schema, name)
+        if self.vacuum:
+            # TRUNCATE false: cutting empty pages off the table's end would take
+            # its exclusive lock, which stops every claim while it is held.
+            options = "SKIP_LOCKED, TRUNCATE false" + (", ANALYZE" if self.analyze else "")
+            return pgsql.SQL("VACUUM ({}) {}").format(pgsql.SQL(options), ident)
+        return pgsql.SQL("ANALYZE (SKIP_LOCKED) {}").format(ident)
+
+
+async def due(conn: psycopg.AsyncConnection[Any], told: set[str] | None = None) -> list[Chore]:
+    """The chores due now, by autovacuum's rule, on the tables this role may vacuum.
+
+    A table that is due but not this role's to vacuum is named in a warning,
+    once per name in `told`.
+    """
+    told = set() if told is None else told
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql("upkeep_due"))
+        rows = await cur.fetchall()
+    chores = []
+    for r in rows:
+        table = f"{r['schemaname']}.{r['relname']}"
+        if not r["allowed"]:
+            if table not in told:
+                told.add(table)
+                log.warning(
+                    "autovacuum is off for %s and this role may not vacuum it: "
+                    "vacuum and analyze it as its owner, or turn autovacuum on",
+                    table,
+                )
+            continue
+        chores.append(
+            Chore(table, r["vacuum"], r["analyze"], r["n_dead_tup"], r["n_mod_since_analyze"])
+        )
+    return chores
+
+
+async def run(conn: psycopg.AsyncConnection[Any], chores: list[Chore]) -> None:
+    """Do the chores on `conn`, which must be in autocommit (VACUUM runs outside a transaction)."""
+    for chore in chores:
+        started = time.monotonic()
+        await conn.execute(chore.statement())
+        log.debug(
+            "%s %s (%d dead rows, %d changed) in %.0f ms",
+            "vacuumed" if chore.vacuum else "analyzed",
+            chore.table,
+            chore.dead_rows,
+            chore.changed_rows,
+            (time.monotonic() - started) * 1000,
+        )
+
+
+class Upkeep:
+    """The leader's upkeep: looks every `interval` seconds, and does what is due in the
+    background, one round at a time."""
+
+    def __init__(self, url: str, connect_timeout: float, interval: float = INTERVAL) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._last_look = 0.0
+        self._told: set[str] = set()
+        self._announced: set[str] = set()
+
+    @property
+    def busy(self) -> bool:
+        """A round of chores is still running."""
+        return self._task is not None and not self._task.done()
+
+    async def tick(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Look at the statistics if it is time to, and start the chores that are due."""
+        if self.busy or time.monotonic() - self._last_look < self.interval:
+            return
+        self._last_look = time.monotonic()
+        chores = await due(conn, self._told)
+        if not chores:
+            return
+        for c in chores:
+            if c.table not in self._announced:
+                self._announced.add(c.table)
+                log.info(
+                    "autovacuum is off for %s: the leader vacuums and analyzes it itself", c.table
+                )
+        self._task = asyncio.create_task(self._round(chores), name="pgjobs-upkeep")
+
+    async def _round(self, chores: list[Chore]) -> None:
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                **KEEPALIVE,
+            )
+            async with conn:
+                await run(conn, chores)
+        except (psycopg.Error, OSError) as exc:
+            # Statistics still say it is due: the next look tries again.
+            log.warning("upkeep failed (%s); trying again later", exc)
+
+    async def stop(self) -> None:
+        """Cancel a round that is running (its statement is cancelled on the server)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            # wait() rather than await: the round's own cancellation is not ours.
+            await asyncio.wait({task})

@@ -1,0 +1,314 @@
+"""Upkeep: where autovacuum is off, the leader vacuums and analyzes pgjobs' tables itself.
+
+A claim planned while the jobs table was empty scans the whole table for as
+long as the plan is kept, which without an ANALYZE is the connection's life;
+these tests show that plan, that upkeep's ANALYZE replaces it, that a real
+worker does the upkeep by autovacuum's rule (and not with --no-vacuum), that
+tables autovacuum looks after are left to it (on the embedded Postgres, where
+it runs), and that a table this role may not vacuum is named, not vacuumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql as pgsql
+
+from pgjobs.maintenance import upkeep
+from pgjobs.queries import sql
+from tests import sample_app
+from tests.conftest import ROOT, WorkerProcess, wait_for
+
+
+@pytest.fixture
+def no_autovacuum(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """The jobs table with autovacuum off for it, whatever the server's setting."""
+    db.execute("ALTER TABLE pgjobs.jobs SET (autovacuum_enabled = false)")
+    try:
+        yield db
+    finally:
+        db.execute("ALTER TABLE pgjobs.jobs RESET (autovacuum_enabled)")
+
+
+def _stats(db: psycopg.Connection[Any], table: str = "jobs") -> tuple[int, int, int]:
+    row = db.execute(
+        "SELECT vacuum_count, analyze_count, n_dead_tup FROM pg_stat_user_tables"
+        " WHERE schemaname = 'pgjobs' AND relname = %s",
+        (table,),
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def _changed(db: psycopg.Connection[Any]) -> int:
+    """Rows of pgjobs.jobs changed since its last ANALYZE, as the statistics have it."""
+    row = db.execute(
+        "SELECT n_mod_since_analyze FROM pg_stat_user_tables"
+        " WHERE schemaname = 'pgjobs' AND relname = 'jobs'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _churn(url: str, jobs: int) -> None:
+    """`jobs` jobs enqueued and claimed on a connection of their own, closed at the end,
+    which sends its statistics: 2 dead rows per job."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO pgjobs.jobs (id, task, args)"
+            " SELECT gen_random_uuid(), 'record', '[1]' FROM generate_series(1, %s)",
+            (jobs,),
+        )
+        conn.execute("UPDATE pgjobs.jobs SET status = 'running', worker_id = 'x'")
+        conn.execute("UPDATE pgjobs.jobs SET status = 'succeeded', worker_id = NULL")
+
+
+def _due(url: str) -> list[upkeep.Chore]:
+    async def look() -> list[upkeep.Chore]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            return await upkeep.due(conn)
+
+    return asyncio.run(look())
+
+
+def _do(url: str, chores: list[upkeep.Chore]) -> None:
+    async def work() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await upkeep.run(conn, chores)
+
+    asyncio.run(work())
+
+
+def _claim_scans(conn: psycopg.Connection[Any]) -> set[tuple[str, str | None]]:
+    """The scans of pgjobs.jobs in the plan the prepared claim would run now."""
+    row = conn.execute(
+        "EXPLAIN (FORMAT JSON) EXECUTE claim"
+        "('{default}', '{1}', '{0}', 10, 'priority', 'upkeep-test')"
+    ).fetchone()
+    assert row is not None
+
+    def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield plan
+        for child in plan.get("Plans", []):
+            yield from nodes(child)
+
+    return {
+        (n["Node Type"], n.get("Index Name"))
+        for n in nodes(row[0][0]["Plan"])
+        if n.get("Relation Name") == "jobs"
+    }
+
+
+def test_a_claim_planned_on_an_empty_table_scans_it_all_until_upkeep_analyzes_it(
+    no_autovacuum: psycopg.Connection[Any], db_url: str
+) -> None:
+    db = no_autovacuum
+    db.execute("VACUUM ANALYZE pgjobs.jobs")  # the statistics of a fresh install
+    names: list[str] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    text = re.sub(r"%\((\w+)\)[sb]", placeholder, sql("claim_jobs"))
+    assert names == ["queues", "weights", "offsets", "limit", "order", "worker_id"]
+    with psycopg.connect(db_url, autocommit=True) as worker:
+        # As a busy worker's connection keeps it: one plan, made once.
+        worker.execute("SET plan_cache_mode = force_generic_plan")
+        worker.execute(f"PREPARE claim AS {text}")
+        empty = _claim_scans(worker)
+        sample_app.record.enqueue_many([(n,) for n in range(5000)])
+        grown = _claim_scans(worker)
+
+        # The App's connection reports its writes to the statistics when idle.
+        wait_for(lambda: _changed(db) >= 5000, timeout=15)
+        chores = _due(db_url)
+        jobs = [c for c in chores if c.table == "pgjobs.jobs"]
+        assert len(jobs) == 1 and jobs[0].analyze, chores
+        before = _stats(db)
+        _do(db_url, chores)
+        after = _stats(db)
+        replanned = _claim_scans(worker)
+    # Planned for an empty table, the claim reads the whole table and sorts
+    # it, and goes on doing so for 5,000 jobs: the plan is kept.
+    assert ("Seq Scan", None) in empty, empty
+    assert grown == empty
+    assert after[1] == before[1] + 1  # one ANALYZE of the jobs table
+    # Made again once the statistics changed: through the claim index.
+    assert ("Index Scan", "jobs_claim_idx") in replanned, replanned
+    assert ("Seq Scan", None) not in replanned, replanned
+
+
+def test_dead_rows_past_autovacuums_threshold_are_vacuumed(
+    no_autovacuum: psycopg.Connection[Any], db_url: str
+) -> None:
+    db = no_autovacuum
+    db.execute("VACUUM ANALYZE pgjobs.jobs")
+    threshold = db.execute("SELECT current_setting('autovacuum_vacuum_threshold')::int").fetchone()
+    assert threshold is not None
+    # Too few dead rows for autovacuum: upkeep leaves the table as it is.
+    _churn(db_url, threshold[0] // 4)
+    wait_for(lambda: _stats(db)[2] >= 2 * (threshold[0] // 4), timeout=15)
+    assert not [c for c in _due(db_url) if c.table == "pgjobs.jobs" and c.vacuum]
+    _churn(db_url, threshold[0] + 100)
+    wait_for(lambda: _stats(db)[2] > threshold[0], timeout=15)
+    chores = [c for c in _due(db_url) if c.table == "pgjobs.jobs"]
+    assert len(chores) == 1 and chores[0].vacuum and chores[0].analyze, chores
+    assert chores[0].dead_rows > threshold[0]
+    assert chores[0].statement().as_string(db) == (
+        'VACUUM (SKIP_LOCKED, TRUNCATE false, ANALYZE) "pgjobs"."jobs"'
+    )
+    before = _stats(db)
+    _do(db_url, chores)
+    after = _stats(db)
+    assert (after[0], after[1]) == (before[0] + 1, before[1] + 1)
+    assert after[2] == 0  # the dead rows are gone
+    assert not [c for c in _due(db_url) if c.table == "pgjobs.jobs"]
+
+
+def test_a_worker_vacuums_only_when_asked_to(
+    no_autovacuum: psycopg.Connection[Any],
+    db_url: str,
+    spawn_worker: Callable[..., WorkerProcess],
+) -> None:
+    db = no_autovacuum
+    jobs = 300
+
+    def run_jobs(start: int) -> None:
+        sample_app.record.enqueue_many([(n,) for n in range(start, start + jobs)])
+        wait_for(lambda: _count(db, "SELECT count(*) FROM test_runs") >= start + jobs, timeout=30)
+
+    # --no-vacuum: the leader looks at nothing, for longer than a look's interval.
+    quiet = spawn_worker("--no-vacuum", "--concurrency", "20", "--log-level", "DEBUG")
+    before = _stats(db)
+    run_jobs(0)
+    time.sleep(upkeep.INTERVAL + 1.5)
+    assert _stats(db)[:2] == before[:2]
+    assert "autovacuum is off" not in quiet.log()
+    assert quiet.stop() == 0
+
+    # By default the leader vacuums the dead rows of the jobs it ran.
+    worker = spawn_worker("--concurrency", "20", "--log-level", "DEBUG")
+    run_jobs(jobs)
+    wait_for(lambda: _stats(db)[0] > before[0], timeout=upkeep.INTERVAL * 3)
+    after = _stats(db)
+    assert after[1] > before[1]
+    wait_for(lambda: "vacuumed pgjobs.jobs" in worker.log(), timeout=10)
+    assert "autovacuum is off for pgjobs.jobs: the leader vacuums and analyzes it" in worker.log()
+    assert _count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 2 * jobs
+
+
+def _count(db: psycopg.Connection[Any], query: str) -> int:
+    row = db.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_table_this_role_may_not_vacuum_is_named_once_and_left_alone(
+    no_autovacuum: psycopg.Connection[Any], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = no_autovacuum
+    role = "pgjobs_upkeep_outsider"
+    db.execute(pgsql.SQL("DROP ROLE IF EXISTS {}").format(pgsql.Identifier(role)))
+    db.execute(pgsql.SQL("CREATE ROLE {} NOLOGIN").format(pgsql.Identifier(role)))
+    try:
+        _churn(db_url, 200)
+        wait_for(lambda: _stats(db)[2] >= 400, timeout=15)
+
+        async def look_twice() -> tuple[list[upkeep.Chore], list[upkeep.Chore]]:
+            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+                owner = await upkeep.due(conn)
+                await conn.execute(pgsql.SQL("SET ROLE {}").format(pgsql.Identifier(role)))
+                told: set[str] = set()
+                await upkeep.due(conn, told)
+                return owner, await upkeep.due(conn, told)
+
+        with caplog.at_level(logging.WARNING, logger="pgjobs.maintenance"):
+            owner, outsider = asyncio.run(look_twice())
+    finally:
+        db.execute(pgsql.SQL("DROP ROLE {}").format(pgsql.Identifier(role)))
+    assert "pgjobs.jobs" in [c.table for c in owner]
+    assert outsider == []
+    named = [r.getMessage() for r in caplog.records if "pgjobs.jobs" in r.getMessage()]
+    assert named == [
+        "autovacuum is off for pgjobs.jobs and this role may not vacuum it: "
+        "vacuum and analyze it as its owner, or turn autovacuum on"
+    ]
+
+
+EMBEDDED = textwrap.dedent(
+    """
+    import asyncio
+    import time
+
+    import psycopg
+
+    import pgjobs
+    from pgjobs.maintenance import upkeep
+
+    app = pgjobs.App()
+    app.migrate()
+    with psycopg.connect(app.url, autocommit=True) as conn:
+        print("autovacuum:", conn.execute("SHOW autovacuum").fetchone()[0])
+        conn.execute("ALTER TABLE pgjobs.jobs SET (autovacuum_enabled = true)")
+        conn.execute(
+            "INSERT INTO pgjobs.jobs (id, task, status) SELECT gen_random_uuid(), 't',"
+            " 'succeeded' FROM generate_series(1, 1000)"
+        )
+        conn.execute("DELETE FROM pgjobs.jobs")
+
+    async def due():
+        async with await psycopg.AsyncConnection.connect(app.url, autocommit=True) as conn:
+            return [c.table for c in await upkeep.due(conn)]
+
+    with psycopg.connect(app.url, autocommit=True) as conn:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            dead = conn.execute(
+                "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'jobs'"
+            ).fetchone()[0]
+            if dead >= 1000:
+                break
+            time.sleep(0.1)
+        print("dead:", dead >= 1000)
+        print("autovacuum on, due:", "pgjobs.jobs" in asyncio.run(due()))
+        conn.execute("ALTER TABLE pgjobs.jobs SET (autovacuum_enabled = false)")
+        print("autovacuum off for the table, due:", "pgjobs.jobs" in asyncio.run(due()))
+    app.close()
+    """
+)
+
+
+def test_tables_that_autovacuum_looks_after_are_left_to_it(tmp_path: Path) -> None:
+    # The embedded Postgres runs autovacuum, as most servers do (this
+    # machine's own server has it off).
+    env = {k: v for k, v in os.environ.items() if k != "PGJOBS_URL"}
+    env["PGJOBS_DATA_DIR"] = str(tmp_path / "pgdata")
+    result = subprocess.run(
+        [sys.executable, "-c", EMBEDDED],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "autovacuum: on",
+        "dead: True",
+        "autovacuum on, due: False",
+        "autovacuum off for the table, due: True",
+    ], result.stdout
