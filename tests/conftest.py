@@ -10,6 +10,7 @@ drops it at the end, so runs never see each other's rows.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,19 @@ def app(db: psycopg.Connection[Any]) -> Any:
     from tests import sample_app
 
     return sample_app.app
+
+
+def numbered(query: str) -> tuple[str, list[str]]:
+    """A pgjobs statement with $1, $2, ... for its named placeholders, for PREPARE, and the
+    names in their order."""
+    names: list[str] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return re.sub(r"%\((\w+)\)[sb]", placeholder, query), names
 
 
 def count(conn: psycopg.Connection[Any], query: str = "SELECT count(*) FROM pgjobs.jobs") -> int:

@@ -12,7 +12,6 @@ running jobs.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from pgjobs._db import AsyncPoolConnection
 from pgjobs.queries import sql
 from pgjobs.worker.worker import _unless_all_null, finish_and_claim, reuse_plans
 from tests import sample_app
-from tests.conftest import count
+from tests.conftest import count, numbered
 
 WORKER = "plan-test-worker"
 BATCH = 50
@@ -190,14 +189,7 @@ def test_the_generic_plan_reaches_each_job_by_its_primary_key(
     done = running[:BATCH]
     params = {**_outcomes(done), **_claim_params(BATCH)}
     # A server-side prepared statement, so EXPLAIN can show the generic plan.
-    order: list[str] = []
-
-    def placeholder(m: re.Match[str]) -> str:
-        if m.group(1) not in order:
-            order.append(m.group(1))
-        return f"${order.index(m.group(1)) + 1}"
-
-    text = re.sub(r"%\((\w+)\)[sb]", placeholder, sql("finish_and_claim"))
+    text, order = numbered(sql("finish_and_claim"))
     args = pgsql.SQL(", ").join(pgsql.Literal(params[name]) for name in order)
     db.execute("BEGIN")
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -29,7 +28,7 @@ from psycopg import sql as pgsql
 from pgjobs.maintenance import upkeep
 from pgjobs.queries import sql
 from tests import sample_app
-from tests.conftest import ROOT, WorkerProcess, wait_for
+from tests.conftest import ROOT, WorkerProcess, count, numbered, wait_for
 
 
 @pytest.fixture
@@ -42,24 +41,16 @@ def no_autovacuum(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[An
         db.execute("ALTER TABLE pgjobs.jobs RESET (autovacuum_enabled)")
 
 
-def _stats(db: psycopg.Connection[Any], table: str = "jobs") -> tuple[int, int, int]:
+def _stats(db: psycopg.Connection[Any]) -> dict[str, int]:
+    """The statistics of pgjobs.jobs: vacuums and analyzes so far, dead rows, rows changed
+    since its last ANALYZE."""
     row = db.execute(
-        "SELECT vacuum_count, analyze_count, n_dead_tup FROM pg_stat_user_tables"
-        " WHERE schemaname = 'pgjobs' AND relname = %s",
-        (table,),
-    ).fetchone()
-    assert row is not None
-    return row[0], row[1], row[2]
-
-
-def _changed(db: psycopg.Connection[Any]) -> int:
-    """Rows of pgjobs.jobs changed since its last ANALYZE, as the statistics have it."""
-    row = db.execute(
-        "SELECT n_mod_since_analyze FROM pg_stat_user_tables"
+        "SELECT vacuum_count AS vacuums, analyze_count AS analyzes, n_dead_tup AS dead,"
+        " n_mod_since_analyze AS changed FROM pg_stat_user_tables"
         " WHERE schemaname = 'pgjobs' AND relname = 'jobs'"
     ).fetchone()
     assert row is not None
-    return int(row[0])
+    return {"vacuums": row[0], "analyzes": row[1], "dead": row[2], "changed": row[3]}
 
 
 def _churn(url: str, jobs: int) -> None:
@@ -116,14 +107,7 @@ def test_a_claim_planned_on_an_empty_table_scans_it_all_until_upkeep_analyzes_it
 ) -> None:
     db = no_autovacuum
     db.execute("VACUUM ANALYZE pgjobs.jobs")  # the statistics of a fresh install
-    names: list[str] = []
-
-    def placeholder(m: re.Match[str]) -> str:
-        if m.group(1) not in names:
-            names.append(m.group(1))
-        return f"${names.index(m.group(1)) + 1}"
-
-    text = re.sub(r"%\((\w+)\)[sb]", placeholder, sql("claim_jobs"))
+    text, names = numbered(sql("claim_jobs"))
     assert names == ["queues", "weights", "offsets", "limit", "order", "worker_id"]
     with psycopg.connect(db_url, autocommit=True) as worker:
         # As a busy worker's connection keeps it: one plan, made once.
@@ -134,7 +118,7 @@ def test_a_claim_planned_on_an_empty_table_scans_it_all_until_upkeep_analyzes_it
         grown = _claim_scans(worker)
 
         # The App's connection reports its writes to the statistics when idle.
-        wait_for(lambda: _changed(db) >= 5000, timeout=15)
+        wait_for(lambda: _stats(db)["changed"] >= 5000, timeout=15)
         chores = _due(db_url)
         jobs = [c for c in chores if c.table == "pgjobs.jobs"]
         assert len(jobs) == 1 and jobs[0].analyze, chores
@@ -146,7 +130,7 @@ def test_a_claim_planned_on_an_empty_table_scans_it_all_until_upkeep_analyzes_it
     # it, and goes on doing so for 5,000 jobs: the plan is kept.
     assert ("Seq Scan", None) in empty, empty
     assert grown == empty
-    assert after[1] == before[1] + 1  # one ANALYZE of the jobs table
+    assert after["analyzes"] == before["analyzes"] + 1  # one ANALYZE of the jobs table
     # Made again once the statistics changed: through the claim index.
     assert ("Index Scan", "jobs_claim_idx") in replanned, replanned
     assert ("Seq Scan", None) not in replanned, replanned
@@ -161,10 +145,10 @@ def test_dead_rows_past_autovacuums_threshold_are_vacuumed(
     assert threshold is not None
     # Too few dead rows for autovacuum: upkeep leaves the table as it is.
     _churn(db_url, threshold[0] // 4)
-    wait_for(lambda: _stats(db)[2] >= 2 * (threshold[0] // 4), timeout=15)
+    wait_for(lambda: _stats(db)["dead"] >= 2 * (threshold[0] // 4), timeout=15)
     assert not [c for c in _due(db_url) if c.table == "pgjobs.jobs" and c.vacuum]
     _churn(db_url, threshold[0] + 100)
-    wait_for(lambda: _stats(db)[2] > threshold[0], timeout=15)
+    wait_for(lambda: _stats(db)["dead"] > threshold[0], timeout=15)
     chores = [c for c in _due(db_url) if c.table == "pgjobs.jobs"]
     assert len(chores) == 1 and chores[0].vacuum and chores[0].analyze, chores
     assert chores[0].dead_rows > threshold[0]
@@ -174,8 +158,9 @@ def test_dead_rows_past_autovacuums_threshold_are_vacuumed(
     before = _stats(db)
     _do(db_url, chores)
     after = _stats(db)
-    assert (after[0], after[1]) == (before[0] + 1, before[1] + 1)
-    assert after[2] == 0  # the dead rows are gone
+    assert after["vacuums"] == before["vacuums"] + 1
+    assert after["analyzes"] == before["analyzes"] + 1
+    assert after["dead"] == 0  # the dead rows are gone
     assert not [c for c in _due(db_url) if c.table == "pgjobs.jobs"]
 
 
@@ -189,32 +174,27 @@ def test_a_worker_vacuums_only_when_asked_to(
 
     def run_jobs(start: int) -> None:
         sample_app.record.enqueue_many([(n,) for n in range(start, start + jobs)])
-        wait_for(lambda: _count(db, "SELECT count(*) FROM test_runs") >= start + jobs, timeout=30)
+        wait_for(lambda: count(db, "SELECT count(*) FROM test_runs") >= start + jobs, timeout=30)
 
     # --no-vacuum: the leader looks at nothing, for longer than a look's interval.
     quiet = spawn_worker("--no-vacuum", "--concurrency", "20", "--log-level", "DEBUG")
     before = _stats(db)
     run_jobs(0)
     time.sleep(upkeep.INTERVAL + 1.5)
-    assert _stats(db)[:2] == before[:2]
+    now = _stats(db)
+    assert (now["vacuums"], now["analyzes"]) == (before["vacuums"], before["analyzes"])
     assert "autovacuum is off" not in quiet.log()
     assert quiet.stop() == 0
 
     # By default the leader vacuums the dead rows of the jobs it ran.
     worker = spawn_worker("--concurrency", "20", "--log-level", "DEBUG")
     run_jobs(jobs)
-    wait_for(lambda: _stats(db)[0] > before[0], timeout=upkeep.INTERVAL * 3)
+    wait_for(lambda: _stats(db)["vacuums"] > before["vacuums"], timeout=upkeep.INTERVAL * 3)
     after = _stats(db)
-    assert after[1] > before[1]
+    assert after["analyzes"] > before["analyzes"]
     wait_for(lambda: "vacuumed pgjobs.jobs" in worker.log(), timeout=10)
     assert "autovacuum is off for pgjobs.jobs: the leader vacuums and analyzes it" in worker.log()
-    assert _count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 2 * jobs
-
-
-def _count(db: psycopg.Connection[Any], query: str) -> int:
-    row = db.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 2 * jobs
 
 
 def test_a_table_this_role_may_not_vacuum_is_named_once_and_left_alone(
@@ -226,7 +206,7 @@ def test_a_table_this_role_may_not_vacuum_is_named_once_and_left_alone(
     db.execute(pgsql.SQL("CREATE ROLE {} NOLOGIN").format(pgsql.Identifier(role)))
     try:
         _churn(db_url, 200)
-        wait_for(lambda: _stats(db)[2] >= 400, timeout=15)
+        wait_for(lambda: _stats(db)["dead"] >= 400, timeout=15)
 
         async def look_twice() -> tuple[list[upkeep.Chore], list[upkeep.Chore]]:
             async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
