@@ -120,6 +120,11 @@ class Upkeep:
         """Look at the statistics if it is time to, and start the chores that are due."""
         if self.busy or time.monotonic() - self._last_look < self.interval:
             return
+        if self._task is not None:
+            done, self._task = self._task, None
+            # A round's database errors are logged in it; anything else is a
+            # bug, and stops the maintenance loudly, as in any other duty.
+            done.result()
         self._last_look = time.monotonic()
         chores = await due(conn, self._told)
         if not chores:
