@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql as pgsql
+from psycopg.conninfo import make_conninfo
 
 from pgjobs.maintenance import upkeep
 from pgjobs.queries import sql
@@ -292,3 +293,28 @@ def test_tables_that_autovacuum_looks_after_are_left_to_it(tmp_path: Path) -> No
         "autovacuum on, due: False",
         "autovacuum off for the table, due: True",
     ], result.stdout
+
+
+def test_a_round_outlasts_a_statement_timeout_the_role_sets(
+    no_autovacuum: psycopg.Connection[Any], db_url: str
+) -> None:
+    db = no_autovacuum
+    _churn(db_url, 20_000)
+    wait_for(lambda: _stats(db)["dead"] >= 40_000, timeout=15)
+    before = _stats(db)
+    # As if the role had ALTER ROLE ... SET statement_timeout = '1ms'.
+    url = make_conninfo(db_url, options="-c statement_timeout=1")
+
+    async def one_round() -> None:
+        keeper = upkeep.Upkeep(url, connect_timeout=5)
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            await keeper.tick(conn)
+            assert keeper.busy
+            while keeper.busy:
+                await asyncio.sleep(0.01)
+        await keeper.stop()
+
+    asyncio.run(one_round())
+    after = _stats(db)
+    assert after["vacuums"] == before["vacuums"] + 1
+    assert after["dead"] == 0

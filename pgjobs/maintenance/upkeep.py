@@ -146,6 +146,9 @@ class Upkeep:
                 **KEEPALIVE,
             )
             async with conn:
+                # A vacuum of a large table may rightly outlast a timeout the
+                # role sets for its statements; it would fail at every look.
+                await conn.execute("SET statement_timeout = 0")
                 await run(conn, chores)
         except (psycopg.Error, OSError) as exc:
             # Statistics still say it is due: the next look tries again.
@@ -154,7 +157,11 @@ class Upkeep:
     async def stop(self) -> None:
         """Cancel a round that is running (its statement is cancelled on the server)."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        if task is None:
+            return
+        if not task.done():
             task.cancel()
             # wait() rather than await: the round's own cancellation is not ours.
             await asyncio.wait({task})
+        elif task.exception() is not None:
+            log.error("upkeep failed: %r", task.exception())
