@@ -419,7 +419,7 @@ EXPECTED: dict[str, list[str]] = {
     "dead_letters.sql": ["explode", "ValueError", "bad input"],
     "slowest_tasks.sql": ["explode", "2.000"],
     "job_history.sql": ["attempt 1 failed", "dead-lettered", "Traceback: here"],
-    "table_bloat.sql": ["jobs_claim_idx", "dead_letters"],
+    "table_bloat.sql": ["jobs_claim_idx", "dead_letters", "fillfactor=80"],
     "xmin_horizon.sql": ["obs-holder", "idle in transaction"],
     "workers.sql": ["w-live", "obs-q"],
 }

@@ -8,25 +8,34 @@
 -- entries and slow down; that is the usual way a SKIP LOCKED queue dies.
 -- hot_pct is the share of updates that were HOT (no index touched); the
 -- jobs table leaves room on each page (fillfactor 80) to keep it high.
+-- Where autovacuum is off (SHOW autovacuum, or autovacuum_enabled=false in
+-- the table's reloptions), pgjobs' leader vacuums and analyzes the table by
+-- autovacuum's rule (vacuum_count, last_analyze), unless its workers run
+-- with --no-vacuum; with neither, nothing ever analyzes it, and plans made
+-- while it was small stay on the workers' connections.
 --
 -- Run:
 --   psql "$PGJOBS_URL" -f sql/inspect/table_bloat.sql
 
-SELECT relname AS table_name,
+SELECT s.relname AS table_name,
+       c.reloptions,
        n_live_tup,
        n_dead_tup,
        round(100.0 * n_dead_tup / nullif(n_live_tup + n_dead_tup, 0), 1) AS dead_pct,
        round(100.0 * n_tup_hot_upd / nullif(n_tup_upd, 0), 1) AS hot_pct,
-       pg_size_pretty(pg_table_size(relid)) AS table_size,
-       pg_size_pretty(pg_indexes_size(relid)) AS indexes_size,
+       pg_size_pretty(pg_table_size(s.relid)) AS table_size,
+       pg_size_pretty(pg_indexes_size(s.relid)) AS indexes_size,
        last_autovacuum,
        last_vacuum,
        autovacuum_count,
+       vacuum_count,
        last_autoanalyze,
+       last_analyze,
        n_mod_since_analyze
-FROM pg_stat_user_tables
-WHERE schemaname = 'pgjobs'
-ORDER BY n_dead_tup DESC, relname;
+FROM pg_stat_user_tables s
+JOIN pg_class c ON c.oid = s.relid
+WHERE s.schemaname = 'pgjobs'
+ORDER BY n_dead_tup DESC, s.relname;
 
 -- The indexes of the jobs table. Vacuum frees the pages of dead entries for
 -- reuse but never shrinks an index: after a large backlog has drained, the
