@@ -37,16 +37,21 @@ INTERVAL = 5.0
 class Chore:
     """One table that autovacuum would have vacuumed or analyzed by now."""
 
-    table: str  # schema-qualified, as it is spelled in the database
+    schema: str
+    name: str
     vacuum: bool
     analyze: bool
     dead_rows: int
     changed_rows: int
 
+    @property
+    def table(self) -> str:
+        """The table's schema-qualified name, for messages."""
+        return f"{self.schema}.{self.name}"
+
     def statement(self) -> pgsql.Composed:
         """VACUUM (with ANALYZE) or ANALYZE of the table, never waiting for a lock."""
-        schema, name = self.table.split(".", 1)
-        ident = pgsql.Identifier(schema, name)
+        ident = pgsql.Identifier(self.schema, self.name)
         if self.vacuum:
             # TRUNCATE false: cutting empty pages off the table's end would take
             # its exclusive lock, which stops every claim while it is held.
@@ -78,7 +83,14 @@ async def due(conn: psycopg.AsyncConnection[Any], told: set[str] | None = None) 
                 )
             continue
         chores.append(
-            Chore(table, r["vacuum"], r["analyze"], r["n_dead_tup"], r["n_mod_since_analyze"])
+            Chore(
+                r["schemaname"],
+                r["relname"],
+                r["vacuum"],
+                r["analyze"],
+                r["n_dead_tup"],
+                r["n_mod_since_analyze"],
+            )
         )
     return chores
 
