@@ -399,17 +399,13 @@ def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
 
 def run_pooled(op: Op, conn: PoolConnection) -> Any:
     """Drive an operation over a connection taken out of the App's pool for it alone."""
-    cur = conn.ops_cursor()
-    try:
-        return _drive(op, cur, conn)
-    finally:
-        if _holds_rows(cur):
-            cur.close()
+    return _drive(op, None, conn)
 
 
-def _drive(op: Op, cur: psycopg.Cursor[DictRow], own: PoolConnection | None = None) -> Any:
+def _drive(op: Op, cur: psycopg.Cursor[DictRow] | None, own: PoolConnection | None = None) -> Any:
     # `own`: the connection, when pgjobs took it out of its pool for this
-    # operation alone; its positional steps then skip the cursor.
+    # operation alone; its positional steps then skip the cursor, and the
+    # others run on its kept one (`cur` is None until then).
     try:
         step = next(op)
         while True:
@@ -419,6 +415,9 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow], own: PoolConnection | None = No
                 found = own.run_prepared(statement(name, params.names), params.values)
                 step = op.send(_fetched(found, fetch))
                 continue
+            if cur is None:
+                assert own is not None  # run_pooled() and arun_pooled() pass their connection
+                cur = own.ops_cursor()
             if fetch == "copy":
                 assert isinstance(params, dict)
                 with cur.copy(copy_statement(name, params)) as copy:
@@ -436,6 +435,9 @@ def _drive(op: Op, cur: psycopg.Cursor[DictRow], own: PoolConnection | None = No
             step = op.send(rows)
     except StopIteration as stop:
         return stop.value
+    finally:
+        if own is not None and cur is not None and _holds_rows(cur):
+            cur.close()
 
 
 async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
@@ -446,16 +448,11 @@ async def arun(op: Op, conn: psycopg.AsyncConnection[Any]) -> Any:
 
 async def arun_pooled(op: Op, conn: AsyncPoolConnection) -> Any:
     """Async twin of run_pooled()."""
-    cur = conn.ops_cursor()
-    try:
-        return await _adrive(op, cur, conn)
-    finally:
-        if _holds_rows(cur):
-            await cur.close()
+    return await _adrive(op, None, conn)
 
 
 async def _adrive(
-    op: Op, cur: psycopg.AsyncCursor[DictRow], own: AsyncPoolConnection | None = None
+    op: Op, cur: psycopg.AsyncCursor[DictRow] | None, own: AsyncPoolConnection | None = None
 ) -> Any:
     try:
         step = next(op)
@@ -466,6 +463,9 @@ async def _adrive(
                 found = await own.run_prepared(statement(name, params.names), params.values)
                 step = op.send(_fetched(found, fetch))
                 continue
+            if cur is None:
+                assert own is not None  # run_pooled() and arun_pooled() pass their connection
+                cur = own.ops_cursor()
             if fetch == "copy":
                 assert isinstance(params, dict)
                 async with cur.copy(copy_statement(name, params)) as copy:
@@ -483,3 +483,6 @@ async def _adrive(
             step = op.send(rows)
     except StopIteration as stop:
         return stop.value
+    finally:
+        if own is not None and cur is not None and _holds_rows(cur):
+            await cur.close()

@@ -957,7 +957,7 @@ def _insert_one_op(app: App, r: NewJob) -> _db.Op:
     started = logs.clock()
     row = yield "enqueue_job", _one_job_params(r), "one"
     logs.enqueued((r,), started)
-    return _JobMaker(app, row["created_at"])(r)
+    return _fresh_job(r, row["created_at"], set(_JOB_FIELDS_SET), {"_app": app})
 
 
 def _insert_op(app: App, rows: list[NewJob]) -> _db.Op:
@@ -1242,59 +1242,90 @@ class _MapErrors:
 _STATUSES = {s.value: s for s in Status}
 
 
-class _JobMaker:
-    """Jobs for rows just inserted, as the database now holds them.
-
-    Built the way pydantic's own model_copy() makes a copy, from a dict of the
-    fields: the values come from our own validated rows, so validating them
-    again (or model_construct(), three times the cost) buys nothing, and a
-    thousand-job batch would feel it.
-    """
-
+def _job_template() -> tuple[dict[str, Any], frozenset[str]]:
+    """The fields of a job just inserted, before its own values, and the fields it sets."""
     # Fields a new job has before any attempt; the rest are the model's defaults.
-    _FRESH: dict[str, Any] = {
-        "attempts": 0,
-        "started_at": None,
-        "finished_at": None,
-        "result": None,
-        "error": None,
-        "progress": None,
-        "worker_id": None,
-        "deduplicated": False,
+    model = Job.model_construct(
+        id=uuid.UUID(int=0),
+        task="",
+        queue="",
+        status=Status.PENDING,
+        attempts=0,
+        started_at=None,
+        finished_at=None,
+        result=None,
+        error=None,
+        progress=None,
+        worker_id=None,
+        deduplicated=False,
+    )
+    fields_set = frozenset(model.model_fields_set) | {
+        "priority",
+        "args",
+        "kwargs",
+        "max_attempts",
+        "created_at",
+        "run_at",
+        "dedup_key",
     }
-    _base: dict[str, Any] | None = None
-    _fields_set: frozenset[str] = frozenset()
+    return dict(model.__dict__), fields_set
+
+
+_JOB_BASE, _JOB_FIELDS_SET = _job_template()
+
+
+def _job(fields: dict[str, Any], fields_set: set[str], private: dict[str, Any]) -> Job:
+    """A Job of these fields, built the way pydantic's own model_copy() builds a copy.
+
+    The values come from our own validated rows, so validating them again (or
+    model_construct(), three times the cost) buys nothing, and a thousand-job
+    batch would feel it. `fields_set` and `private` may be shared by the jobs of
+    one call: pydantic changes neither in place on a frozen model (an assignment
+    raises first; model_copy() copies both), and those jobs have the same app.
+    """
+    job = _new_object(Job)
+    _set_attr(job, "__dict__", fields)
+    _set_attr(job, "__pydantic_fields_set__", fields_set)
+    _set_attr(job, "__pydantic_extra__", None)
+    _set_attr(job, "__pydantic_private__", private)
+    return job
+
+
+def _fresh_job(
+    r: NewJob, created_at: datetime | None, fields_set: set[str], private: dict[str, Any]
+) -> Job:
+    """The Job of a row just inserted, as the database now holds it."""
+    # A copy of a dict that has every key, then stores over its values: a
+    # quarter of what building the dict from `**base` and the new values
+    # costs, which inserts every key again and grows the table twice.
+    fields = _JOB_BASE.copy()
+    fields["created_at"] = created_at
+    fields["id"] = r.id
+    fields["task"] = r.task
+    fields["queue"] = r.queue
+    fields["status"] = _STATUSES[r.status]
+    fields["priority"] = r.priority
+    fields["args"] = r.args
+    fields["kwargs"] = r.kwargs
+    fields["max_attempts"] = r.max_attempts
+    fields["run_at"] = r.run_at or created_at
+    fields["dedup_key"] = r.dedup_key
+    return _job(fields, fields_set, private)
+
+
+class _JobMaker:
+    """Jobs for the rows of one insert, which share their created_at and app."""
 
     def __init__(self, app: App, created_at: datetime | None) -> None:
-        self.app = app
         self.created_at = created_at
-        base = _JobMaker._base
-        if base is None:
-            model = Job.model_construct(
-                id=uuid.UUID(int=0), task="", queue="", status=Status.PENDING, **self._FRESH
-            )
-            base = _JobMaker._base = dict(model.__dict__)
-            _JobMaker._fields_set = frozenset(model.model_fields_set) | {
-                "priority",
-                "args",
-                "kwargs",
-                "max_attempts",
-                "created_at",
-                "run_at",
-                "dedup_key",
-            }
-        self.base = base
-        # Shared by the jobs of one call: pydantic changes neither in place on
-        # a frozen model (an assignment raises first; model_copy() copies both),
-        # and every job of the call has the same fields set and the same app.
-        self.fields_set = set(self._fields_set)
+        self.fields_set = set(_JOB_FIELDS_SET)
         self.private = {"_app": app}
 
     def batch(
         self, task: str, opts: Options, status: str, run_at: datetime | None
     ) -> Callable[[int, str, str], Job]:
         """Jobs of one enqueue_many() call, which share all but their id and arguments."""
-        base = self.base.copy()
+        base = _JOB_BASE.copy()
         base["created_at"] = self.created_at
         base["task"] = task
         base["queue"] = opts.queue
@@ -1303,7 +1334,7 @@ class _JobMaker:
         base["max_attempts"] = opts.max_attempts
         base["run_at"] = run_at or self.created_at
         base["dedup_key"] = None
-        job = self._job
+        fields_set, private = self.fields_set, self.private
 
         def make(job_id: int, args_json: str, kwargs_json: str) -> Job:
             # The arguments as written: their JSON text, read back.
@@ -1311,35 +1342,12 @@ class _JobMaker:
             fields["id"] = uuid_of(job_id)
             fields["args"] = json.loads(args_json)
             fields["kwargs"] = json.loads(kwargs_json)
-            return job(fields)
+            return _job(fields, fields_set, private)
 
         return make
 
-    def _job(self, fields: dict[str, Any]) -> Job:
-        job = _new_object(Job)
-        _set_attr(job, "__dict__", fields)
-        _set_attr(job, "__pydantic_fields_set__", self.fields_set)
-        _set_attr(job, "__pydantic_extra__", None)
-        _set_attr(job, "__pydantic_private__", self.private)
-        return job
-
     def __call__(self, r: NewJob) -> Job:
-        # A copy of a dict that has every key, then stores over its values: a
-        # quarter of what building the dict from `**base` and the new values
-        # costs, which inserts every key again and grows the table twice.
-        fields = self.base.copy()
-        fields["created_at"] = self.created_at
-        fields["id"] = r.id
-        fields["task"] = r.task
-        fields["queue"] = r.queue
-        fields["status"] = _STATUSES[r.status]
-        fields["priority"] = r.priority
-        fields["args"] = r.args
-        fields["kwargs"] = r.kwargs
-        fields["max_attempts"] = r.max_attempts
-        fields["run_at"] = r.run_at or self.created_at
-        fields["dedup_key"] = r.dedup_key
-        return self._job(fields)
+        return _fresh_job(r, self.created_at, self.fields_set, self.private)
 
 
 def _get_op(app: App, job_id: uuid.UUID) -> _db.Op:
