@@ -635,14 +635,20 @@ DELETE FROM pgjobs.dedup_keys d USING old WHERE d.key = old.key;
 -- autovacuum_vacuum_scale_factor times the table's rows, rows changed since
 -- the last analyze past the analyze threshold and scale likewise, each the
 -- table's own setting where it has one. `allowed`: whether this role may
--- vacuum the table (it has its owner's privileges; VACUUM would skip it with
--- a warning).
+-- vacuum the table, as VACUUM decides it (else it skips the table with a
+-- warning): from PostgreSQL 17, the MAINTAIN privilege, which owners,
+-- superusers and pg_maintain's members have and which can be granted; before
+-- it, the table's owner's privileges or the database's owner's; and USAGE on
+-- the schema, without which VACUUM cannot find the table.
 SELECT schemaname, relname, n_dead_tup, n_mod_since_analyze, allowed,
        n_dead_tup > vacuum_threshold + vacuum_scale * rows AS vacuum,
        n_mod_since_analyze > analyze_threshold + analyze_scale * rows AS analyze
 FROM (
     SELECT s.schemaname, s.relname, s.n_dead_tup, s.n_mod_since_analyze,
-           pg_has_role(c.relowner, 'USAGE') AS allowed,
+           CASE WHEN current_setting('server_version_num')::int >= 170000
+                THEN has_table_privilege(c.oid, 'MAINTAIN')
+                ELSE pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE')
+           END AND has_schema_privilege(c.relnamespace, 'USAGE') AS allowed,
            greatest(c.reltuples, 0) AS rows,  -- -1: never counted
            current_setting('autovacuum')::bool
                AND coalesce(r.enabled::bool, true) AS autovacuum,
@@ -656,6 +662,7 @@ FROM (
                     current_setting('autovacuum_analyze_scale_factor'))::float8 AS analyze_scale
     FROM pg_stat_user_tables s
     JOIN pg_class c ON c.oid = s.relid
+    JOIN pg_database d ON d.datname = current_database()
     CROSS JOIN LATERAL (
         SELECT max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_enabled') AS enabled,
                max(o.option_value) FILTER (WHERE o.option_name = 'autovacuum_vacuum_threshold')

@@ -77,8 +77,9 @@ async def due(conn: psycopg.AsyncConnection[Any], told: set[str] | None = None) 
             if table not in told:
                 told.add(table)
                 log.warning(
-                    "autovacuum is off for %s and this role may not vacuum it: "
-                    "vacuum and analyze it as its owner, or turn autovacuum on",
+                    "autovacuum is off for %s and this role may not vacuum it: vacuum "
+                    "and analyze it as its owner, grant this role MAINTAIN on it "
+                    "(PostgreSQL 17 and later), or turn autovacuum on",
                     table,
                 )
             continue
