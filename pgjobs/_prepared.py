@@ -145,4 +145,6 @@ def _rows(
         s.prepared[key] = (entry[0], fields)
     tx = s.tx
     tx.set_pgresult(result)
+    if n == 1:  # most statements here: no comprehension (a frame of its own) for one row
+        return [dict(zip(fields, tx.load_row(0, tuple), strict=True))]
     return [dict(zip(fields, row, strict=True)) for row in tx.load_rows(0, n, tuple)]
