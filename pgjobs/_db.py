@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Literal, NamedTuple
 
 import psycopg
+from psycopg.abc import PQGen
 from psycopg.adapt import AdaptersMap
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
@@ -227,6 +228,10 @@ class PoolConnection(psycopg.Connection[Any]):
         with self.lock:
             return self.wait(_prepared.run(s, query, values))
 
+    def _deallocate(self, name: bytes | None) -> PQGen[None]:
+        _prepared.forget_on_deallocate_all(self._statements, name)
+        return super()._deallocate(name)
+
 
 #: Seconds a connection set aside between the App's operations stays out of its pool.
 KEEP_FOR = 5.0
@@ -328,6 +333,10 @@ class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
             s = self._statements = _prepared.Statements(self)
         async with self.lock:
             return await self.wait(_prepared.run(s, query, values))
+
+    def _deallocate(self, name: bytes | None) -> PQGen[None]:
+        _prepared.forget_on_deallocate_all(self._statements, name)
+        return super()._deallocate(name)
 
 
 # A cursor finds out how to send and read each type on its first statements

@@ -38,7 +38,7 @@ _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 _BINARY = pq.Format.BINARY
 _IDLE = pq.TransactionStatus.IDLE
 # The server no longer has the statement (a DISCARD ALL or DEALLOCATE ALL run
-# on the connection by other code), or has it with another result type (a
+# on the connection by other code, behind psycopg's back), or has it with another result type (a
 # migration changed a column it returns): both are fixed by preparing again.
 _GONE = "26000"  # invalid_sql_statement_name
 _STALE = "cached plan must not change result type"
@@ -66,6 +66,20 @@ class Statements:
         """A server-side name no statement of this connection has."""
         self._count += 1
         return b"pgjobs_%d" % self._count
+
+
+def forget_on_deallocate_all(s: Statements | None, name: bytes | None) -> None:
+    """Forget every statement of ours when psycopg deallocates all of a connection's.
+
+    psycopg sends DEALLOCATE ALL after a rollback, a DROP or an ALTER on a
+    connection where its cursors have prepared statements of their own (a query
+    run five times is prepared): the server then drops ours with its own. Outside
+    a transaction run() would notice and prepare again, but inside one (a dedup
+    enqueue, a replay) the lost statement aborts the transaction, and the caller
+    would get an error for a call that did nothing wrong.
+    """
+    if name is None and s is not None:
+        s.prepared.clear()
 
 
 def placeholders(query: str) -> str:

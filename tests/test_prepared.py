@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+import pgjobs
 from pgjobs import _prepared
 from tests import sample_app
 from tests.conftest import count
@@ -200,3 +201,49 @@ def test_an_async_enqueue_prepares_its_statement_on_the_async_pool(
     assert len(prepared) == 1 and "INSERT INTO pgjobs.jobs" in prepared[0][1]
     found = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs WHERE task = 'one'")}
     assert found == set(ids)
+
+
+PSYCOPGS = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE '\\_pg3\\_%'"
+
+
+def test_a_dedup_enqueue_after_a_rolled_back_operation_still_inserts(
+    one: Any, db: psycopg.Connection[Any]
+) -> None:
+    first = one.enqueue(1, 1)
+    for _ in range(6):  # psycopg's cursor prepares get_job from its fifth run
+        one.app.get_job(first.id)
+    keyed = one.options(dedup_key="k1").enqueue(1, 1)  # our dedup form of the insert, prepared
+    with one.app.connection() as conn:  # the same, only connection
+        assert count(conn, PSYCOPGS) >= 1 and len(conn.execute(OURS).fetchall()) == 2
+    # Refused inside the App's own transaction: the rollback makes psycopg send
+    # DEALLOCATE ALL, which drops our statements with its own.
+    with pytest.raises(pgjobs.IllegalTransition, match="only failed or cancelled"):
+        one.app.replay(first.id)
+    # The next dedup enqueue runs its insert inside a transaction, where a lost
+    # statement could not be retried: it must know to prepare it again.
+    again = one.options(dedup_key="k2").enqueue(2, 2)
+    same = one.options(dedup_key="k1").enqueue(1, 1)
+    assert same.id == keyed.id and same.deduplicated and not again.deduplicated
+    ids = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs WHERE task = 'one'")}
+    assert ids == {first.id, keyed.id, again.id}
+
+
+def test_an_async_dedup_enqueue_after_a_rolled_back_operation_still_inserts(
+    one: Any, db: psycopg.Connection[Any]
+) -> None:
+    async def main() -> list[Any]:
+        first = await one.aenqueue(1, 1)
+        for _ in range(6):
+            await one.app.aget_job(first.id)
+        keyed = await one.options(dedup_key="k1").aenqueue(1, 1)
+        async with one.app.aconnection() as conn:
+            cur = await conn.execute(PSYCOPGS)
+            assert (await cur.fetchone()) >= (1,)
+        with pytest.raises(pgjobs.IllegalTransition, match="only failed or cancelled"):
+            await one.app.areplay(first.id)
+        again = await one.options(dedup_key="k2").aenqueue(2, 2)
+        return [first, keyed, again]
+
+    made = asyncio.run(main())
+    ids = {r[0] for r in db.execute("SELECT id FROM pgjobs.jobs WHERE task = 'one'")}
+    assert ids == {j.id for j in made}
