@@ -25,6 +25,8 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
+from tests.netcut import NetCut
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -119,6 +121,17 @@ TABLES = (
     "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers,"
     " pgjobs.task_limits, pgjobs.periodic, pgjobs.workflows, pgjobs.job_deps"
 )
+
+
+@pytest.fixture
+def netcut(db_url: str) -> Iterator[tuple[NetCut, str]]:
+    """A proxy to the test database that can cut the network, and the URL through it."""
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    proxy = NetCut(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    try:
+        yield proxy, psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
+    finally:
+        proxy.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -367,17 +366,6 @@ def test_a_second_sigterm_hands_running_jobs_back_at_once(
         back = app.get_job(job.id)
         assert back.status.value == "pending" and back.attempts == 0
     assert "again: handing running jobs back now" in w.log()
-
-
-@pytest.fixture
-def netcut(db_url: str) -> Iterator[tuple[NetCut, str]]:
-    """A proxy to the test database that can cut the network, and the URL through it."""
-    info = psycopg.conninfo.conninfo_to_dict(db_url)
-    proxy = NetCut(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-    try:
-        yield proxy, psycopg.conninfo.make_conninfo(db_url, host="127.0.0.1", port=str(proxy.port))
-    finally:
-        proxy.close()
 
 
 def test_a_network_cut_longer_than_the_lease_loses_no_job(

@@ -32,6 +32,7 @@ from pgjobs.maintenance import upkeep
 from pgjobs.queries import sql
 from tests import sample_app
 from tests.conftest import ROOT, TABLES, WorkerProcess, count, numbered, wait_for
+from tests.netcut import NetCut
 
 
 @pytest.fixture
@@ -197,7 +198,11 @@ def test_a_worker_vacuums_only_when_asked_to(
     assert after["analyzes"] > before["analyzes"]
     wait_for(lambda: "vacuumed pgjobs.jobs" in worker.log(), timeout=10)
     assert "autovacuum is off for pgjobs.jobs: the leader vacuums and analyzes it" in worker.log()
-    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 2 * jobs
+    # A job's own insert into test_runs commits before the worker writes its outcome,
+    # in the batch after: the last outcomes may still be on their way.
+    succeeded = "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'"
+    wait_for(lambda: count(db, succeeded) == 2 * jobs, timeout=10)
+    assert count(db, "SELECT count(*) FROM test_runs") == 2 * jobs  # each job ran once
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +369,85 @@ def test_a_round_outlasts_a_statement_timeout_the_role_sets(
     after = _stats(db)
     assert after["vacuums"] == before["vacuums"] + 1
     assert after["dead"] == 0
+
+
+LONG = "SELECT pg_sleep(60) AS long_vacuum"
+SLEEPING = "SELECT pid FROM pg_stat_activity WHERE query = %s AND state = 'active'"
+
+
+@pytest.fixture
+def long_round(
+    no_autovacuum: psycopg.Connection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[psycopg.Connection[Any]]:
+    """Chores due for real, and a round whose statement runs for a minute, as a VACUUM of a
+    large table would: the real statement is over too soon to be caught running."""
+    db = no_autovacuum
+    _churn(db_url, 2_000)
+    wait_for(lambda: bool(_due(db_url)), timeout=15)
+
+    async def long_vacuum(conn: psycopg.AsyncConnection[Any], chores: list[upkeep.Chore]) -> None:
+        assert chores
+        await conn.execute(LONG)
+
+    monkeypatch.setattr(upkeep, "run", long_vacuum)
+    try:
+        yield db
+    finally:
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s", (LONG,)
+        )
+
+
+def _stop_a_running_round(
+    keeper: upkeep.Upkeep, db_url: str, db: psycopg.Connection[Any], cut: Callable[[], None]
+) -> float:
+    """Start a round, wait for its statement to run on the server, call cut(), then time
+    keeper.stop(); returns the seconds stop() took, checked to leave nothing running here."""
+
+    async def scenario() -> float:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            await keeper.tick(conn)
+        assert keeper.busy
+        while not db.execute(SLEEPING, (LONG,)).fetchall():
+            await asyncio.sleep(0.01)
+        cut()
+        started = time.monotonic()
+        await keeper.stop()
+        took = time.monotonic() - started
+        assert not keeper.busy
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        assert not others, others  # nothing left for asyncio.run() to wait for
+        return took
+
+    return asyncio.run(scenario())
+
+
+def test_stopping_cancels_a_running_round_on_the_server(
+    long_round: psycopg.Connection[Any], db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = long_round
+    keeper = upkeep.Upkeep(db_url, connect_timeout=5)
+    with caplog.at_level(logging.DEBUG, logger="pgjobs.maintenance"):
+        took = _stop_a_running_round(keeper, db_url, db, lambda: None)
+    assert took < upkeep.STOP_WAIT  # the server answered: no need to close
+    # Cancelled on the server, not merely left behind by a closed client.
+    wait_for(lambda: not db.execute(SLEEPING, (LONG,)).fetchall(), timeout=5)
+    stopped = [r for r in caplog.records if "upkeep round stopped" in r.getMessage()]
+    assert stopped and "canceling statement" in stopped[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_stopping_a_round_whose_database_stopped_answering_takes_seconds_not_ten(
+    long_round: psycopg.Connection[Any], db_url: str, netcut: tuple[NetCut, str]
+) -> None:
+    db = long_round
+    proxy, through = netcut
+    keeper = upkeep.Upkeep(through, connect_timeout=5)
+
+    def cut() -> None:
+        proxy.cut = True  # and it never heals
+
+    took = _stop_a_running_round(keeper, db_url, db, cut)
+    # The cancel request cannot get through: stop() gives it STOP_WAIT, then
+    # closes the connection. psycopg's own cancellation took 10 s here.
+    assert upkeep.STOP_WAIT * 0.9 <= took < upkeep.STOP_WAIT + 2

@@ -32,6 +32,11 @@ log = logging.getLogger("pgjobs.maintenance")
 #: Seconds between two looks at the tables' statistics (a cheap read).
 INTERVAL = 5.0
 
+#: Seconds stop() gives the server to cancel a round's statement, and then the round to end,
+#: before it closes the round's connection: a worker must stop on time when the database
+#: does not answer.
+STOP_WAIT = 2.0
+
 
 @dataclass(frozen=True)
 class Chore:
@@ -120,6 +125,8 @@ class Upkeep:
         self.connect_timeout = connect_timeout
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None  # the running round's
+        self._stopping = False
         self._last_look = 0.0
         self._told: set[str] = set()
         self._announced: set[str] = set()
@@ -148,11 +155,12 @@ class Upkeep:
                 log.info(
                     "autovacuum is off for %s: the leader vacuums and analyzes it itself", c.table
                 )
+        self._stopping = False
         self._task = asyncio.create_task(self._round(chores), name="pgjobs-upkeep")
 
     async def _round(self, chores: list[Chore]) -> None:
         try:
-            conn = await psycopg.AsyncConnection.connect(
+            conn = self._conn = await psycopg.AsyncConnection.connect(
                 self.url,
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
@@ -164,17 +172,46 @@ class Upkeep:
                 await conn.execute("SET statement_timeout = 0")
                 await run(conn, chores)
         except (psycopg.Error, OSError) as exc:
+            if self._stopping:  # cancelled or cut off by stop(), as asked
+                log.debug("upkeep round stopped (%s)", exc)
+                return
             # Statistics still say it is due: the next look tries again.
             log.warning("upkeep failed (%s); trying again later", exc)
+        finally:
+            self._conn = None
 
     async def stop(self) -> None:
-        """Cancel a round that is running (its statement is cancelled on the server)."""
+        """End a round that is running: its statement is cancelled on the server, and its
+        connection closed if the server has not answered within STOP_WAIT seconds."""
         task, self._task = self._task, None
         if task is None:
             return
-        if not task.done():
-            task.cancel()
+        if task.done():
+            if not task.cancelled() and task.exception() is not None:
+                log.error("upkeep failed: %r", task.exception())
+            return
+        self._stopping = True
+        conn = self._conn
+        try:
+            if conn is not None and not conn.closed:
+                # Not task.cancel() while a statement runs: psycopg would answer
+                # it by sending the server a cancel request and then waiting for
+                # the statement to end, up to 5 s each, which on a dead network
+                # held a stopping worker 10 s past its budget. The same request,
+                # bounded here; the round then ends with the statement's error.
+                try:
+                    await conn.cancel_safe(timeout=STOP_WAIT)
+                except (psycopg.Error, OSError):
+                    pass  # no answer: the connection is closed below
+                else:
+                    await asyncio.wait({task}, timeout=STOP_WAIT)
+        finally:
+            # Also when stop() is itself cancelled. Closed, the connection no
+            # longer counts as running a statement, so the round ends at once,
+            # by its own error or by cancellation (which also ends a connect).
+            if conn is not None and not task.done():
+                await conn.close()
+            if not task.done():
+                task.cancel()
             # wait() rather than await: the round's own cancellation is not ours.
             await asyncio.wait({task})
-        elif task.exception() is not None:
-            log.error("upkeep failed: %r", task.exception())
