@@ -38,8 +38,9 @@ _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 _BINARY = pq.Format.BINARY
 _IDLE = pq.TransactionStatus.IDLE
 # The server no longer has the statement (a DISCARD ALL or DEALLOCATE ALL run
-# on the connection by other code, behind psycopg's back), or has it with another result type (a
-# migration changed a column it returns): both are fixed by preparing again.
+# on the connection by other code, behind psycopg's back), or has it with
+# another result type (a migration changed a column it returns): both are
+# fixed by preparing again.
 _GONE = "26000"  # invalid_sql_statement_name
 _STALE = "cached plan must not change result type"
 
