@@ -82,13 +82,15 @@ class Signature:
             p.kind is _P.KEYWORD_ONLY and p.default is _P.empty
             for p in self.sig.parameters.values()
         )
-        # Parameters whose hint is exactly int, str or bool (or none at all):
-        # a value of exactly that type is already valid and already JSON, so
-        # pydantic is not asked (the result would be the value itself).
+        # Parameters whose hint is exactly int, str, bool or float (or none at
+        # all): a value of exactly that type is already valid and already JSON,
+        # so pydantic is not asked (the result would be the value itself; an
+        # infinite or NaN float fails at JSON either way). An int for a float
+        # still goes through pydantic, which makes it a float.
         self.exact: dict[str, tuple[type, ...]] = {}
         for p in self.positional:
             hint = hints.get(p.name, _P.empty)
-            if hint in (int, str, bool):
+            if hint in (int, str, bool, float):
                 self.exact[p.name] = (hint,)
             elif hint is _P.empty or hint is Any:
                 self.exact[p.name] = (int, str, bool, type(None))

@@ -690,6 +690,39 @@ def test_arguments_are_validated_and_stored_as_json_then_restored_as_declared_ty
     assert again.args[0] == "2026-01-02T03:04:05Z"
 
 
+def test_a_float_argument_is_stored_as_given_an_int_as_a_float_and_infinity_refused(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    import pgjobs
+    from pgjobs.tasks import Signature
+
+    own = pgjobs.App(app.url)
+
+    @own.task
+    def scale(factor: float, label: str = "") -> float:
+        return factor
+
+    # A float of exactly that type skips pydantic; each value must come out as
+    # pydantic's own validation and JSON would have made it.
+    signature = Signature("scale", scale.fn)
+    assert signature.exact_by_position == ((float,), (str,))
+    for value in (1.5, -0.0, 1e308, 5e-324, 0.1 + 0.2, 2, True, "3.5"):
+        fast = signature._walk((value,), {}, True)
+        slow = ([signature._convert(signature.positional[0], "factor", value, True)], {})
+        assert fast == slow and type(fast[0][0]) is type(slow[0][0]), value
+    try:
+        stored = [scale.enqueue(v) for v in (0.1 + 0.2, 2)]
+        rows = dict(db.execute("SELECT id, args::text FROM pgjobs.jobs").fetchall())
+        assert [rows[j.id] for j in stored] == ["[0.30000000000000004]", "[2.0]"]
+        assert [own.get_job(j.id).args for j in stored] == [[0.30000000000000004], [2.0]]
+        for bad in (float("inf"), float("-inf"), float("nan")):
+            with pytest.raises(pgjobs.SerializationError, match="cannot be stored as JSON"):
+                scale.enqueue(bad)
+        assert count(db) == 2  # the refused calls inserted nothing
+    finally:
+        own.close()
+
+
 def test_variadic_parameters_are_validated_per_item(app: Any) -> None:
     job = sample_app.variadic.enqueue(1, 2, 3, colour="red")
     assert (job.args, job.kwargs) == ([1, 2, 3], {"colour": "red"})
