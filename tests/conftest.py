@@ -274,3 +274,36 @@ def restart_postgres(admin_url: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("Postgres did not come back within 30 s of its restart")
         time.sleep(0.1)
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[Callable[..., Any]]:
+    """Start Postgres clusters of the test's own (see tests/support/cluster.py); all are removed
+    at the end. Fault tests that stop, restart or reconfigure Postgres use these."""
+    from tests.support.cluster import Cluster
+
+    made: list[Cluster] = []
+
+    def make(settings: dict[str, Any] | None = None) -> Cluster:
+        c = Cluster(settings)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def migrated_database(cluster: Any, name: str = "pgjobs") -> str:
+    """A migrated database on a private cluster, with the test_runs table; its URL."""
+    from pgjobs.migrations import upgrade
+
+    url = cluster.create_database(name)
+    upgrade(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE test_runs (job_id uuid NOT NULL, n int, pid int, attempt int,"
+            " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+            " overlap boolean NOT NULL DEFAULT false, ended_at timestamptz)"
+        )
+    return url
