@@ -13,12 +13,18 @@ import psycopg
 from sqlalchemy import create_engine, pool, text
 
 from alembic import context
-from pgjobs.migrations import VERSION_SCHEMA, VERSION_TABLE
+from pgjobs.migrations import LOCK_KEY, VERSION_SCHEMA, VERSION_TABLE
 
 config = context.config
 
 
 def run(connection: Any) -> None:
+    # Several workers may start at once and all try to migrate: one does the
+    # work, the others wait here and then find nothing left to do. The lock
+    # comes before anything else, CREATE SCHEMA included, which two sessions
+    # cannot run at once on a fresh database. (pgjobs.migrations holds the same
+    # key already; this covers Alembic run on this environment by other means.)
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     # The version table lives in the pgjobs schema, which must exist first.
     connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {VERSION_SCHEMA}"))
     context.configure(
@@ -28,9 +34,6 @@ def run(connection: Any) -> None:
         transactional_ddl=True,
     )
     with context.begin_transaction():
-        # Several workers may start at once and all try to migrate: one does
-        # the work, the others wait here and then find nothing left to do.
-        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('pgjobs.migrate'))"))
         context.run_migrations()
 
 

@@ -183,11 +183,30 @@ class App:
         self._url = value
 
     def migrate(self) -> None:
-        """Create or upgrade the pgjobs schema in the database (idempotent)."""
+        """Create or upgrade the pgjobs schema in the database (idempotent).
+
+        Migrations started together (workers, `pgjobs migrate`) take turns:
+        see pgjobs.migrations.LOCK_KEY.
+        """
+        from sqlalchemy.exc import DBAPIError
+
         from pgjobs.migrations import upgrade
 
         with self._errors():
-            upgrade(self.url)
+            try:
+                upgrade(self.url)
+            except DBAPIError as exc:
+                # Migrations run through SQLAlchemy, which wraps the driver's
+                # errors: unwrapped, they map to pgjobs' one-line errors.
+                if not isinstance(exc.orig, psycopg.Error):
+                    raise
+                if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
+                    reason = str(exc.orig).strip().splitlines()[0]
+                    raise ConfigurationError(
+                        f"cannot migrate the database at {_db.describe(self.url)}: {reason}; "
+                        "run `pgjobs migrate` as a role that may create the pgjobs schema"
+                    ) from None
+                raise exc.orig from None
 
     def check_schema(self) -> None:
         """Raise SchemaMissing unless `pgjobs migrate` has run on the database."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from alembic.config import Config
@@ -13,6 +15,13 @@ from pgjobs.queries import resource_dir
 #: Alembic history and pgjobs' never share a version row.
 VERSION_TABLE = "alembic_version"
 VERSION_SCHEMA = "pgjobs"
+
+#: The advisory lock every upgrade and downgrade holds, the bytes of "pgjobs:m"
+#: as a bigint. Two `pgjobs migrate` (or workers) started together on a fresh
+#: database would otherwise both create the schema, and one would fail: with
+#: the lock the second waits, then finds the schema at head and does nothing.
+#: A constant, not hashtext() of a name: Postgres does not promise hashtext() stays the same.
+LOCK_KEY = 0x70676A6F62733A6D
 
 
 def schema_sql(name: str) -> str:
@@ -37,14 +46,57 @@ def config(url: str | None = None, connection: Any = None) -> Config:
     return cfg
 
 
+@contextmanager
+def locked(url: str | None = None, connection: Any = None) -> Iterator[Any]:
+    """A SQLAlchemy connection that holds LOCK_KEY while the block runs.
+
+    On a caller's connection the lock is pg_advisory_xact_lock, released when
+    the caller's transaction ends; the block's work commits with it. On a URL
+    it is pg_advisory_lock on a connection of its own, taken and committed
+    before the block so the block's transaction sees what the previous
+    holder committed; the block's work is committed at its end, then the
+    lock released.
+    """
+    from sqlalchemy import text
+
+    if connection is not None:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        yield connection
+        return
+    if url is None:
+        raise ValueError("give a url or a connection")
+    import psycopg
+    from sqlalchemy import create_engine, pool
+
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=pool.NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
+            conn.commit()
+            yield conn
+            conn.commit()
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+            conn.commit()
+        # After an error the connection is closed as it is, which releases the lock.
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str | None = None, *, connection: Any = None, revision: str = "head") -> None:
-    """Apply pgjobs' migrations, to a URL or on a SQLAlchemy connection (in its transaction)."""
-    command.upgrade(config(url, connection), revision)
+    """Apply pgjobs' migrations, to a URL or on a SQLAlchemy connection (in its transaction).
+
+    Holds LOCK_KEY throughout: migrations started together run one after the other.
+    """
+    with locked(url, connection) as conn:
+        command.upgrade(config(connection=conn), revision)
 
 
 def downgrade(url: str | None = None, *, connection: Any = None, revision: str = "base") -> None:
-    """Revert pgjobs' migrations down to `revision`."""
-    command.downgrade(config(url, connection), revision)
+    """Revert pgjobs' migrations down to `revision`, holding LOCK_KEY as upgrade() does."""
+    with locked(url, connection) as conn:
+        command.downgrade(config(connection=conn), revision)
 
 
 def current(url: str) -> str | None:

@@ -9,6 +9,8 @@ import sys
 from typing import Any
 
 import psycopg
+import pytest
+from psycopg import sql as psql
 
 from tests.conftest import ROOT, count
 
@@ -144,3 +146,25 @@ def test_worker_and_enqueue_mistakes_in_the_new_options_are_one_line(
         "dedup_window needs a dedup_key",
     )
     assert count(db) == 0
+
+
+def test_migrate_failures_are_one_clear_line(admin_url: str) -> None:
+    one_line_error(
+        pgjobs("migrate", url="postgresql://postgres@127.0.0.1:1/x"), "cannot reach Postgres"
+    )
+    role = f"pgjobs_weak_{os.getpid()}"
+    info = psycopg.conninfo.conninfo_to_dict(admin_url)
+    weak_url = psycopg.conninfo.make_conninfo(**{**info, "user": role, "password": None})
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(psql.SQL("CREATE ROLE {} LOGIN").format(psql.Identifier(role)))
+        try:
+            try:
+                psycopg.connect(weak_url).close()
+            except psycopg.OperationalError:
+                pytest.skip("the test server asks a new role for a password")
+            one_line_error(
+                pgjobs("migrate", url=weak_url),
+                "as a role that may create the pgjobs schema",
+            )
+        finally:
+            conn.execute(psql.SQL("DROP ROLE {}").format(psql.Identifier(role)))

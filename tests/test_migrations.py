@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -15,6 +20,7 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs._db import COLUMN_TYPES, statement
 from pgjobs.queries import names, resource_dir, sql
+from tests.conftest import ROOT
 
 HEAD = "0011_domains"
 VIEWS = {
@@ -304,6 +310,121 @@ def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db
         migrations.upgrade(connection=conn)
     assert "jobs" in tables(empty_db)
     engine.dispose()
+
+
+@contextmanager
+def fresh_database(admin_url: str, name: str) -> Iterator[str]:
+    """An empty database of that name on the test server, dropped at the end; its URL."""
+    drop = psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
+    info = psycopg.conninfo.conninfo_to_dict(admin_url)
+    info["dbname"] = name
+    try:
+        yield psycopg.conninfo.make_conninfo(**info)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(drop)
+
+
+def script_head() -> str:
+    """The newest revision in alembic/versions/."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(migrations.config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def start_migrate(url: str) -> subprocess.Popen[str]:
+    """A `pgjobs migrate` process on `url`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pgjobs", "migrate"],
+        cwd=ROOT,
+        env={**os.environ, "PGJOBS_URL": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def both_succeed_with_one_line(procs: list[subprocess.Popen[str]], url: str) -> None:
+    head = script_head()
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert err == ""
+        assert out.splitlines() == [f"pgjobs schema is at revision {head}"]
+    assert migrations.current(url) == head
+
+
+def waiting_for_the_migration_lock(conn: psycopg.Connection[Any]) -> int:
+    """Sessions of this database waiting for migrations.LOCK_KEY."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND (classid::bigint << 32 | objid::bigint) = %s",
+        [migrations.LOCK_KEY],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_two_migrates_started_together_on_a_fresh_database_both_succeed(admin_url: str) -> None:
+    # Each round is a new race: process start-up times vary, so over a few
+    # rounds the two reach the empty database at the same moment.
+    for round_ in range(3):
+        with fresh_database(admin_url, f"pgjobs_race_{os.getpid()}_{round_}") as url:
+            procs = [start_migrate(url), start_migrate(url)]
+            both_succeed_with_one_line(procs, url)
+
+
+def test_a_second_migrate_waits_for_the_first_and_then_finds_nothing_to_do(
+    admin_url: str,
+) -> None:
+    with fresh_database(admin_url, f"pgjobs_race_{os.getpid()}_held") as url:
+        with psycopg.connect(url, autocommit=True) as holder:
+            # Held here, the lock lines both processes up at the same point,
+            # before either has touched the schema; released, they race for it.
+            holder.execute("SELECT pg_advisory_lock(%s)", [migrations.LOCK_KEY])
+            procs = [start_migrate(url), start_migrate(url)]
+            deadline = time.monotonic() + 60
+            while waiting_for_the_migration_lock(holder) < 2:
+                assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+                assert time.monotonic() < deadline, "the migrations never waited for the lock"
+                time.sleep(0.05)
+            assert migrations.current(url) is None
+            holder.execute("SELECT pg_advisory_unlock(%s)", [migrations.LOCK_KEY])
+        both_succeed_with_one_line(procs, url)
+
+
+def _run_into(run: Any, url: str, errors: list[BaseException]) -> None:
+    try:
+        run(url)
+    except BaseException as exc:  # the thread's test reports it
+        errors.append(exc)
+
+
+def test_upgrade_and_downgrade_wait_while_another_session_holds_the_migration_lock(
+    empty_db: str,
+) -> None:
+    for run in (migrations.upgrade, migrations.downgrade):
+        with psycopg.connect(empty_db, autocommit=True) as holder:
+            holder.execute("SELECT pg_advisory_lock(%s)", [migrations.LOCK_KEY])
+            errors: list[BaseException] = []
+            thread = threading.Thread(target=_run_into, args=(run, empty_db, errors))
+            thread.start()
+            deadline = time.monotonic() + 30
+            while waiting_for_the_migration_lock(holder) < 1:
+                assert thread.is_alive() and time.monotonic() < deadline, errors
+                time.sleep(0.02)
+            holder.execute("SELECT pg_advisory_unlock(%s)", [migrations.LOCK_KEY])
+            thread.join(60)
+        assert not thread.is_alive() and not errors, errors
+    # Upgraded once, then downgraded to base: only the version table is left.
+    assert tables(empty_db) == {"alembic_version"}
+    assert migrations.current(empty_db) is None
 
 
 def test_every_named_query_parses_and_plans(db: psycopg.Connection[Any]) -> None:
