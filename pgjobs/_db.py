@@ -138,7 +138,15 @@ def describe(url: str) -> str:
 
 
 def check_url(url: str) -> None:
-    """Raise ConfigurationError for a connection string libpq cannot parse."""
+    """Raise ConfigurationError for a connection string libpq cannot parse, or an empty one."""
+    if not url.strip():
+        # libpq reads an empty string as "all defaults" ($PGHOST, a local
+        # socket, the user's own name): a database nobody chose.
+        raise ConfigurationError(
+            "an empty URL is not a database: give a Postgres URL such as "
+            "postgresql://user:password@host:5432/dbname (or a DSN, host=... dbname=...), "
+            "or no URL at all to use $PGJOBS_URL"
+        )
     try:
         psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:

@@ -59,6 +59,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=Callable[..., Any])
 
 DEFAULT_MAX_PAYLOAD = 1_048_576
+#: The largest max_payload_bytes. A jsonb value holds at most 255 MiB, and
+#: jsonb takes up to six times the room of compact JSON text (a small number,
+#: two characters with its comma, is a 4-byte entry and an 8-byte numeric):
+#: 32 MiB of text always fits.
+MAX_PAYLOAD_LIMIT = 32 * 1_048_576
+
+
+def _payload_limit_from_env() -> int:
+    text = os.environ.get("PGJOBS_MAX_PAYLOAD_BYTES")
+    if not text:
+        return DEFAULT_MAX_PAYLOAD
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"$PGJOBS_MAX_PAYLOAD_BYTES must be a number of bytes, got {text!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -137,10 +154,12 @@ class App:
             _db.check_url(url)
         self._url = url
         self.listen_url = listen_url
-        env_limit = os.environ.get("PGJOBS_MAX_PAYLOAD_BYTES")
-        self.max_payload_bytes = max_payload_bytes or (
-            int(env_limit) if env_limit else DEFAULT_MAX_PAYLOAD
-        )
+        self.max_payload_bytes = max_payload_bytes or _payload_limit_from_env()
+        if not 1 <= self.max_payload_bytes <= MAX_PAYLOAD_LIMIT:
+            raise ConfigurationError(
+                f"max_payload_bytes must be between 1 and {MAX_PAYLOAD_LIMIT} "
+                f"(32 MiB, what a jsonb value always holds), got {self.max_payload_bytes}"
+            )
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self.tasks: dict[str, Task] = {}
@@ -266,7 +285,8 @@ class App:
         """
 
         def register(f: Callable[..., Any]) -> Task:
-            task_name = name or f.__name__
+            # name="" is refused by Task, not taken as "use the function's name".
+            task_name = f.__name__ if name is None else name
             if task_name in self.tasks:
                 raise ConfigurationError(f"a task named {task_name!r} is already registered")
             t = Task(
@@ -367,7 +387,8 @@ class App:
             raise ConfigurationError(str(exc)) from None
 
         def register(fn: Callable[..., Any]) -> Task:
-            task = self.task(name=name or f"{topic}:{fn.__name__}", **options)(fn)
+            task_name = f"{topic}:{fn.__name__}" if name is None else name  # "" is refused
+            task = self.task(name=task_name, **options)(fn)
             assert isinstance(task, Task)
             self.subscribers.setdefault(topic, []).append(task)
             return task
@@ -458,7 +479,8 @@ class App:
             )
         opts = t.defaults
         opts = Options(
-            queue=queue or opts.queue,
+            # queue="" is refused by check_options(), not taken as "the task's queue".
+            queue=opts.queue if queue is None else queue,
             priority=opts.priority if priority is None else priority,
             delay=delay,
             max_attempts=opts.max_attempts,

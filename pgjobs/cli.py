@@ -51,7 +51,7 @@ def load_app(spec: str) -> App:
 
 def _app(spec: str | None, url: str | None) -> App:
     app = load_app(spec) if spec else App()
-    if url:
+    if url is not None:  # an explicit --url '' is refused by the App, not ignored
         app.url = url
     # Close the pool before the interpreter tears down: a pool left to its
     # finaliser at exit can print "Exception ignored" noise on stderr.
@@ -182,6 +182,7 @@ def worker(
     from pgjobs.logs import configure_logging
     from pgjobs.worker import Worker
 
+    plan = _queues(queues)  # a mistake there is reported before any connection is made
     configure_logging(log_level, log_format)
     app = _app(app_spec, url)
     if app.url and app.embedded:
@@ -189,7 +190,7 @@ def worker(
     app.check_schema()
     w = Worker(
         app,
-        queues=_queues(queues),
+        queues=plan,
         queue_order="strict" if strict else None,
         keep_succeeded=_duration(keep_succeeded, "--keep-succeeded"),
         keep_failed=_duration(keep_failed, "--keep-failed"),
@@ -217,7 +218,12 @@ def worker(
 
 def _queues(text: str) -> list[str] | dict[str, float]:
     """'a,b' -> ['a', 'b']; 'a=3,b=1' -> {'a': 3.0, 'b': 1.0}."""
-    names = [q.strip() for q in text.split(",") if q.strip()]
+    names = [q.strip() for q in text.split(",")]
+    if not any(names):
+        raise ConfigurationError(f"--queues needs at least one queue name, got {text!r}")
+    if not all(q.partition("=")[0].strip() for q in names):
+        # A stray comma or a bare =weight: the worker would silently serve fewer queues.
+        raise ConfigurationError(f"--queues has an empty queue name in {text!r}")
     if not any("=" in q for q in names):
         return names
     weights: dict[str, float] = {}
@@ -270,6 +276,8 @@ def enqueue(
     dedup_window: str | None,
 ) -> None:
     """Enqueue TASK of --app with JSON arguments; prints the job id."""
+    if not task.strip():
+        raise InvalidArguments(f"enqueue needs a TASK name, got {task!r}")
     if not app_spec:
         raise ConfigurationError("enqueue needs --app (or $PGJOBS_APP) to know the tasks")
     args = _parse_json("--args", args_json, list, "array")
@@ -290,9 +298,17 @@ def enqueue(
 
 
 def _parse_json(option: str, text: str, kind: type, name: str) -> Any:
+    from pgjobs.tasks import MAX_DEPTH
+
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except RecursionError:
+        # json.loads recurses once a level: text nested this deep is far past
+        # the limit that enqueue checks for what it parses.
+        raise InvalidArguments(
+            f"{option} nests arrays and objects deeper than {MAX_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         raise InvalidArguments(f"{option} is not valid JSON: {exc}") from None
     if not isinstance(value, kind):
         raise InvalidArguments(f"{option} must be a JSON {name}, got {text!r}")

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,27 @@ _P = inspect.Parameter
 # NaN and infinity have no JSON form. Pydantic would quietly write them as
 # null; keeping them as floats lets json.dumps(allow_nan=False) refuse them.
 _STRICT_FLOATS = ConfigDict(ser_json_inf_nan="constants")
+
+
+#: How deep one argument may nest lists and objects (dicts, models): [[1]] is
+#: two levels. pydantic's serializer stops near 255 levels, and the parsers
+#: that read arguments back (json.loads, psycopg's jsonb loader in a worker)
+#: recurse, so how deep they reach depends on the stack they run on: a fixed
+#: limit well below both means an argument accepted is one a worker can read.
+MAX_DEPTH = 200
+
+#: What pydantic's serializer says when a value nests past its limit.
+_PYDANTIC_TOO_DEEP = "Maximum serialization depth exceeded"
+
+
+def too_deep(name: str, label: str | None = None) -> SerializationError:
+    """The error for arguments nested deeper than MAX_DEPTH."""
+    what = "arguments nest" if label is None else f"argument {label!r} nests"
+    return SerializationError(
+        f"task {name!r}: {what} lists and objects deeper than {MAX_DEPTH} levels; "
+        "flatten them, or store the data elsewhere and pass a reference",
+        field=label,
+    )
 
 
 def _adapter(hint: Any) -> TypeAdapter[Any]:
@@ -118,11 +140,17 @@ class Signature:
             raise InvalidArguments(
                 f"task {self.name!r}: argument {label!r}: {_first_error(exc)}", field=label
             ) from None
+        except RecursionError:
+            raise too_deep(self.name, label) from None
         if not to_json:
             return validated
         try:
             return adapter.dump_python(validated, mode="json")
+        except RecursionError:
+            raise too_deep(self.name, label) from None
         except (PydanticSerializationError, ValueError, TypeError) as exc:
+            if str(exc) == _PYDANTIC_TOO_DEEP:
+                raise too_deep(self.name, label) from None
             # ValueError: e.g. bytes that are not UTF-8 text.
             raise SerializationError(
                 f"task {self.name!r}: argument {label!r} cannot be stored as JSON: {exc}",
@@ -358,6 +386,42 @@ def unstorable(json_text: str) -> str | None:
     return None
 
 
+#: The longest JSON text of arguments that cannot nest past MAX_DEPTH.
+_SHORT_ENOUGH = 2 * (MAX_DEPTH + 1)
+
+# nested_deeper_than() keeps brackets, both kinds as [ and ] (JSON pairs them
+# right), and quotes; then counts +1 for [ and -1 for ] once few levels are left.
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS_OR_QUOTES = bytes(c for c in range(256) if c not in b'[]{}"')
+_STEP = [0] * 256
+_STEP[ord("[")], _STEP[ord("]")] = 1, -1
+_PEELS = 8
+
+
+def nested_deeper_than(json_text: str, limit: int) -> bool:
+    """Whether compact JSON text nests arrays and objects more than `limit` levels deep.
+
+    All of it runs in C (str and bytes methods): a few microseconds a kilobyte.
+    """
+    if len(json_text) <= 2 * limit or json_text.count("[") + json_text.count("{") <= limit:
+        return False  # too short, or too few brackets (those in strings too) to nest so deep
+    if "\\" in json_text:
+        # Escapes first, while the characters they escape are still there.
+        json_text = json_text.replace("\\\\", "").replace('\\"', "")
+    # No bracket lies between two quotes side by side: dropping them moves no
+    # bracket in or out of a string. Strings without brackets, most, go so.
+    marks = json_text.encode().translate(_SQUARE, _NOT_BRACKETS_OR_QUOTES).replace(b'""', b"")
+    if b'"' in marks:
+        marks = b"".join(marks.split(b'"')[::2])  # what lies between strings
+    # A pass drops the innermost pairs, one level; most arguments are gone in a few.
+    for passes in range(_PEELS):
+        if not marks:
+            return passes > limit
+        marks = marks.replace(b"[]", b"")
+    # Deeper ones: the rest is _PEELS levels shallower, walked once.
+    return max(accumulate(map(_STEP.__getitem__, marks)), default=0) > limit - _PEELS
+
+
 def check_options(options: Options) -> tuple[datetime | None, float | None]:
     """Validate enqueue options; their run_at and dedup window in seconds."""
     if options.priority < -32768 or options.priority > 32767:
@@ -366,8 +430,10 @@ def check_options(options: Options) -> tuple[datetime | None, float | None]:
         )
     if options.max_attempts < 1:
         raise InvalidArguments(f"max_attempts must be at least 1, got {options.max_attempts}")
-    if not options.queue:
-        raise InvalidArguments("queue must be a non-empty name", field="queue")
+    if not options.queue.strip():
+        raise InvalidArguments(
+            f"queue must be a non-empty name, got {options.queue!r}", field="queue"
+        )
     if options.dedup_key is not None and not options.dedup_key:
         raise InvalidArguments("dedup_key must be a non-empty string", field="dedup_key")
     for field, text in (("queue", options.queue), ("dedup_key", options.dedup_key)):
@@ -401,7 +467,11 @@ def encode_call(
     try:
         args_json = to_json(j_args)
         kwargs_json = to_json(j_kwargs) if j_kwargs else "{}"
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        # Only nesting makes the encoder recurse that far (values that skip
+        # pydantic are scalars): deeper than the stack allows, so past MAX_DEPTH.
+        raise too_deep(name) from None
+    except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"task {name!r}: arguments cannot be stored as JSON: {exc}"
         ) from None
@@ -423,6 +493,14 @@ def encode_call(
             f"{app.max_payload_bytes} bytes (App(max_payload_bytes=...)); store large data "
             "elsewhere and pass a reference"
         )
+    # Nesting deeper than MAX_DEPTH needs two brackets a level: shorter text
+    # cannot have it, so ordinary arguments pay one comparison. The outer
+    # array (args) or object (kwargs) is one level more.
+    if size > _SHORT_ENOUGH and (
+        nested_deeper_than(args_json, MAX_DEPTH + 1)
+        or nested_deeper_than(kwargs_json, MAX_DEPTH + 1)
+    ):
+        raise too_deep(name)
     return j_args, j_kwargs, args_json, kwargs_json
 
 
@@ -603,6 +681,15 @@ class Task:
         concurrency: int | None = None,
         rate_limit: str | None = None,
     ) -> None:
+        if not name.strip():
+            raise ConfigurationError(
+                f"a task needs a non-empty name, got {name!r} (leave name out to use the "
+                "function's)"
+            )
+        if not queue.strip():
+            raise ConfigurationError(
+                f"task {name!r}: queue must be a non-empty name, got {queue!r}"
+            )
         if policy.retries < 0:
             raise ConfigurationError(
                 f"task {name!r}: retries must be 0 or more, got {policy.retries}"
@@ -676,6 +763,11 @@ class Task:
         opts = self.defaults
         changes: dict[str, Any] = {}
         if queue is not None:
+            if not queue.strip():  # here, where it was given; check_options() would, later
+                raise InvalidArguments(
+                    f"task {self.name!r}: queue must be a non-empty name, got {queue!r}",
+                    field="queue",
+                )
             changes["queue"] = queue
         if priority is not None:
             changes["priority"] = priority

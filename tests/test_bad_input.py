@@ -19,6 +19,7 @@ from pgjobs import (
     SerializationError,
     UnknownTask,
 )
+from pgjobs.tasks import MAX_DEPTH
 from tests import sample_app
 from tests.conftest import count
 
@@ -136,6 +137,127 @@ def test_an_oversized_payload(seeded: int, db: psycopg.Connection[Any]) -> None:
 def test_the_payload_limit_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGJOBS_MAX_PAYLOAD_BYTES", "123")
     assert pgjobs.App("postgresql://localhost/x").max_payload_bytes == 123
+
+
+def nested(levels: int) -> list[Any]:
+    """A list `levels` deep: nested(1) is [], nested(2) is [[]]."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def test_arguments_nested_3000_deep_are_one_clear_error_and_insert_nothing(
+    seeded: int, db: psycopg.Connection[Any]
+) -> None:
+    deep = nested(3000)
+    too_deep = r"task 'store': argument 'payload' nests lists and objects deeper than 200 levels"
+    with pytest.raises(SerializationError, match=too_deep) as info:
+        sample_app.store.enqueue({"x": deep})
+    assert info.value.field == "payload"
+    with pytest.raises(SerializationError, match=too_deep):
+        sample_app.store.enqueue(payload={"x": deep})
+    with pytest.raises(SerializationError, match=too_deep):
+        sample_app.app.enqueue("store", [{"x": deep}])
+    with pytest.raises(SerializationError, match=r"item 1: .*deeper than 200 levels"):
+        sample_app.store.enqueue_many([({"x": 1},), ({"x": deep},)] + [({"x": 2},)] * 200)
+    unchanged(db, seeded)
+
+
+def test_the_nesting_limit_is_200_levels_for_typed_and_untyped_arguments(
+    seeded: int, db: psycopg.Connection[Any]
+) -> None:
+    app = pgjobs.App(sample_app.app.url)
+
+    @app.task
+    def loose(value):  # type: ignore[no-untyped-def]
+        return value
+
+    @app.task
+    def rows(value: list[Any]) -> None: ...
+
+    for task in (loose, rows):
+        # At the limit: stored, and read back as it was, by the reader workers use too.
+        job = task.enqueue(nested(MAX_DEPTH))
+        assert db.execute("SELECT args FROM pgjobs.jobs WHERE id = %s", [job.id]).fetchone() == (
+            [nested(200)],
+        )
+        assert app.get_job(job.id).args == [nested(200)]
+        # One level more, and levels up to where pydantic itself gives up, and past it.
+        for levels in (201, 250, 300, 1000, 3000):
+            with pytest.raises(SerializationError, match="deeper than 200 levels"):
+                task.enqueue(nested(levels))
+            with pytest.raises(SerializationError, match="deeper than 200 levels"):
+                task.enqueue(value=nested(levels))
+    # Brackets inside strings are text, not nesting.
+    loose.enqueue(["[" * 500, {"{": "]" * 500}])
+    app.close()
+    unchanged(db, seeded + 3)
+
+
+def test_the_depth_check_reads_only_what_lies_outside_strings() -> None:
+    from pgjobs.tasks import nested_deeper_than, to_json
+
+    deep = to_json(nested(300))
+    assert nested_deeper_than(deep, 299) and not nested_deeper_than(deep, 300)
+    for text in ("[" * 400, '"]"' * 400, '\\"[' * 200, "[{" * 200):
+        value = [text, {text: [text]}, [[text]]]
+        assert not nested_deeper_than(to_json(value), 3)
+        assert nested_deeper_than(to_json(value), 2)
+    wide = [{"id": i, "tags": ["a", "b"], "pos": [i, [i]]} for i in range(300)]
+    assert not nested_deeper_than(to_json(wide), 4)
+    assert nested_deeper_than(to_json(wide), 3)
+
+
+def test_the_payload_limit_must_be_a_number_jsonb_can_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgresql://localhost/x"
+    for limit in (-1, 33 * 1024 * 1024):
+        with pytest.raises(ConfigurationError, match="max_payload_bytes must be between 1 and"):
+            pgjobs.App(url, max_payload_bytes=limit)
+    assert pgjobs.App(url, max_payload_bytes=32 * 1024 * 1024).max_payload_bytes == 33554432
+    monkeypatch.setenv("PGJOBS_MAX_PAYLOAD_BYTES", "1MB")
+    with pytest.raises(ConfigurationError, match="PGJOBS_MAX_PAYLOAD_BYTES must be a number"):
+        pgjobs.App(url)
+    monkeypatch.setenv("PGJOBS_MAX_PAYLOAD_BYTES", str(2**40))
+    with pytest.raises(ConfigurationError, match="max_payload_bytes must be between"):
+        pgjobs.App(url)
+
+
+def test_empty_queue_and_task_names_are_refused_where_they_are_given(
+    seeded: int, db: psycopg.Connection[Any]
+) -> None:
+    app = pgjobs.App("postgresql://localhost/x")
+    for blank in ("", "  "):
+        with pytest.raises(ConfigurationError, match="task 'q': queue must be a non-empty name"):
+            app.task(name="q", queue=blank)(lambda: None)
+        with pytest.raises(ConfigurationError, match="a task needs a non-empty name"):
+            app.task(name=blank)(lambda: None)
+        with pytest.raises(ConfigurationError, match="a task needs a non-empty name"):
+            app.subscriber("user.created", name=blank)(lambda payload: None)
+        with pytest.raises(ConfigurationError, match="task 'q': queue must be a non-empty name"):
+            app.subscriber("user.created", name="q", queue=blank)(lambda payload: None)
+        with pytest.raises(InvalidArguments, match="queue must be a non-empty name") as info:
+            sample_app.add.options(queue=blank)
+        assert info.value.field == "queue"
+        with pytest.raises(InvalidArguments, match="queue must be a non-empty name"):
+            sample_app.app.enqueue("add", [1, 2], queue=blank)
+    assert app.tasks == {}
+    unchanged(db, seeded)
+
+
+def test_an_empty_url_is_refused_and_no_url_still_means_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for blank in ("", "   "):
+        with pytest.raises(
+            ConfigurationError, match="an empty URL is not a database: give a Postgres URL"
+        ):
+            pgjobs.App(blank)
+        app = pgjobs.App("postgresql://localhost/x")
+        with pytest.raises(ConfigurationError, match="an empty URL is not a database"):
+            app.url = blank
+    monkeypatch.setenv("PGJOBS_URL", "postgresql://somewhere/else")
+    assert pgjobs.App().url == "postgresql://somewhere/else"
 
 
 def test_one_bad_item_in_enqueue_many_inserts_none(

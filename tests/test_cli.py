@@ -17,8 +17,10 @@ from tests.conftest import ROOT, count
 APP = "tests.sample_app:app"
 
 
-def pgjobs(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
+def pgjobs(
+    *args: str, url: str | None = None, env_vars: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env_vars or {})}
     if url is not None:
         env["PGJOBS_URL"] = url
     return subprocess.run(
@@ -145,6 +147,65 @@ def test_worker_and_enqueue_mistakes_in_the_new_options_are_one_line(
         pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 1]", "--dedup-window", "1h"),
         "dedup_window needs a dedup_key",
     )
+    assert count(db) == 0
+
+
+def test_deep_or_huge_json_arguments_are_one_clear_line(db: psycopg.Connection[Any]) -> None:
+    deep = "[" * 3000 + "]" * 3000
+    one_line_error(
+        pgjobs("enqueue", "store", "--app", APP, "--args", f"[{deep}]"),
+        "--args nests arrays and objects deeper than 200 levels",
+    )
+    one_line_error(
+        pgjobs("enqueue", "store", "--app", APP, "--kwargs", f'{{"payload": {deep}}}'),
+        "--kwargs nests arrays and objects deeper than 200 levels",
+    )
+    # Shallow enough for the parser, too deep for a job.
+    one_line_error(
+        pgjobs("enqueue", "store", "--app", APP, "--args", f'[{{"x": {"[" * 250}{"]" * 250}}}]'),
+        "nest lists and objects deeper than 200 levels",
+    )
+    one_line_error(
+        pgjobs("enqueue", "add", "--app", APP, "--args", f"[{'9' * 5000}, 1]"),
+        "--args is not valid JSON: Exceeds the limit (4300 digits)",
+    )
+    one_line_error(
+        pgjobs(
+            "enqueue",
+            "store",
+            "--app",
+            APP,
+            "--args",
+            f'[{{"x": "{"y" * 2000}"}}]',
+            env_vars={"PGJOBS_MAX_PAYLOAD_BYTES": "1000"},
+        ),
+        "over the limit of 1000 bytes",
+    )
+    assert count(db) == 0
+
+
+def test_empty_names_and_urls_are_one_clear_line_never_the_default(
+    db: psycopg.Connection[Any],
+) -> None:
+    for blank in ("", "  "):
+        one_line_error(
+            pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--queue", blank),
+            "queue must be a non-empty name",
+        )
+        one_line_error(pgjobs("enqueue", blank, "--app", APP), "enqueue needs a TASK name")
+        one_line_error(pgjobs("queues", "--url", blank), "an empty URL is not a database")
+    # Refused before the worker connects: this database does not even answer.
+    dead = "postgresql://postgres@127.0.0.1:1/x"
+    for queues in ("", " ", ","):
+        one_line_error(
+            pgjobs("worker", APP, "--burst", "--queues", queues, url=dead),
+            "--queues needs at least one queue name",
+        )
+    for queues in ("a,,b", "a,", " ,a", "a=3,=1"):
+        one_line_error(
+            pgjobs("worker", APP, "--burst", "--queues", queues, url=dead),
+            f"--queues has an empty queue name in {queues!r}",
+        )
     assert count(db) == 0
 
 
