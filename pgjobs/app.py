@@ -25,6 +25,7 @@ from pgjobs.errors import (
     UnknownTask,
 )
 from pgjobs.health import Threshold
+from pgjobs.maintenance import horizon
 
 if TYPE_CHECKING:
     from pgjobs.events import Hook
@@ -149,6 +150,7 @@ class App:
         pool_size: int = 10,
         connect_timeout: float = 10.0,
         thresholds: Mapping[str, Threshold] | None = None,
+        horizon_max_age: float | None = None,
     ) -> None:
         if url is not None:
             _db.check_url(url)
@@ -170,6 +172,9 @@ class App:
         self.embedded = False
         # Backlog limits per queue ("*" for every queue), for `pgjobs check` and /metrics.
         self.thresholds: dict[str, Threshold] = dict(thresholds or {})
+        # Seconds a transaction, prepared transaction or replication slot may hold the
+        # xmin horizon before the leader warns and `pgjobs check` and /metrics report it.
+        self.horizon_max_age = horizon.max_age_setting(horizon_max_age)
         #: Hooks by event ("job.failed", ...; "job.*"), run by workers after commit.
         self.hooks: dict[str, list[Hook]] = {}
         #: Subscriber tasks by published event name.

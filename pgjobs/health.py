@@ -1,16 +1,19 @@
-"""Backlog thresholds per queue: what `pgjobs check` and the metrics alert on."""
+"""Backlog thresholds per queue, and the xmin horizon: what `pgjobs check` and the metrics
+alert on."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import psycopg
 
 from pgjobs import _db
 from pgjobs.errors import PgJobsError
+from pgjobs.maintenance.horizon import Horizon
+from pgjobs.maintenance.horizon import read as read_horizon
 
 ANY_QUEUE = "*"
 
@@ -86,21 +89,24 @@ class Breach:
 
 @dataclass(frozen=True)
 class Health:
-    """The levels of the queues checked, their thresholds, and the breaches among them."""
+    """The levels of the queues checked, their thresholds, and the breaches among them; and
+    the xmin horizon, where it was checked."""
 
     levels: dict[str, QueueLevel]
     thresholds: dict[str, Threshold] = field(default_factory=dict)
     breaches: list[Breach] = field(default_factory=list)
+    horizon: Horizon | None = None
 
     @property
     def ok(self) -> bool:
-        """True when no queue is over a limit."""
-        return not self.breaches
+        """True when no queue is over a limit and no holder holds the horizon past its limit."""
+        return not self.breaches and not (self.horizon is not None and self.horizon.is_held)
 
     def summary(self, shown: int = 5) -> str:
         """One line: "ok: ..." with the queues checked, else every breach."""
-        if self.breaches:
-            return "; ".join(b.describe() for b in self.breaches)
+        if not self.ok:
+            held = [self.horizon.summary()] if self.horizon and self.horizon.is_held else []
+            return "; ".join([*held, *(b.describe() for b in self.breaches)])
         checked = [self.levels[q] for q in self.thresholds]
         if not checked:
             return "ok: no queue has jobs waiting"
@@ -249,9 +255,27 @@ def check_health(
     queues: Iterable[str] = (),
     *,
     connect_timeout: float = 10.0,
+    horizon_max_age: float | None = None,
 ) -> Health:
-    """Read the queues' levels from a URL or connection and evaluate() them."""
-    return evaluate(read_levels(source, connect_timeout=connect_timeout), thresholds, queues)
+    """Read the queues' levels from a URL or connection and evaluate() them; with
+    `horizon_max_age`, read the xmin horizon too, on the same connection."""
+    if horizon_max_age is None:
+        return evaluate(read_levels(source, connect_timeout=connect_timeout), thresholds, queues)
+    where = source if isinstance(source, str) else source.info.dsn
+    try:
+        if isinstance(source, str):
+            _db.check_url(source)
+            connect, statement = _limits(connect_timeout)
+            with psycopg.connect(source, connect_timeout=connect) as conn:
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
+                levels = read_levels(conn)
+                held = read_horizon(conn, horizon_max_age)
+        else:
+            levels = read_levels(source)
+            held = read_horizon(source, horizon_max_age)
+    except psycopg.Error as exc:
+        raise _translate(exc, where) from None
+    return replace(evaluate(levels, thresholds, queues), horizon=held)
 
 
 async def acheck_health(

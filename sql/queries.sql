@@ -805,3 +805,128 @@ CROSS JOIN LATERAL (
 WHERE (%(cursor)s::uuid IS NULL OR w.id < %(cursor)s::uuid)
 ORDER BY w.id DESC
 LIMIT %(limit)s + 1;
+
+-- ---------------------------------------------------------------------------
+-- The xmin horizon, and what the leader's upkeep does once it is released
+-- (pgjobs/maintenance/horizon.py and upkeep.py).
+
+-- name: xmin_horizon
+-- What holds back the xmin horizon of this database's tables: VACUUM may not
+-- remove a dead row that one of these may still see. One row per holder:
+-- sessions of this database with a snapshot or a transaction id (from
+-- PostgreSQL 14 on, sessions of other databases hold back only the shared
+-- catalogs, and are left out), WAL senders holding an xmin for a standby's
+-- hot_standby_feedback, replication slots with an xmin (a slot's xmin holds
+-- back every database; a catalog_xmin only the catalogs, so it is left out),
+-- and prepared transactions. Left out as well: this session, VACUUM (whose
+-- snapshot Postgres ignores) and parallel workers (their leader is listed).
+-- `since`: when the hold started as far as Postgres records it (the
+-- transaction's start, the PREPARE, from PostgreSQL 17 the moment a slot went
+-- inactive), NULL where it does not (a slot in use, a WAL sender, a session of
+-- another role, whose details need pg_read_all_stats to be seen). `xmin_age`:
+-- how many transactions ago the held snapshot starts. Oldest first.
+WITH sessions AS (
+    SELECT a.pid, a.application_name, a.usename, a.datname, a.backend_type, a.state,
+           a.xact_start, a.state_change, a.query,
+           CASE WHEN a.backend_xmin IS NULL OR age(a.backend_xid) > age(a.backend_xmin)
+                THEN a.backend_xid ELSE a.backend_xmin END AS held
+    FROM pg_stat_activity a
+    WHERE (a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL)
+      AND a.pid <> pg_backend_pid()
+      AND a.backend_type <> 'parallel worker'
+      AND (a.datname = current_database() OR a.backend_type = 'walsender'
+           OR current_setting('server_version_num')::int < 140000)
+      AND NOT EXISTS (SELECT FROM pg_stat_progress_vacuum v WHERE v.pid = a.pid)
+), holders AS (
+    SELECT 'session' AS kind, pid, coalesce(application_name, '') AS name,
+           usename::text AS username, datname::text AS database, state,
+           CASE WHEN backend_type <> 'walsender' THEN xact_start END AS since,
+           state_change, held, left(regexp_replace(query, '\s+', ' ', 'g'), 200) AS query
+    FROM sessions
+    UNION ALL
+    SELECT 'replication slot', active_pid, slot_name::text, NULL, database::text,
+           CASE WHEN active THEN 'active' ELSE 'inactive' END,
+           CASE WHEN NOT active THEN (to_jsonb(s) ->> 'inactive_since')::timestamptz END,
+           NULL, xmin, NULL
+    FROM pg_replication_slots s
+    WHERE xmin IS NOT NULL
+    UNION ALL
+    SELECT 'prepared transaction', NULL, gid, owner::text, database::text, 'prepared',
+           prepared, prepared, transaction, NULL
+    FROM pg_prepared_xacts
+    WHERE database = current_database()
+       OR current_setting('server_version_num')::int < 140000
+)
+SELECT kind, pid, name, username, database, state, since,
+       EXTRACT(EPOCH FROM now() - since)::float8 AS seconds,
+       EXTRACT(EPOCH FROM now() - state_change)::float8 AS state_seconds,
+       held::text AS xmin, age(held) AS xmin_age, query
+FROM holders
+ORDER BY age(held) DESC, since;
+
+-- name: bloated_indexes
+-- The B-tree indexes of the pgjobs tables named in `tables` that are far
+-- larger than their entries need: more than `ratio` times the size that
+-- `entries` (reltuples, as the last VACUUM or ANALYZE counted them) would
+-- fill, and larger than that by more than `min_bytes`. A dead entry's page is
+-- reused once VACUUM frees it, but the index never shrinks: after a held
+-- horizon, or a backlog that drained, the claim index keeps its largest size
+-- until it is built again. The size an entry needs: its 8-byte header and key
+-- columns (each at its average width, 16 bytes where never analyzed) padded
+-- to 8 bytes, and a 4-byte line pointer; leaf pages 70 % full (as random
+-- insertion leaves them), and the meta page and root. Only indexes whose
+-- count is fresh, taken when the index had about its present size (relpages):
+-- an index counted when it was small (built on an empty table, never vacuumed
+-- since) would look bloated. Never counted (reltuples -1), or being built (not
+-- yet valid): left alone. `allowed`: whether this role may rebuild it (as for
+-- upkeep_due: MAINTAIN from PostgreSQL 17, ownership before).
+SELECT n.nspname AS schemaname, c.relname AS indexname, t.relname AS tablename,
+       pg_relation_size(c.oid) AS bytes, e.expected AS expected_bytes,
+       c.reltuples::bigint AS entries,
+       CASE WHEN current_setting('server_version_num')::int >= 170000
+            THEN has_table_privilege(t.oid, 'MAINTAIN')
+            ELSE pg_has_role(t.relowner, 'USAGE')
+       END AS allowed
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_am am ON am.oid = c.relam
+CROSS JOIN LATERAL (
+    SELECT (8 + sum(coalesce(s.avg_width, 16)) + 7) / 8 * 8 + 4 AS entry
+    FROM unnest(i.indkey::int2[]) AS k(attnum)
+    LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    LEFT JOIN pg_stats s
+        ON s.schemaname = n.nspname AND s.tablename = t.relname AND s.attname = a.attname
+) w
+CROSS JOIN LATERAL (
+    SELECT ((ceil(c.reltuples * w.entry / (8152 * 0.7)) + 2)
+            * current_setting('block_size')::int)::bigint AS expected
+) e
+WHERE n.nspname = 'pgjobs' AND t.relname = ANY(%(tables)s) AND am.amname = 'btree'
+  AND c.relkind = 'i' AND i.indisvalid AND i.indisready AND c.reltuples >= 0
+  AND pg_relation_size(c.oid)
+      <= (c.relpages * 1.25 + 8) * current_setting('block_size')::int
+  AND pg_relation_size(c.oid) > %(ratio)s * e.expected
+  AND pg_relation_size(c.oid) - e.expected > %(min_bytes)s
+ORDER BY pg_relation_size(c.oid) - e.expected DESC;
+
+-- name: reindex_leftovers
+-- Invalid indexes that an interrupted REINDEX INDEX CONCURRENTLY left in the
+-- pgjobs schema (named after the index, _ccnew or _ccold and a number): they
+-- take space and slow every write, and serve no read. Those this role may
+-- drop (it owns them), and not while an index of their table is being built,
+-- which would be such an index in the making.
+SELECT n.nspname AS schemaname, c.relname AS indexname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'pgjobs' AND NOT i.indisvalid
+  AND c.relname ~ '_cc(new|old)[0-9]*$'
+  AND pg_has_role(c.relowner, 'USAGE')
+  AND NOT EXISTS (SELECT FROM pg_stat_progress_create_index p WHERE p.relid = i.indrelid)
+ORDER BY c.relname;
+
+-- name: index_size
+-- An index's size on disk, in bytes: what a rebuild left.
+SELECT pg_relation_size(to_regclass(%(index)s)) AS bytes;

@@ -11,7 +11,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs.maintenance import pruner, rescuer, scheduler, upkeep
+from pgjobs.maintenance import horizon, pruner, rescuer, scheduler, upkeep
 from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
 from pgjobs.maintenance.periodic import CronEnqueuer
 from pgjobs.queries import sql
@@ -21,8 +21,10 @@ log = logging.getLogger("pgjobs.maintenance")
 
 class Maintenance:
     """Elects a leader among the workers; the leader releases due jobs, enqueues cron slots,
-    rescues lost jobs, prunes old ones, and vacuums and analyzes the pgjobs tables that
-    autovacuum leaves alone (vacuum=False: never)."""
+    rescues lost jobs, prunes old ones, warns of a held xmin horizon (horizon_max_age:
+    seconds, else $PGJOBS_HORIZON_MAX_AGE or the App's), and vacuums and analyzes the pgjobs
+    tables that autovacuum leaves alone, and reclaims what a released horizon left
+    (vacuum=False: never)."""
 
     def __init__(
         self,
@@ -40,6 +42,7 @@ class Maintenance:
         prune_interval: float = 60.0,
         vacuum: bool = True,
         upkeep_interval: float = upkeep.INTERVAL,
+        horizon_max_age: float | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -51,7 +54,14 @@ class Maintenance:
         self.keep_succeeded = keep_succeeded
         self.keep_failed = keep_failed
         self.prune_interval = prune_interval
-        self.upkeep = upkeep.Upkeep(url, connect_timeout, upkeep_interval) if vacuum else None
+        if horizon_max_age is None:
+            horizon_max_age = getattr(app, "horizon_max_age", None)
+        self.horizon = horizon.Watch(horizon.max_age_setting(horizon_max_age))
+        self.upkeep = (
+            upkeep.Upkeep(url, connect_timeout, upkeep_interval, self.horizon.max_age)
+            if vacuum
+            else None
+        )
 
     @property
     def is_leader(self) -> bool:
@@ -64,7 +74,7 @@ class Maintenance:
 
     async def run(self) -> None:
         """Loop until cancelled: try to lead; while leading, run the services on schedule."""
-        last_rescue = last_prune = 0.0
+        last_rescue = last_prune = last_horizon = 0.0
         last_depose = time.monotonic()
         announced: int | None = None
         was_leading = False
@@ -94,8 +104,13 @@ class Maintenance:
                             if time.monotonic() - last_prune >= self.prune_interval:
                                 last_prune = time.monotonic()
                                 await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
+                            if time.monotonic() - last_horizon >= self.horizon.interval:
+                                last_horizon = time.monotonic()
+                                look = await self.horizon.run_once(conn)
+                                if look.released and self.upkeep is not None:
+                                    self.upkeep.reclaim_soon()
                             if self.upkeep is not None:
-                                await self.upkeep.tick(conn)
+                                await self.upkeep.tick(conn, horizon_held=self.horizon.is_held)
                     else:
                         if self.upkeep is not None:
                             await self.upkeep.stop()  # a round under way is the leader's alone

@@ -10,6 +10,17 @@ plan again, with the table's real size; VACUUM keeps the dead rows of claimed
 and finished jobs from piling up. Upkeep does both by autovacuum's own rule
 and thresholds, on a connection of its own, so a long VACUUM never holds up
 the leader's other duties.
+
+After a held xmin horizon is released (see horizon.py), upkeep also takes
+back what the hold cost, autovacuum or not: it vacuums the jobs table at
+once (autovacuum may not come by for a minute, and claims wade through the
+dead rows until then), and then rebuilds, with REINDEX INDEX CONCURRENTLY,
+each pgjobs index far larger than its entries need (bloated_indexes in
+sql/queries.sql): VACUUM lets an index reuse its freed pages but never makes
+it smaller, so the claim index would keep the size of every row the hold
+kept. It does the same after each VACUUM of its own, where autovacuum is
+off. One rebuild at a time, never while a horizon is held, and an invalid
+index that an interrupted rebuild left behind is dropped first.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +37,7 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from pgjobs._db import KEEPALIVE
+from pgjobs.maintenance import horizon
 from pgjobs.queries import sql
 
 log = logging.getLogger("pgjobs.maintenance")
@@ -36,6 +49,16 @@ INTERVAL = 5.0
 #: before it closes the round's connection: a worker must stop on time when the database
 #: does not answer.
 STOP_WAIT = 2.0
+
+#: An index is rebuilt when it is more than REINDEX_RATIO times the size its
+#: entries need and larger than that by more than REINDEX_MIN_BYTES: far
+#: enough from a healthy index's slack that a rebuild is worth its work, and
+#: rebuilding an index of a few hundred kilobytes takes milliseconds.
+REINDEX_RATIO = 4.0
+REINDEX_MIN_BYTES = 512 * 1024
+
+#: The table a held horizon fills with dead rows, vacuumed once it is released.
+JOBS = ("pgjobs", "jobs")
 
 
 @dataclass(frozen=True)
@@ -116,28 +139,169 @@ async def run(conn: psycopg.AsyncConnection[Any], chores: list[Chore]) -> None:
         )
 
 
+async def vacuum_after_release(conn: psycopg.AsyncConnection[Any]) -> None:
+    """VACUUM the jobs table on `conn`, in autocommit, once a held horizon is released."""
+    started = time.monotonic()
+    # Not SKIP_LOCKED: an autovacuum that started while the horizon was held
+    # may remove nothing the hold kept, and it yields its lock to this one.
+    # TRUNCATE false, as for the chores: claims go on meanwhile.
+    await conn.execute(pgsql.SQL("VACUUM (TRUNCATE false) {}").format(pgsql.Identifier(*JOBS)))
+    log.info(
+        "vacuumed %s.%s after the xmin horizon's release, in %.0f ms",
+        *JOBS,
+        (time.monotonic() - started) * 1000,
+    )
+
+
+@dataclass(frozen=True)
+class Bloated:
+    """An index far larger than its entries need."""
+
+    schema: str
+    name: str
+    table: str
+    bytes: int
+    expected_bytes: int
+    entries: int
+
+    @property
+    def index(self) -> str:
+        """The index's schema-qualified name, for messages."""
+        return f"{self.schema}.{self.name}"
+
+
+async def bloated(
+    conn: psycopg.AsyncConnection[Any],
+    tables: Iterable[str],
+    told: set[str] | None = None,
+    ratio: float = REINDEX_RATIO,
+    min_bytes: int = REINDEX_MIN_BYTES,
+) -> list[Bloated]:
+    """The indexes of these pgjobs `tables` that a rebuild would make much smaller, largest
+    excess first. Their statistics must be fresh: call it after a VACUUM of the tables.
+
+    One that this role may not rebuild is named in a warning, once per name in `told`.
+    """
+    told = set() if told is None else told
+    params = {"tables": sorted(tables), "ratio": ratio, "min_bytes": min_bytes}
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql("bloated_indexes"), params)
+        rows = await cur.fetchall()
+    found = []
+    for r in rows:
+        b = Bloated(
+            r["schemaname"],
+            r["indexname"],
+            r["tablename"],
+            r["bytes"],
+            r["expected_bytes"],
+            r["entries"],
+        )
+        if not r["allowed"]:
+            if b.index not in told:
+                told.add(b.index)
+                log.warning(
+                    "%s takes %s for about %d entries, and this role may not rebuild it: "
+                    "run REINDEX INDEX CONCURRENTLY %s as the table's owner",
+                    b.index,
+                    _size(b.bytes),
+                    b.entries,
+                    b.index,
+                )
+            continue
+        found.append(b)
+    return found
+
+
+async def drop_leftovers(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+    """Drop the invalid indexes that interrupted rebuilds left; returns their names."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql("reindex_leftovers"))
+        rows = await cur.fetchall()
+    dropped = []
+    for r in rows:
+        ident = pgsql.Identifier(r["schemaname"], r["indexname"])
+        await conn.execute(pgsql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident))
+        name = f"{r['schemaname']}.{r['indexname']}"
+        log.info("dropped %s, an invalid index left by an interrupted REINDEX CONCURRENTLY", name)
+        dropped.append(name)
+    return dropped
+
+
+async def reindex(conn: psycopg.AsyncConnection[Any], index: Bloated) -> int:
+    """Rebuild the index without blocking writes (REINDEX INDEX CONCURRENTLY) on `conn`, in
+    autocommit; returns its new size in bytes."""
+    started = time.monotonic()
+    ident = pgsql.Identifier(index.schema, index.name)
+    await conn.execute(pgsql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql("index_size"), {"index": f'"{index.schema}"."{index.name}"'})
+        row = await cur.fetchone()
+    after = int(row["bytes"]) if row and row["bytes"] is not None else 0
+    log.info(
+        "rebuilt %s (REINDEX CONCURRENTLY): %s for about %d entries, now %s, in %.0f ms",
+        index.index,
+        _size(index.bytes),
+        index.entries,
+        _size(after),
+        (time.monotonic() - started) * 1000,
+    )
+    return after
+
+
+def _size(n: int) -> str:
+    """Bytes for a message: 812 bytes, 16.0 kB, 1.6 MB."""
+    if n < 1024:
+        return f"{n} bytes"
+    value = n / 1024
+    for unit in ("kB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 class Upkeep:
     """The leader's upkeep: looks every `interval` seconds, and does what is due in the
     background, one round at a time."""
 
-    def __init__(self, url: str, connect_timeout: float, interval: float = INTERVAL) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_timeout: float,
+        interval: float = INTERVAL,
+        horizon_max_age: float = horizon.DEFAULT_MAX_AGE,
+    ) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
         self.interval = interval
+        self.horizon_max_age = horizon_max_age
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None  # the running round's
         self._stopping = False
         self._last_look = 0.0
         self._told: set[str] = set()
         self._announced: set[str] = set()
+        # A held horizon was released: vacuum the jobs table and rebuild
+        # bloated indexes, once no horizon is held.
+        self._reclaim = False
+        # What a rebuild interrupted under an earlier leader left is dropped at
+        # the first look, not only before the next rebuild.
+        self._leftovers_checked = False
 
     @property
     def busy(self) -> bool:
         """A round of chores is still running."""
         return self._task is not None and not self._task.done()
 
-    async def tick(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Look at the statistics if it is time to, and start the chores that are due."""
+    def reclaim_soon(self) -> None:
+        """After a held horizon's release: vacuum the jobs table and rebuild the indexes it
+        bloated at the next look when no horizon is held any more."""
+        self._reclaim = True
+
+    async def tick(self, conn: psycopg.AsyncConnection[Any], horizon_held: bool = False) -> None:
+        """Look at the statistics if it is time to, and start the chores that are due; and,
+        unless `horizon_held`, the reclaiming that a released horizon asked for."""
         if self.busy or time.monotonic() - self._last_look < self.interval:
             return
         if self._task is not None:
@@ -147,7 +311,9 @@ class Upkeep:
             done.result()
         self._last_look = time.monotonic()
         chores = await due(conn, self._told)
-        if not chores:
+        reclaim = self._reclaim and not horizon_held
+        leftovers = not self._leftovers_checked and not horizon_held
+        if not chores and not reclaim and not leftovers:
             return
         for c in chores:
             if c.table not in self._announced:
@@ -155,10 +321,22 @@ class Upkeep:
                 log.info(
                     "autovacuum is off for %s: the leader vacuums and analyzes it itself", c.table
                 )
+        self._reclaim = self._reclaim and not reclaim  # asked again if the round fails
+        self._leftovers_checked = self._leftovers_checked or leftovers
         self._stopping = False
-        self._task = asyncio.create_task(self._round(chores), name="pgjobs-upkeep")
+        # Where a vacuum ran, the statistics of the table's indexes are fresh:
+        # the sizes their entries need can be told, and bloated ones rebuilt.
+        vacuumed = {c.name for c in chores if c.vacuum and c.schema == JOBS[0]}
+        if reclaim:
+            vacuumed.add(JOBS[1])
+        rebuild = set() if horizon_held else vacuumed
+        self._task = asyncio.create_task(
+            self._round(chores, reclaim, rebuild, leftovers), name="pgjobs-upkeep"
+        )
 
-    async def _round(self, chores: list[Chore]) -> None:
+    async def _round(
+        self, chores: list[Chore], reclaim: bool, rebuild: set[str], leftovers: bool
+    ) -> None:
         try:
             conn = self._conn = await psycopg.AsyncConnection.connect(
                 self.url,
@@ -167,18 +345,39 @@ class Upkeep:
                 **KEEPALIVE,
             )
             async with conn:
-                # A vacuum of a large table may rightly outlast a timeout the
-                # role sets for its statements; it would fail at every look.
+                # A vacuum of a large table, or a rebuild of a large index, may
+                # rightly outlast a timeout the role sets for its statements; it
+                # would fail at every look.
                 await conn.execute("SET statement_timeout = 0")
                 await run(conn, chores)
+                if reclaim and not any(c.vacuum and (c.schema, c.name) == JOBS for c in chores):
+                    await vacuum_after_release(conn)
+                if rebuild or leftovers:
+                    await drop_leftovers(conn)
+                if rebuild:
+                    await self._rebuild(conn, rebuild)
         except (psycopg.Error, OSError) as exc:
             if self._stopping:  # cancelled or cut off by stop(), as asked
                 log.debug("upkeep round stopped (%s)", exc)
                 return
-            # Statistics still say it is due: the next look tries again.
+            # Statistics still say it is due, and a reclaim is asked again:
+            # the next look tries again.
+            self._reclaim = self._reclaim or reclaim
+            self._leftovers_checked = self._leftovers_checked and not leftovers
             log.warning("upkeep failed (%s); trying again later", exc)
         finally:
             self._conn = None
+
+    async def _rebuild(self, conn: psycopg.AsyncConnection[Any], tables: set[str]) -> None:
+        """Rebuild each bloated index of `tables` in turn, as long as no horizon is held (a
+        rebuild waits for every older snapshot to end)."""
+        for index in await bloated(conn, tables, self._told):
+            now = await horizon.aread(conn, self.horizon_max_age)
+            if now.is_held:
+                log.info("rebuild of %s put off: %s", index.index, now.summary())
+                self._reclaim = True
+                return
+            await reindex(conn, index)
 
     async def stop(self) -> None:
         """End a round that is running: its statement is cancelled on the server, and its

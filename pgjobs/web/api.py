@@ -24,6 +24,8 @@ from pgjobs.errors import (
 )
 from pgjobs.health import QueueLevel, evaluate
 from pgjobs.jobs import DeadLetter, Job, Status
+from pgjobs.maintenance import horizon
+from pgjobs.maintenance.horizon import Horizon
 from pgjobs.tasks import MAX_DELAY
 from pgjobs.web.metrics import JobsCollector
 from pgjobs.web.security import Guard
@@ -137,6 +139,30 @@ class QueueView(BaseModel):
     max_depth: int | None
     max_age: float | None
     healthy: bool
+
+
+class HolderView(BaseModel):
+    """A session, prepared transaction or replication slot holding the xmin horizon back."""
+
+    kind: Literal["session", "prepared transaction", "replication slot"]
+    pid: int | None
+    name: str = Field(description="application_name, a prepared transaction's gid, a slot's name.")
+    state: str | None
+    seconds: float | None = Field(description="How long it has held, where Postgres records it.")
+    xmin_age: int = Field(description="How many transactions old its snapshot is.")
+    held: bool = Field(description="Past the threshold.")
+    description: str
+
+
+class HorizonView(BaseModel):
+    """The xmin horizon: whatever keeps VACUUM from removing pgjobs' dead rows."""
+
+    held: bool = Field(description="Some holder is past the threshold.")
+    age_seconds: float
+    age_xids: int
+    max_age: float = Field(description="The threshold, in seconds (PGJOBS_HORIZON_MAX_AGE).")
+    message: str | None = Field(description="One line naming the holder, when held.")
+    holders: list[HolderView]
 
 
 class SeriesPoint(BaseModel):
@@ -623,6 +649,23 @@ def router(
     async def workers() -> Any:
         """Registered workers, their heartbeat age and how many jobs each runs."""
         return await app.aworkers()
+
+    @api.get("/api/horizon", response_model=HorizonView, tags=["health"])
+    async def xmin_horizon() -> Any:
+        """Who holds the xmin horizon back, and whether for longer than the threshold."""
+        now: Horizon = await app._arun(horizon.read_op(app.horizon_max_age))
+        held = {h.key for h in now.held}
+        return {
+            "held": now.is_held,
+            "age_seconds": now.age,
+            "age_xids": now.xmin_age,
+            "max_age": now.max_age,
+            "message": now.summary() if now.is_held else None,
+            "holders": [
+                {**h.__dict__, "held": h.key in held, "description": h.describe()}
+                for h in now.holders
+            ],
+        }
 
     @api.get("/api/dead-letters", response_model=DeadLetterPage, tags=["dead letters"])
     async def dead_letters(

@@ -6,7 +6,9 @@ since the previous scrape, read by finished_at through jobs_finished_idx, so
 they cost the workers nothing. A scrape reads up to `lag` seconds ago: a job
 whose finishing transaction commits within that lag is still counted, once.
 Each process that serves /metrics counts from its own first scrape (a
-restart is a counter reset, which Prometheus' rate() expects).
+restart is a counter reset, which Prometheus' rate() expects). The xmin
+horizon is read as pgjobs.maintenance.horizon reads it for the leader and
+`pgjobs check`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from pgjobs import _db
 from pgjobs.health import QueueLevel, evaluate, levels_of
+from pgjobs.maintenance import horizon
 
 if TYPE_CHECKING:
     from pgjobs.app import App
@@ -89,7 +92,12 @@ class JobsCollector(Collector):
         depth = yield "depth_by_status", {}, "all"
         levels = yield "queue_levels", {}, "all"
         workers = yield "workers_alive", {}, "all"
-        return [*self._gauges(depth, levels_of(levels), workers), *self._totals()]
+        held = yield from horizon.read_op(self.app.horizon_max_age)
+        return [
+            *self._gauges(depth, levels_of(levels), workers),
+            *_horizon_gauges(held),
+            *self._totals(),
+        ]
 
     def _count(self, rows: list[Any]) -> None:
         for r in rows:
@@ -177,3 +185,37 @@ class JobsCollector(Collector):
         for (queue, task), h in sorted(self._wait.items()):
             wait.add_metric([queue, task], h.cumulative(), h.sum)
         return [ended, run, wait]
+
+
+def _horizon_gauges(held: horizon.Horizon) -> list[Metric]:
+    age = GaugeMetricFamily(
+        "pgjobs_xmin_horizon_age_seconds",
+        "How long the oldest hold on the xmin horizon has lasted, where Postgres records its "
+        "start (0 when nothing holds it): VACUUM removes no row that died since.",
+        value=held.age,
+    )
+    xids = GaugeMetricFamily(
+        "pgjobs_xmin_horizon_age_xids",
+        "How many transactions old the xmin horizon is (replication slots included).",
+        value=held.xmin_age,
+    )
+    limit = GaugeMetricFamily(
+        "pgjobs_xmin_horizon_threshold_seconds",
+        "How long a hold may last before it counts as held (PGJOBS_HORIZON_MAX_AGE).",
+        value=held.max_age,
+    )
+    over = GaugeMetricFamily(
+        "pgjobs_xmin_horizon_held",
+        "1 when some session, prepared transaction or slot holds the horizon past the threshold.",
+        value=int(held.is_held),
+    )
+    # Only the holds past the threshold: few, and they name whom to see.
+    holders = GaugeMetricFamily(
+        "pgjobs_xmin_horizon_holder_age_seconds",
+        "How long each hold past the threshold has lasted, by holder.",
+        labels=["kind", "pid", "name", "state"],
+    )
+    for h in held.held:
+        pid = "" if h.pid is None else str(h.pid)
+        holders.add_metric([h.kind, pid, h.name, h.state or ""], h.seconds or 0.0)
+    return [age, xids, limit, over, holders]

@@ -10,11 +10,20 @@
 -- indexes until that holder lets go.
 --
 -- Rows come worst first: xmin_age is how many transactions ago the holder's
--- snapshot starts. Sessions in other databases do not hold back this
--- database's tables (PostgreSQL 14 and later); replication slots, standbys
--- and prepared transactions do. End a session with pg_terminate_backend(pid),
--- a prepared transaction with ROLLBACK PREPARED 'gid', and drop a slot that is
--- no longer used with pg_drop_replication_slot('name').
+-- snapshot starts (or its own transaction id, for a session that wrote: it
+-- holds from its first write to its end, even idle between statements).
+-- Sessions in other databases do not hold back this database's tables
+-- (PostgreSQL 14 and later; this_database tells), and neither does a slot's
+-- catalog_xmin (only the catalogs); replication slots' xmin, standbys and
+-- prepared transactions do. VACUUM's own snapshot holds nothing back and is
+-- left out. End a session with pg_terminate_backend(pid), a prepared
+-- transaction with ROLLBACK PREPARED 'gid', and drop a slot that is no
+-- longer used with pg_drop_replication_slot('name').
+--
+-- pgjobs' leader reads the same holders (xmin_horizon in sql/queries.sql) and
+-- logs a WARNING naming each one that holds longer than
+-- $PGJOBS_HORIZON_MAX_AGE (5 minutes by default); /metrics shows
+-- pgjobs_xmin_horizon_age_seconds, and `pgjobs check` exits 1 naming it.
 --
 -- Run:
 --   psql "$PGJOBS_URL" -f sql/inspect/xmin_horizon.sql
@@ -27,11 +36,16 @@ WITH holders AS (
                   coalesce(nullif(application_name, ''), client_addr::text, 'local'))
                AS holder,
            datname IS NOT DISTINCT FROM current_database() AS this_database,
-           backend_xmin AS held_xmin,
+           CASE WHEN backend_xmin IS NULL OR age(backend_xid) > age(backend_xmin)
+                THEN backend_xid ELSE backend_xmin END AS held_xmin,
            coalesce(xact_start, query_start) AS since,
-           state || ': ' || left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS detail
+           coalesce(state, 'state not visible') || ': '
+               || left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS detail
     FROM pg_stat_activity
-    WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()
+    WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)
+      AND pid <> pg_backend_pid()
+      AND backend_type <> 'parallel worker'  -- its leader is listed
+      AND pid NOT IN (SELECT pid FROM pg_stat_progress_vacuum)
     UNION ALL
     SELECT 'replication slot',
            format('%s (%s, %s)', slot_name, slot_type, CASE WHEN active THEN 'active'
