@@ -25,10 +25,13 @@ import pgjobs
 from pgjobs.health import Threshold
 from pgjobs.web import create_app, router
 from tests import sample_app
-from tests.conftest import ROOT, WorkerProcess, count, wait_for
+from tests.conftest import ROOT, WorkerProcess, count, migrated_database, wait_for
+from tests.netcut import NetCut
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# A request straight from this machine, as a browser or curl on it sends one.
+LOOPBACK: dict[str, Any] = {"base_url": "http://127.0.0.1:8000", "client": ("127.0.0.1", 50000)}
 
 
 @pytest.fixture
@@ -373,11 +376,11 @@ def test_dead_letters_list_replay_and_purge(
 # -- health and metrics ---------------------------------------------------------------
 
 
-def test_healthz_ok_and_unavailable() -> None:
-    with TestClient(create_app(pgjobs.App(os.environ["PGJOBS_URL"]))) as c:
+def test_healthz_ok_and_unavailable(db_url: str) -> None:
+    with TestClient(create_app(pgjobs.App(db_url)), **LOOPBACK) as c:
         assert c.get("/healthz").json() == {"status": "ok", "database": "ok"}
     dead = pgjobs.App("postgresql://postgres@127.0.0.1:1/nowhere", connect_timeout=1)
-    with TestClient(create_app(dead)) as c:
+    with TestClient(create_app(dead), **LOOPBACK) as c:
         r = c.get("/healthz")
         assert r.status_code == 503 and r.json()["status"] == "unavailable"
         assert "127.0.0.1" in r.json()["database"] or "connect" in r.json()["database"]
@@ -497,13 +500,128 @@ def test_protected_reads_need_the_token(app: pgjobs.App) -> None:
         assert c.get("/healthz").json() == {"status": "unavailable", "database": "unreachable"}
 
 
-def test_without_a_token_only_loopback_may_write(
+def dead_letter(db: psycopg.Connection[Any]) -> uuid.UUID:
+    """A job that failed for good, with its dead letter."""
+    job_id = uuid.uuid4()
+    db.execute(
+        "INSERT INTO pgjobs.jobs (id, task, status, finished_at)"
+        " VALUES (%s, 'fail', 'failed', now())",
+        (job_id,),
+    )
+    db.execute(
+        "INSERT INTO pgjobs.dead_letters (job_id, task, queue, args, kwargs, attempts)"
+        " VALUES (%s, 'fail', 'default', '[\"x\"]', '{}', 1)",
+        (job_id,),
+    )
+    return job_id
+
+
+def dead_letters_in(db: psycopg.Connection[Any]) -> int:
+    return count(db, "SELECT count(*) FROM pgjobs.dead_letters")
+
+
+def reads(job_id: uuid.UUID) -> list[str]:
+    """Every kind of GET: the API, a job's arguments and traceback, metrics, page, probe."""
+    return [
+        "/api/jobs",
+        f"/api/jobs/{job_id}/detail",
+        "/api/dead-letters",
+        "/api/queues",
+        "/metrics",
+        "/",
+        "/healthz",
+    ]
+
+
+def refused_for_want_of_a_token(r: httpx.Response) -> bool:
+    detail = r.json()["detail"]
+    return r.status_code == 403 and "has no token" in detail and "PGJOBS_WEB_TOKEN" in detail
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"X-Forwarded-For": "203.0.113.7"}, "header X-Forwarded-For"),
+        ({"Forwarded": "for=203.0.113.7;proto=https"}, "header Forwarded"),
+        ({"X-Forwarded-Host": "jobs.example", "X-Forwarded-Proto": "https"}, "header X-Forwarded-"),
+        ({"X-Real-IP": "203.0.113.7"}, "header X-Real-Ip"),
+        ({"Via": "1.1 proxy.example"}, "header Via"),
+        ({"Host": "evil.example:8000"}, "'evil.example:8000', not a loopback name"),
+        ({"Host": "evil.example"}, "'evil.example', not a loopback name"),
+        ({"Host": "127.0.0.1.evil.example"}, "not a loopback name"),
+    ],
+)
+def test_without_a_token_a_proxied_or_rebound_request_gets_403_and_changes_nothing(
+    app: pgjobs.App, db: psycopg.Connection[Any], headers: dict[str, str], why: str
+) -> None:
+    failed = dead_letter(db)
+    with TestClient(create_app(app, metrics_lag=0.0), **LOOPBACK) as c:
+        for path in reads(failed):
+            r = c.get(path, headers=headers)
+            assert refused_for_want_of_a_token(r), (path, r.text)
+            assert why in r.json()["detail"], r.text
+        writes = [
+            ("/api/dead-letters/purge", {"everything": True}),
+            ("/api/dead-letters/replay", {"everything": True}),
+            (f"/api/jobs/{failed}/replay", None),
+            ("/api/jobs", {"task": "add", "args": [1, 2]}),
+        ]
+        for path, body in writes:
+            r = c.post(path, json=body, headers=headers)
+            assert refused_for_want_of_a_token(r), (path, r.text)
+    assert dead_letters_in(db) == 1 and jobs_in(db) == 1
+    assert status_of(db, str(failed)) == "failed"
+
+
+def test_without_a_token_a_client_beyond_loopback_gets_403_on_reads_and_writes(
     app: pgjobs.App, db: psycopg.Connection[Any]
 ) -> None:
-    with TestClient(create_app(app)) as c:  # the test client is not a loopback address
-        r = c.post("/api/jobs", json={"task": "add", "args": [1, 2]})
-        assert r.status_code == 401 and "loopback" in r.json()["detail"]
-    assert jobs_in(db) == 0
+    failed = dead_letter(db)
+    # The test client's own address is "testclient", and its Host "testserver".
+    with TestClient(create_app(app)) as c:
+        for path in reads(failed):
+            assert refused_for_want_of_a_token(c.get(path)), path
+        r = c.post("/api/dead-letters/purge", json={"everything": True})
+        assert refused_for_want_of_a_token(r)
+    with TestClient(create_app(app), base_url="http://127.0.0.1:8000") as c:
+        r = c.get("/api/jobs")
+        assert refused_for_want_of_a_token(r) and "came from testclient" in r.json()["detail"]
+    assert dead_letters_in(db) == 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8000", "localhost:8000", "[::1]:8000", "127.0.0.2"])
+def test_without_a_token_a_direct_loopback_request_reads_and_writes(
+    app: pgjobs.App, db: psycopg.Connection[Any], host: str
+) -> None:
+    failed = dead_letter(db)
+    with TestClient(create_app(app, metrics_lag=0.0), **LOOPBACK) as c:
+        for path in reads(failed):
+            assert c.get(path, headers={"Host": host}).status_code == 200, path
+        r = c.post("/api/dead-letters/purge", json={"everything": True}, headers={"Host": host})
+        assert r.status_code == 200 and r.json()["count"] == 1
+    assert dead_letters_in(db) == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"},
+        {"Forwarded": "for=203.0.113.7;host=jobs.example"},
+        {"Host": "jobs.example"},
+    ],
+)
+def test_with_a_token_a_proxied_request_with_the_token_still_works(
+    client: TestClient, db: psycopg.Connection[Any], headers: dict[str, str]
+) -> None:
+    failed = dead_letter(db)
+    for path in reads(failed):
+        assert client.get(path, headers=headers).status_code == 200, path
+    r = client.post("/api/dead-letters/purge", json={"everything": True}, headers=headers)
+    assert r.status_code == 401  # the token, not the route, decides
+    assert dead_letters_in(db) == 1
+    r = post(client, "/api/dead-letters/purge", {"everything": True}, headers=headers)
+    assert r.status_code == 200 and r.json()["count"] == 1
+    assert dead_letters_in(db) == 0
 
 
 def test_the_router_mounts_under_a_prefix_in_an_existing_app(app: pgjobs.App) -> None:
@@ -592,11 +710,19 @@ def test_web_on_loopback_without_a_token_takes_local_writes_only(
     base = web_server()
     r = httpx.post(f"{base}/api/jobs", json={"task": "add", "args": [1, 2]})
     assert r.status_code == 202, r.text
+    job = r.json()["job_id"]
     # A page that rebinds its own name to 127.0.0.1 still sends its own Host.
-    r = httpx.post(
-        f"{base}/api/jobs", json={"task": "add", "args": [1, 2]}, headers={"Host": "evil.example"}
-    )
-    assert r.status_code == 401 and "loopback" in r.json()["detail"]
+    rebound = {"Host": "evil.example"}
+    r = httpx.post(f"{base}/api/jobs", json={"task": "add", "args": [1, 2]}, headers=rebound)
+    assert refused_for_want_of_a_token(r)
+    assert refused_for_want_of_a_token(httpx.get(f"{base}/api/jobs/{job}/detail", headers=rebound))
+    # A proxy on this host connects from 127.0.0.1 and may pass Host: 127.0.0.1:PORT along
+    # (nginx's default); its forwarding headers give it away, though uvicorn reads them too.
+    port = base.rsplit(":", 1)[1]
+    proxied = {"Host": f"127.0.0.1:{port}", "X-Forwarded-For": "127.0.0.1"}
+    r = httpx.post(f"{base}/api/dead-letters/purge", json={"everything": True}, headers=proxied)
+    assert refused_for_want_of_a_token(r)
+    assert refused_for_want_of_a_token(httpx.get(f"{base}/api/jobs", headers=proxied))
     assert jobs_in(db) == 1
     assert httpx.get(f"{base}/").headers["content-security-policy"].startswith("default-src")
 
@@ -613,6 +739,103 @@ def test_web_with_a_token_serves_the_whole_api(
     schema = httpx.get(f"{base}/openapi.json").json()
     assert {"/api/jobs", "/api/jobs/{job_id}", "/metrics", "/healthz"} <= set(schema["paths"])
     assert json.loads(httpx.get(f"{base}/api/queues").text)[0]["depth"] == 1
+
+
+# -- the database away -----------------------------------------------------------------
+
+
+def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    r = call()
+    return r, time.monotonic() - started
+
+
+def first_200_within(c: TestClient, path: str, seconds: float) -> float:
+    """Seconds until `path` answers 200 again; fail past `seconds`."""
+    started = time.monotonic()
+    while True:
+        r = c.get(path, headers=AUTH)
+        took = time.monotonic() - started
+        if r.status_code == 200:
+            return took
+        assert r.status_code == 503, r.text
+        assert took < seconds, f"still {r.status_code} after {took:.2f} s: {r.text}"
+        time.sleep(0.05)
+
+
+def test_a_network_cut_is_503_at_once_and_200_again_within_2_s_of_the_heal(
+    netcut: tuple[NetCut, str],
+) -> None:
+    proxy, through = netcut
+    with TestClient(create_app(pgjobs.App(through), token=TOKEN)) as c:
+        assert c.get("/api/queues").status_code == 200  # the pool holds a connection now
+        proxy.cut = True  # bytes get no answer: the pooled connection hangs, new ones too
+        for call in (
+            lambda: c.get("/api/queues"),
+            lambda: c.get(f"/api/jobs/{uuid.uuid4()}"),
+            lambda: post(c, "/api/dead-letters/purge", {"everything": True}),
+            lambda: c.get("/metrics"),
+        ):
+            r, took = timed(call)
+            assert r.status_code == 503 and took < 2, (took, r.text)
+            assert r.json()["detail"].startswith("the database is unavailable: "), r.text
+            assert r.headers["retry-after"] == "1"
+        r, took = timed(lambda: c.get("/healthz"))
+        assert r.status_code == 503 and took < 2 and r.json()["status"] == "unavailable"
+        proxy.partition(0)  # the network heals; connections that saw the cut are reset
+        assert first_200_within(c, "/api/queues", 2) < 2
+        assert c.get("/metrics").status_code == 200
+        assert c.get("/healthz").json() == {"status": "ok", "database": "ok"}
+
+
+def test_a_stopped_server_is_503_at_once_and_200_again_within_2_s_of_its_start(
+    private_cluster: Callable[..., Any],
+) -> None:
+    cluster = private_cluster()
+    # A pool at its largest cannot grow: only its reconnection tries, further and further
+    # apart, would bring its connections back.
+    full = pgjobs.App(migrated_database(cluster), pool_size=1)
+    with TestClient(create_app(full, token=TOKEN)) as c:
+        assert c.get("/api/jobs").status_code == 200
+        cluster.stop()
+        for _ in range(3):
+            r, took = timed(lambda: c.get("/api/jobs"))
+            assert r.status_code == 503 and took < 2, (took, r.text)
+            assert "the database is unavailable: cannot reach Postgres" in r.json()["detail"]
+        r, took = timed(lambda: post(c, "/api/dead-letters/purge", {"everything": True}))
+        assert r.status_code == 503 and took < 2, (took, r.text)
+        time.sleep(4)  # the pool's tries so far: at once, 1 s later, 2 s after that
+        cluster.start()  # returns once the server takes connections
+        assert first_200_within(c, "/api/jobs", 2) < 2
+        assert post(c, "/api/dead-letters/purge", {"everything": True}).json()["count"] == 0
+
+
+def test_a_database_without_the_pgjobs_schema_is_503_saying_to_migrate(admin_url: str) -> None:
+    name = f"pgjobs_unmigrated_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        unmigrated = pgjobs.App(psycopg.conninfo.make_conninfo(admin_url, dbname=name))
+
+        @unmigrated.task
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        with TestClient(create_app(unmigrated, token=TOKEN)) as c:
+            for r in (
+                c.get("/api/jobs"),
+                c.get("/api/queues"),
+                c.get("/metrics"),
+                post(c, "/api/jobs", {"task": "add", "args": [1, 2]}),
+                post(c, "/api/dead-letters/purge", {"everything": True}),
+            ):
+                assert r.status_code == 503, r.text
+                assert "has no pgjobs schema: run `pgjobs migrate`" in r.json()["detail"]
+            r = c.get("/healthz")
+            assert r.status_code == 503 and "pgjobs migrate" in r.json()["database"]
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- workflows and events -------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import datetime
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,7 @@ from pgjobs.jobs import DeadLetter, Job, Status
 from pgjobs.maintenance import horizon
 from pgjobs.maintenance.horizon import Horizon
 from pgjobs.tasks import MAX_DELAY
+from pgjobs.web.availability import DatabaseGate, guarded_route
 from pgjobs.web.metrics import JobsCollector
 from pgjobs.web.security import Guard
 
@@ -305,11 +306,12 @@ def _doc(*codes: int) -> dict[int | str, dict[str, Any]]:
     texts = {
         400: "The body could not be parsed as JSON.",
         401: "A bearer token is needed, or the one given is not valid.",
-        403: "A browser sent this write from another origin.",
+        403: "A browser sent this write from another origin; or the API has no token and the "
+        "request did not come straight from this machine.",
         404: "No such job, dead letter or task.",
         409: "The job is not in a status this action applies to.",
         422: "The request does not fit: `detail` names the field.",
-        503: "The database does not answer.",
+        503: "The database does not answer, or has no pgjobs schema yet.",
     }
     return {code: {"model": Problem, "description": texts[code]} for code in codes}
 
@@ -380,12 +382,26 @@ def router(
     """The pgjobs web API for `app`, to mount in a FastAPI application.
 
     `token`: writes need `Authorization: Bearer <token>` (reads too with
-    `protect_reads`); without a token only loopback clients may write.
+    `protect_reads`); without a token the API answers only direct requests
+    from this machine to a loopback name (see pgjobs.web.security).
+    While the database is away, or has no pgjobs schema, it answers 503 at
+    once (see pgjobs.web.availability).
     """
-    guard = Guard(token, protect_reads)
-    api = APIRouter(dependencies=[Depends(guard)], responses=_doc(401, 403))
-    # The page holds no data and a probe sends no token: both stay open.
-    public = APIRouter()
+    gate = DatabaseGate(app)
+    api = APIRouter(
+        route_class=guarded_route(Guard(token, protect_reads), gate),
+        responses=_doc(401, 403, 503),
+    )
+    # The page holds no data and a probe sends no token: with a token both stay open.
+    public = Guard(token, public=True)
+    front = APIRouter(route_class=guarded_route(public))
+
+    def unhealthy(exc: Exception) -> JSONResponse:
+        # With protected reads, an anonymous probe learns nothing about the database.
+        why = "unreachable" if protect_reads else (str(exc).splitlines() or ["error"])[0]
+        return JSONResponse({"status": "unavailable", "database": why}, status_code=503)
+
+    health = APIRouter(route_class=guarded_route(public, gate, unhealthy))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(JobsCollector(app, lag=metrics_lag))
 
@@ -720,15 +736,13 @@ def router(
             raise _unprocessable(["body", *([exc.field] if exc.field else [])], str(exc)) from None
         return {"count": n}
 
-    @public.get("/healthz", response_model=Health, tags=["health"], responses=_doc(503))
+    @health.get("/healthz", response_model=Health, tags=["health"], responses=_doc(503))
     async def healthz() -> Any:
         """200 when the database answers, 503 when it does not; needs no token."""
         try:
             await app.acheck_schema()
         except Exception as exc:
-            # With protected reads, an anonymous probe learns nothing about the database.
-            why = "unreachable" if protect_reads else (str(exc).splitlines() or ["error"])[0]
-            return JSONResponse({"status": "unavailable", "database": why}, status_code=503)
+            return unhealthy(exc)
         return {"status": "ok", "database": "ok"}
 
     @api.get("/metrics", tags=["health"], response_class=Response)
@@ -739,7 +753,7 @@ def router(
     if dashboard:
         page = files("pgjobs.web").joinpath("static/index.html").read_text(encoding="utf-8")
 
-        @public.get("/", response_class=HTMLResponse, include_in_schema=False)
+        @front.get("/", response_class=HTMLResponse, include_in_schema=False)
         def index() -> HTMLResponse:
             """The dashboard: one page, no build step, talks to the API above."""
             return HTMLResponse(
@@ -757,7 +771,8 @@ def router(
 
     whole = APIRouter()
     whole.include_router(api)
-    whole.include_router(public)
+    whole.include_router(front)
+    whole.include_router(health)
     return whole
 
 
