@@ -131,7 +131,9 @@ class WorkerInfo:
     started_at: datetime
     heartbeat_at: datetime
     heartbeat_age: float  # seconds since its last heartbeat
-    running: int
+    running: int  # jobs it runs now
+    stuck: int = 0  # threads still running past a hard time limit: their slots are taken
+    busy: int = 0  # slots taken: running + stuck
 
 
 class App:

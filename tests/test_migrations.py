@@ -22,7 +22,7 @@ from pgjobs._db import COLUMN_TYPES, statement
 from pgjobs.queries import names, resource_dir, sql
 from tests.conftest import ROOT
 
-HEAD = "0011_domains"
+HEAD = "0012_stuck_threads"
 VIEWS = {
     "queue_depth",
     "queue_oldest",
