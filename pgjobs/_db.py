@@ -22,7 +22,8 @@ from psycopg.abc import PQGen
 from psycopg.adapt import AdaptersMap
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from pgjobs import _prepared
 from pgjobs.errors import ConfigurationError, PgJobsError
@@ -263,7 +264,12 @@ class Pool(ConnectionPool[PoolConnection]):
         self._waiters = 0  # callers waiting in ConnectionPool.getconn()
         self._closing = False
         self._aside_lock = threading.Lock()
+        kwargs.setdefault("reconnect_timeout", RECONNECT_TIMEOUT)
         super().__init__(*args, **kwargs)
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        # Reconnect within RECONNECT_MAX_DELAY of the database coming back.
+        super()._add_connection(attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing)
 
     def getconn(self, timeout: float | None = None) -> PoolConnection:
         """A connection, as ConnectionPool.getconn(); one set aside is put back first."""
@@ -345,6 +351,37 @@ class AsyncPoolConnection(psycopg.AsyncConnection[Any]):
     def _deallocate(self, name: bytes | None) -> PQGen[None]:
         _prepared.forget_on_deallocate_all(self._statements, name)
         return super()._deallocate(name)
+
+
+#: The longest wait between two tries to reconnect a pool's connection. psycopg_pool
+#: doubles its wait after each failed try without a bound, so past an outage of a
+#: minute the first try after the database came back could be half a minute away.
+RECONNECT_MAX_DELAY = 0.5
+#: A pool keeps trying to reconnect for this long before it gives the connection up.
+RECONNECT_TIMEOUT = 24 * 3600.0
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's back-off between reconnection tries, at most RECONNECT_MAX_DELAY."""
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY)
+
+
+class AsyncPool(AsyncConnectionPool[Any]):
+    """An async pool that reconnects within RECONNECT_MAX_DELAY of the database coming back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("reconnect_timeout", RECONNECT_TIMEOUT)
+        super().__init__(*args, **kwargs)
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        await super()._add_connection(
+            attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing
+        )
 
 
 # A cursor finds out how to send and read each type on its first statements

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -146,6 +147,26 @@ def demo(count: int, data_dir: str | None) -> None:
     help="Vacuum and analyze pgjobs' tables where autovacuum is off, as autovacuum would.",
 )
 @click.option(
+    "--max-lost",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The crash budget: a job whose attempts are lost with their worker this many times "
+    "in a row fails for good (WorkerLost). Lost attempts spend no retries.",
+)
+@click.option(
+    "--unknown-task-timeout",
+    default="1h",
+    show_default=True,
+    help="How long jobs of a task no worker knows wait for one that does before they fail.",
+)
+@click.option(
+    "--max-stuck-threads",
+    type=click.IntRange(0),
+    help="Threads stuck past a hard time limit that the worker tolerates before it stops "
+    "claiming and exits with status 75 to be restarted [default: half the concurrency].",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -176,6 +197,9 @@ def worker(
     keep_succeeded: str,
     keep_failed: str,
     vacuum: bool,
+    max_lost: int,
+    unknown_task_timeout: str,
+    max_stuck_threads: int | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -188,7 +212,8 @@ def worker(
     app = _app(app_spec, url)
     if app.url and app.embedded:
         app.migrate()
-    app.check_schema()
+    _wait_for_database(app)
+    unknown_after = _duration(unknown_task_timeout, "--unknown-task-timeout")
     w = Worker(
         app,
         queues=plan,
@@ -204,6 +229,9 @@ def worker(
         grace_period=grace_period,
         heartbeat_interval=heartbeat_interval,
         lease_ttl=lease_ttl,
+        max_lost=max_lost,
+        unknown_task_timeout=3600.0 if unknown_after is None else unknown_after,
+        max_stuck_threads=max_stuck_threads,
     )
     w.run()
     if w.abandoned_threads:
@@ -214,7 +242,34 @@ def worker(
             "exiting with %d task threads still running", w.abandoned_threads
         )
         logging.shutdown()
-        os._exit(0)
+        os._exit(w.exit_code)
+    sys.exit(w.exit_code)
+
+
+def _wait_for_database(app: Any) -> None:
+    """Check the schema, waiting while the database cannot be reached.
+
+    A worker started during an outage (the database restarting in the same
+    deploy, a supervisor that starts everything at once) waits for it and says
+    so, instead of exiting; a schema that is missing is still an error at once.
+    """
+    from pgjobs._db import DatabaseUnavailable
+
+    log = logging.getLogger("pgjobs.worker")
+    waited = 0.0
+    while True:
+        try:
+            app.check_schema()
+        except DatabaseUnavailable as exc:
+            if waited == 0.0:
+                log.warning("cannot reach the database (%s); waiting for it", exc)
+            delay = min(1.0, 0.1 + waited / 10)
+            time.sleep(delay)
+            waited += delay
+            continue
+        if waited:
+            log.info("the database answers again after %.0f s", waited)
+        return
 
 
 def _queues(text: str) -> list[str] | dict[str, float]:

@@ -97,5 +97,11 @@ class WorkerCrashed(Exception):
     """The process running the attempt died (a crash, os._exit, a signal)."""
 
 
+class WorkerLost(Exception):
+    """The worker running the attempt lost its lease on the job (it died, or could not reach
+    the database for longer than the lease). The attempt spends the crash budget, not the
+    task's retries."""
+
+
 class CancelledByRequest(Exception):
     """The job was cancelled while it ran."""

@@ -99,7 +99,10 @@ WHERE d.key = %(key)s;
 --               3 and 1 get about 3 jobs to 1 while both have work, even one
 --               job at a time, and either gets all of it when the other is empty.
 -- Jobs of limited tasks are claimed by claim_limited(), not here. The lease
--- is the worker's: it holds while the worker's heartbeat stays fresh.
+-- is the worker's: it holds while the worker's heartbeat stays fresh. A
+-- worker whose row is gone (the rescuer took it for dead) claims nothing
+-- until it has registered again: the test is evaluated once, before any
+-- job is read.
 -- started_at is the clock when the row is taken, not now(): the transaction's
 -- start comes before its snapshot, and a job committed in between (a retry
 -- just released, a job just enqueued) would seem to start before it existed.
@@ -113,6 +116,7 @@ WITH candidates AS (
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM pgjobs.jobs
         WHERE status = 'pending' AND NOT limited AND queue = q.name
+          AND EXISTS (SELECT FROM pgjobs.workers w WHERE w.id = %(worker_id)s)
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -148,7 +152,9 @@ SELECT c.*,
        (SELECT date_part('epoch', c.started_at - j.run_at) FROM pgjobs.jobs j
         WHERE j.id = c.id) AS waited
 FROM pgjobs.claim_limited(%(tasks)s::text[], %(queues)s::text[], %(worker_id)s,
-                          %(limit)s) AS c;
+                          %(limit)s) AS c
+-- As in claim_jobs: a worker the rescuer took for dead claims nothing.
+WHERE EXISTS (SELECT FROM pgjobs.workers w WHERE w.id = %(worker_id)s);
 
 -- name: set_task_limit
 -- A worker says what limits its code gives a task; the latest word wins, so
@@ -167,6 +173,9 @@ ON CONFLICT (task) DO UPDATE
 -- Fenced: an outcome applies only while the job is still running this very
 -- attempt under this worker, so an attempt that lost its lease (the job was
 -- rescued and runs elsewhere) changes nothing. The ids that applied come back.
+-- An outcome 'pending' is an attempt the worker stopped because it lost its
+-- lease (see pgjobs/worker): the job goes back to the queue, and the run does
+-- not spend the task's retries, so max_attempts moves on by one.
 -- The arrays travel in binary (%(name)b): psycopg's text form quotes and
 -- escapes each element in Python, which cost a worker more per job than
 -- running a no-op job does. An array may be shorter than `ids` (empty when
@@ -181,8 +190,10 @@ done AS (
     UPDATE pgjobs.jobs j
     -- A job whose cancellation was asked for while its attempt ran (and whose
     -- worker did not hear of it in time) does not go on to another attempt.
-    SET status = CASE WHEN o.status = 'retrying' AND j.cancel_requested_at IS NOT NULL
+    SET status = CASE WHEN o.status IN ('retrying', 'pending')
+                           AND j.cancel_requested_at IS NOT NULL
                       THEN 'cancelled' ELSE o.status END,
+        max_attempts = j.max_attempts + (o.status = 'pending')::int,
         result = o.result::jsonb,
         error = o.error::jsonb,
         progress = COALESCE(o.progress::jsonb, j.progress),
@@ -219,7 +230,9 @@ dead AS (
 -- (identical notifications in one transaction are delivered once). The
 -- status is the one each job got, for the transition log.
 SELECT id, status,
-       CASE WHEN limited THEN pg_notify('pgjobs', queue) IS NULL END AS notified FROM done;
+       CASE WHEN limited OR status = 'pending' THEN pg_notify('pgjobs', queue) IS NULL END
+           AS notified
+FROM done;
 
 -- name: generic_plan
 -- Run once on each connection a worker keeps for finish_and_claim and nothing
@@ -231,7 +244,18 @@ SELECT id, status,
 -- of the statement's transaction: setting it in the same round trip took a
 -- pipeline, whose sends wait for the event loop, and the statement reached
 -- the server only after the other batch's jobs had run.
-SELECT set_config('plan_cache_mode', 'force_generic_plan', false);
+-- jit is off too, for the reason given at session_settings.
+SELECT set_config('plan_cache_mode', 'force_generic_plan', false),
+       set_config('jit', 'off', false);
+
+-- name: session_settings
+-- Run once on each connection of a worker's pool. No JIT: a worker's
+-- statements touch a few rows each through indexes, but a generic plan's
+-- estimate over a large table (a backlog of a million jobs) passes
+-- jit_above_cost, and compiling then takes tens of milliseconds for a
+-- statement of one, on every execution: throughput fell twentyfold with jit
+-- on (the server's default) against off.
+SELECT set_config('jit', 'off', false);
 
 -- name: finish_and_claim
 -- finish_jobs and claim_jobs as ONE statement, for a busy worker: the
@@ -251,8 +275,8 @@ SELECT set_config('plan_cache_mode', 'force_generic_plan', false);
 -- off (status NULL), or given another status than the one sent (a retry of a
 -- job whose cancellation was asked for). The rest got just what the worker
 -- sent, and reading a row for each of them was a tenth of a busy worker's
--- instructions per no-op job. Limited jobs come back too: the select list is
--- where their NOTIFY is sure to be evaluated.
+-- instructions per no-op job. Limited jobs and jobs handed back come back too:
+-- the select list is where their NOTIFY is sure to be evaluated.
 WITH {finish_jobs.ctes},
 claimed AS (
 {claim_jobs}
@@ -262,9 +286,10 @@ SELECT 'claimed' AS kind, id, task, queue, args, kwargs, attempt, max_attempts, 
 FROM claimed
 UNION ALL
 SELECT 'finished', o.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       CASE WHEN d.limited THEN pg_notify('pgjobs', d.queue) IS NULL END, d.status, NULL
+       CASE WHEN d.limited OR d.status = 'pending' THEN pg_notify('pgjobs', d.queue) IS NULL END,
+       d.status, NULL
 FROM outcome o LEFT JOIN done d ON d.id = o.id
-WHERE d.id IS NULL OR d.status <> o.status OR d.limited;
+WHERE d.id IS NULL OR d.status <> o.status OR d.limited OR d.status = 'pending';
 
 -- name: release_due_jobs
 -- Move scheduled and retrying jobs whose time has come to 'pending', and wake
@@ -295,21 +320,33 @@ woken AS (
 SELECT r.*, w.notified FROM released r JOIN woken w USING (queue);
 
 -- name: hand_back_jobs
--- Give running jobs back to the queue without spending their attempt (a
--- graceful shutdown whose grace period ran out). A job whose cancellation was
--- asked for ends 'cancelled' instead.
--- For the transition log each comes back with the attempt it was running
--- (RETURNING sees the attempt count already given back) and for how long.
-WITH back AS (
-    UPDATE pgjobs.jobs
+-- Give running jobs back to the queue without spending the task's retries (a
+-- graceful shutdown whose grace period ran out, or jobs claimed by a
+-- statement whose reply never arrived). The attempt keeps its number, which
+-- is never used again, and gets its attempts row (%(outcome)s: 'handed_back'
+-- for a run that was stopped, 'unstarted' for one that never began);
+-- max_attempts moves on by one, so the run costs no retry. Fenced like
+-- finish_jobs: only the attempt this worker still runs. A job whose
+-- cancellation was asked for ends 'cancelled' instead.
+WITH given AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS g(id, attempt)
+),
+back AS (
+    UPDATE pgjobs.jobs j
     SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-        attempt = CASE WHEN cancel_requested_at IS NULL THEN attempt - 1 ELSE attempt END,
+        max_attempts = j.max_attempts + (cancel_requested_at IS NULL)::int,
         finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
         worker_id = NULL
-    WHERE id = ANY(%(ids)s::uuid[]) AND status = 'running' AND worker_id = %(worker_id)s
-    RETURNING id, task, queue, status,
-              CASE WHEN status = 'pending' THEN attempt + 1 ELSE attempt END AS attempt,
-              date_part('epoch', now() - started_at) AS duration
+    FROM given g
+    WHERE j.id = g.id AND j.attempt = g.attempt
+      AND j.status = 'running' AND j.worker_id = %(worker_id)s
+    RETURNING j.id, j.task, j.queue, j.status, j.attempt, j.started_at,
+              date_part('epoch', now() - j.started_at) AS duration
+),
+attempt_rows AS (
+    INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)
+    SELECT id, attempt, %(worker_id)s, COALESCE(started_at, now()), now(), %(outcome)s::text
+    FROM back
 )
 SELECT b.id, b.task, b.queue, b.status, b.attempt, b.duration,
        CASE WHEN b.status = 'pending' THEN pg_notify('pgjobs', b.queue) IS NULL END AS notified
@@ -326,8 +363,11 @@ VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lea
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
 
 -- name: heartbeat
--- Keeps the worker's lease (on every job it runs) and says whether it leads.
-UPDATE pgjobs.workers SET heartbeat_at = now(), leader_pid = %(leader_pid)s
+-- Keeps the worker's lease (on every job it runs), says whether it leads and
+-- how many of its threads are stuck past a hard time limit. No row back: the
+-- rescuer took the worker for dead.
+UPDATE pgjobs.workers
+SET heartbeat_at = now(), leader_pid = %(leader_pid)s, stuck_threads = %(stuck_threads)s
 WHERE id = %(worker_id)s RETURNING id;
 
 -- name: unregister_worker
@@ -400,36 +440,58 @@ SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL AS migrated;
 
 -- name: rescue_jobs
 -- The rescuer (run by the leader only). Workers whose heartbeat is older
--- than their own lease are dead: their rows go, and each job they were running gets
--- its attempt recorded as 'lost' and goes back to 'pending' for another
--- attempt, or to 'failed' and the dead letters when it has none left. A job
--- whose own worker kills it (a poison job) spends an attempt each time, so
--- it cannot loop forever.
+-- than their own lease are dead: their rows go, and each job they were
+-- running gets its attempt recorded as 'lost' and goes back to 'pending'.
+-- A lost attempt does not spend the task's retries (max_attempts moves on by
+-- one): one crash of one machine must not fail the work it had in flight.
+-- It spends the crash budget instead: a job lost %(max_lost)s times in a row
+-- (a poison job that kills its worker) fails for good with WorkerLost, so it
+-- cannot loop forever. The leader never takes itself for dead: it is running
+-- this. A running job whose worker row is gone (claimed in the instant the
+-- rescuer removed that row) is left a full lease from its start: its worker,
+-- if alive, finds its row gone at its next heartbeat and gives the job back
+-- itself, so the job never runs twice at once.
 WITH dead_workers AS (
     DELETE FROM pgjobs.workers
     WHERE heartbeat_at < now() - make_interval(secs => lease_seconds)
+      AND id <> %(worker_id)s
     RETURNING id
 ),
 lost AS (
-    SELECT j.id, j.worker_id FROM pgjobs.jobs j
+    SELECT j.id, j.worker_id,
+           -- Attempts lost in a row before this one.
+           (SELECT count(*) FROM pgjobs.attempts a
+            WHERE a.job_id = j.id AND a.outcome = 'lost'
+              AND a.attempt > COALESCE((SELECT max(b.attempt) FROM pgjobs.attempts b
+                                        WHERE b.job_id = j.id AND b.outcome <> 'lost'), 0))
+               AS lost_before
+    FROM pgjobs.jobs j
     WHERE j.status = 'running'
       AND (j.worker_id IN (SELECT id FROM dead_workers)
-           OR NOT EXISTS (SELECT 1 FROM pgjobs.workers w WHERE w.id = j.worker_id))
-    FOR UPDATE SKIP LOCKED
+           OR (NOT EXISTS (SELECT 1 FROM pgjobs.workers w WHERE w.id = j.worker_id)
+               AND j.started_at < now() - make_interval(secs => %(lease_seconds)s)))
+    FOR UPDATE OF j SKIP LOCKED
 ),
 rescued AS (
     UPDATE pgjobs.jobs j
     SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                      WHEN j.attempt < j.max_attempts THEN 'pending'
-                      ELSE 'failed' END,
+                      WHEN lost.lost_before + 1 >= %(max_lost)s THEN 'failed'
+                      ELSE 'pending' END,
+        max_attempts = j.max_attempts
+            + (j.cancel_requested_at IS NULL AND lost.lost_before + 1 < %(max_lost)s)::int,
         worker_id = NULL,
         cancel_requested_at = NULL,
         error = jsonb_build_object(
             'type', 'WorkerLost',
             'message', 'the worker running attempt ' || j.attempt || ' (' || lost.worker_id
-                       || ') stopped sending heartbeats',
+                       || ') stopped sending heartbeats'
+                       || CASE WHEN lost.lost_before + 1 >= %(max_lost)s
+                               THEN '; ' || (lost.lost_before + 1)
+                                    || ' attempts in a row were lost with their worker'
+                               ELSE '' END,
             'traceback', NULL),
-        finished_at = CASE WHEN j.cancel_requested_at IS NULL AND j.attempt < j.max_attempts
+        finished_at = CASE WHEN j.cancel_requested_at IS NULL
+                                AND lost.lost_before + 1 < %(max_lost)s
                            THEN NULL ELSE now() END
     FROM lost
     WHERE j.id = lost.id
@@ -453,6 +515,60 @@ SELECT r.id, r.task, r.queue, r.attempt, r.status, r.worker_id,
        date_part('epoch', now() - r.started_at) AS duration,
        CASE WHEN r.status = 'pending' THEN pg_notify('pgjobs', r.queue) IS NULL END AS notified
 FROM rescued r;
+
+-- name: defer_jobs
+-- Jobs of a task this worker does not know (new code enqueued them, old code
+-- claimed them: a rolling deploy). Each goes back to wait for a worker that
+-- knows it, after a back-off, without spending a retry; the attempt keeps its
+-- number and gets an attempts row ('unknown_task'). Only when no worker has
+-- known the task for %(give_up_after)s seconds since the first such attempt
+-- in a row does the job fail for good (UnknownTask) and reach the dead
+-- letters. Fenced like finish_jobs.
+WITH given AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS g(id, attempt)
+),
+seen AS (
+    SELECT j.id, COALESCE(min(a.started_at), j.started_at) AS since,
+           count(a.attempt) AS times
+    FROM given g
+    JOIN pgjobs.jobs j ON j.id = g.id AND j.attempt = g.attempt
+         AND j.status = 'running' AND j.worker_id = %(worker_id)s
+    LEFT JOIN pgjobs.attempts a ON a.job_id = j.id AND a.outcome = 'unknown_task'
+         AND a.attempt > COALESCE((SELECT max(b.attempt) FROM pgjobs.attempts b
+                                   WHERE b.job_id = j.id AND b.outcome <> 'unknown_task'), 0)
+    GROUP BY j.id, j.started_at
+),
+deferred AS (
+    UPDATE pgjobs.jobs j
+    SET status = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                      WHEN seen.since < now() - make_interval(secs => %(give_up_after)s)
+                      THEN 'failed' ELSE 'retrying' END,
+        max_attempts = j.max_attempts + 1,
+        run_at = now() + make_interval(secs => least(300, 5 * 2 ^ least(seen.times, 10))),
+        error = jsonb_build_object('type', 'UnknownTask',
+                                   'message', %(message)s::text, 'traceback', NULL),
+        finished_at = CASE WHEN j.cancel_requested_at IS NOT NULL
+                             OR seen.since < now() - make_interval(secs => %(give_up_after)s)
+                           THEN now() END,
+        cancel_requested_at = NULL,
+        worker_id = NULL
+    FROM seen WHERE j.id = seen.id
+    RETURNING j.id, j.task, j.queue, j.args, j.kwargs, j.attempt, j.started_at, j.status,
+              j.error, date_part('epoch', now() - j.started_at) AS duration
+),
+attempt_rows AS (
+    INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at,
+                                 outcome, error)
+    SELECT id, attempt, %(worker_id)s, COALESCE(started_at, now()), now(), 'unknown_task', error
+    FROM deferred
+),
+dead AS (
+    INSERT INTO pgjobs.dead_letters (job_id, task, queue, args, kwargs, error, attempts)
+    SELECT id, task, queue, args, kwargs, error, attempt FROM deferred WHERE status = 'failed'
+    ON CONFLICT (job_id) DO UPDATE
+        SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
+)
+SELECT id, task, queue, attempt, status, duration FROM deferred;
 
 -- name: running_jobs_of_worker
 -- What the database says a worker is running: the worker compares it with
@@ -695,11 +811,16 @@ ORDER BY attempt;
 
 -- name: list_workers
 -- Workers that said hello and have not said goodbye, with what they run now.
+-- A thread stuck past its hard time limit holds a slot though its job has
+-- ended: `stuck` counts them, and `busy` is every slot taken.
 SELECT w.id, w.hostname, w.pid, w.queues, w.concurrency, w.started_at, w.heartbeat_at,
        EXTRACT(EPOCH FROM now() - w.heartbeat_at) AS heartbeat_age,
-       (SELECT count(*) FROM pgjobs.jobs j
-        WHERE j.status = 'running' AND j.worker_id = w.id) AS running
+       r.running, w.stuck_threads AS stuck, r.running + w.stuck_threads AS busy
 FROM pgjobs.workers w
+CROSS JOIN LATERAL (
+    SELECT count(*) AS running FROM pgjobs.jobs j
+    WHERE j.status = 'running' AND j.worker_id = w.id
+) AS r
 ORDER BY w.started_at, w.id;
 
 -- name: finished_series

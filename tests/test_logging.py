@@ -282,7 +282,8 @@ def test_a_rescue_is_logged_as_a_warning_with_the_lost_worker(
     app: Any, db: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     again = sample_app.flaky.enqueue(0)  # attempts left: it runs again
-    last = sample_app.add.enqueue(1, 2)  # its only attempt: it fails for good
+    last = sample_app.add.enqueue(1, 2)  # its only attempt: a lost one does not spend it
+    spent = sample_app.add.enqueue(2, 2)  # lost twice before: the crash budget is spent
     db.execute(
         "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_at)"
         " VALUES ('w-gone', 'h', 1, '{default}', 1, now() - interval '1 hour')"
@@ -291,13 +292,19 @@ def test_a_rescue_is_logged_as_a_warning_with_the_lost_worker(
         "UPDATE pgjobs.jobs SET status = 'running', attempt = 1, worker_id = 'w-gone',"
         " started_at = now() - interval '2 seconds'"
     )
+    db.execute("UPDATE pgjobs.jobs SET attempt = 3, max_attempts = 3 WHERE id = %s", (spent.id,))
+    db.execute(
+        "INSERT INTO pgjobs.attempts (job_id, attempt, worker_id, started_at, finished_at, outcome)"
+        " VALUES (%s, 1, 'w-old', now(), now(), 'lost'), (%s, 2, 'w-old', now(), now(), 'lost')",
+        (spent.id, spent.id),
+    )
 
     async def rescue() -> int:
         async with await psycopg.AsyncConnection.connect(app.url, autocommit=True) as conn:
             return await rescuer.run_once(conn)
 
     with caplog.at_level(logging.WARNING, logger="pgjobs.jobs"):
-        assert asyncio.run(rescue()) == 2
+        assert asyncio.run(rescue()) == 3
     lines = as_json(caplog.records)
     for line in lines:
         check_line(line, level="WARNING")  # a worker died: worth a warning
@@ -305,8 +312,12 @@ def test_a_rescue_is_logged_as_a_warning_with_the_lost_worker(
         assert line["duration"] >= 2
     assert steps_by_job(lines) == {
         str(again.id): [("running", "pending", 1)],
-        str(last.id): [("running", "failed", 1)],
+        str(last.id): [("running", "pending", 1)],
+        str(spent.id): [("running", "failed", 3)],
     }
+    assert "the crash budget is spent" in next(
+        line["reason"] for line in lines if line["job_id"] == str(spent.id)
+    )
 
 
 def test_the_json_formatter_writes_exc_info_and_the_fields_as_keys() -> None:

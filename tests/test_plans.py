@@ -24,7 +24,7 @@ from pgjobs._db import AsyncPoolConnection
 from pgjobs.queries import sql
 from pgjobs.worker.worker import _unless_all_null, finish_and_claim, reuse_plans
 from tests import sample_app
-from tests.conftest import count, numbered
+from tests.conftest import count, numbered, register
 
 WORKER = "plan-test-worker"
 BATCH = 50
@@ -66,6 +66,7 @@ def _backlog(db: psycopg.Connection[Any], jobs: int, running: int) -> list[dict[
     # The statistics a worker meets at the start of a backlog: every job
     # pending, no worker id in sight.
     db.execute("ANALYZE pgjobs.jobs")
+    register(db, WORKER)
     with db.cursor(row_factory=dict_row) as cur:
         return cur.execute(sql("claim_jobs"), _claim_params(running)).fetchall()
 

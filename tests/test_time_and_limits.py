@@ -406,8 +406,10 @@ def test_a_claim_stamps_the_start_when_it_takes_the_job_not_when_its_transaction
     app: Any, db: psycopg.Connection[Any], db_url: str
 ) -> None:
     from pgjobs.queries import sql
-    from tests.test_plans import _claim_params
+    from tests.conftest import register
+    from tests.test_plans import WORKER, _claim_params
 
+    register(db, WORKER)
     with psycopg.connect(db_url) as claimer:
         began = claimer.execute("SELECT now()").fetchone()
         time.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -208,19 +209,54 @@ def test_a_retrying_job_shows_its_next_run_time(app: Any, db: psycopg.Connection
     slow.close()
 
 
-def test_an_unknown_task_in_the_worker_fails_the_job_with_a_clear_error(
+def test_jobs_of_a_task_the_worker_does_not_know_wait_for_one_that_does_without_spending_a_retry(
+    app: Any, db: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A rolling deploy: new code enqueued 'renamed_task', an old worker claims it.
+    ids = [uuid.uuid4() for _ in range(3)]
+    for job_id in ids:
+        db.execute(
+            "INSERT INTO pgjobs.jobs (id, task, args) VALUES (%s, 'renamed_task', '[1]')", (job_id,)
+        )
+    with caplog.at_level(logging.WARNING, logger="pgjobs.worker"):
+        drain(app)
+    warnings = [r for r in caplog.records if "renamed_task" in r.getMessage()]
+    assert len(warnings) == 1  # one per task name, however many jobs
+    for job_id in ids:
+        job = app.get_job(job_id)
+        # Back to wait, after a back-off; the attempt is recorded, its number
+        # used up, and the task's retries untouched (max_attempts moved on).
+        assert job.status is Status.RETRYING and job.attempts == 1 and job.max_attempts == 2
+        assert job.error is not None and job.error["type"] == "UnknownTask"
+        assert job.run_at is not None and job.started_at is not None
+        assert 4 <= (job.run_at - job.started_at).total_seconds() <= 6
+        assert [a.outcome for a in app.attempts(job_id)] == ["unknown_task"]
+    assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 0
+    # A worker that knows the task runs the jobs at their next attempt.
+    db.execute("UPDATE pgjobs.jobs SET task = 'add', args = '[1, 2]', run_at = now()")
+    drain(app)
+    for job_id in ids:
+        job = app.get_job(job_id)
+        assert job.status is Status.SUCCEEDED and job.result == 3 and job.attempts == 2
+        assert [a.outcome for a in app.attempts(job_id)] == ["unknown_task", "succeeded"]
+
+
+def test_jobs_of_an_unknown_task_are_dead_lettered_once_no_worker_knew_it_for_the_timeout(
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
     job_id = uuid.uuid4()
     db.execute(
         "INSERT INTO pgjobs.jobs (id, task, args) VALUES (%s, 'renamed_task', '[1]')", (job_id,)
     )
-    drain(app)
+    drain(app, unknown_task_timeout=60)
+    # Its first such attempt was over a minute ago: the next one gives up.
+    db.execute("UPDATE pgjobs.attempts SET started_at = started_at - interval '61 seconds'")
+    db.execute("UPDATE pgjobs.jobs SET run_at = now()")
+    drain(app, unknown_task_timeout=60)
     job = app.get_job(job_id)
-    assert job.status is Status.FAILED
-    assert job.error is not None
-    assert job.error["type"] == "UnknownTask"
-    assert "no task named 'renamed_task' is registered in this worker" in job.error["message"]
+    assert job.status is Status.FAILED and job.attempts == 2
+    assert job.error is not None and job.error["type"] == "UnknownTask"
+    assert [a.outcome for a in app.attempts(job_id)] == ["unknown_task", "unknown_task"]
     assert count(db, "SELECT count(*) FROM pgjobs.dead_letters") == 1
 
 

@@ -33,6 +33,7 @@ class Maintenance:
         *,
         worker_id: str,
         lease_seconds: float,
+        max_lost: int = 3,
         tick: float = 1.0,
         rescue_interval: float | None = None,
         connect_timeout: float = 10.0,
@@ -47,6 +48,7 @@ class Maintenance:
         self.pool = pool
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
+        self.max_lost = max_lost
         self.tick = tick
         self.rescue_interval = rescue_interval or max(tick, lease_seconds / 4)
         self.leader = Leader(url, connect_timeout)
@@ -75,6 +77,7 @@ class Maintenance:
     async def run(self) -> None:
         """Loop until cancelled: try to lead; while leading, run the services on schedule."""
         last_rescue = last_prune = last_horizon = 0.0
+        unreachable = False
         last_depose = time.monotonic()
         announced: int | None = None
         was_leading = False
@@ -100,7 +103,12 @@ class Maintenance:
                                 await self.cron.run_once(conn)
                             if time.monotonic() - last_rescue >= self.rescue_interval:
                                 last_rescue = time.monotonic()
-                                await rescuer.run_once(conn)
+                                await rescuer.run_once(
+                                    conn,
+                                    worker_id=self.worker_id,
+                                    lease_seconds=self.lease_seconds,
+                                    max_lost=self.max_lost,
+                                )
                             if time.monotonic() - last_prune >= self.prune_interval:
                                 last_prune = time.monotonic()
                                 await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
@@ -120,12 +128,15 @@ class Maintenance:
                     failures = 0
                 except (psycopg.Error, OSError) as exc:
                     failures += 1
+                    unreachable = isinstance(exc, (psycopg.OperationalError, OSError))
                     log.warning("maintenance failed (%s); trying again", exc)
                 pause = self.tick
                 if failures:
                     # A failing duty is retried at the tick, backing off to a
                     # minute, not in a loop that floods the log and the server.
-                    pause = min(60.0, self.tick * 2 ** (failures - 1))
+                    # An unreachable database is tried at the tick, so that due
+                    # jobs are released and lost ones rescued as soon as it is back.
+                    pause = self.tick if unreachable else min(60.0, self.tick * 2 ** (failures - 1))
                 elif leading:
                     # Wake for the next cron slot on time, not up to a tick late.
                     pause = min(pause, self.cron.seconds_until_due())

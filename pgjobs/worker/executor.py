@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pgjobs.context import JobContext, _current
-from pgjobs.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask
+from pgjobs.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask, WorkerLost
 from pgjobs.jobs import Status, check_transition
 from pgjobs.tasks import Task
 
@@ -69,6 +69,12 @@ class Attempt:
     row: Mapping[str, Any]
     ctx: JobContext
     cancel_requested: bool = False
+    #: the worker lost its lease on the job (the rescuer may give it to
+    #: another): the attempt is stopped where it can be, and what it ends
+    #: with goes through the same fence as any outcome
+    lease_lost: bool = False
+    #: the worker stopped waiting for it (shutdown): its outcome is not recorded
+    abandoned: bool = False
     _interrupt: Callable[[], object] | None = field(default=None, repr=False)
     #: the asyncio task that runs the attempt, once the worker has started it
     task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -85,6 +91,16 @@ class Attempt:
         self.ctx._cancelled = True
         if self._interrupt is not None:
             self._interrupt()
+
+    def lose_lease(self) -> None:
+        """Stop this attempt because its worker no longer holds the job's lease.
+
+        An attempt that stops gives the job back without spending a retry; one
+        that ends anyway (a thread cannot be stopped) reports how it ended.
+        Either outcome applies only if the job is still this attempt's.
+        """
+        self.lease_lost = True
+        self.request_cancel()
 
 
 class _Interruptible:
@@ -205,7 +221,7 @@ class Executor:
             if attempt.cancel_requested:
                 return self._cancelled(attempt, None, time.monotonic() - started)
             return self._failed(row, task, exc, time.monotonic() - started)
-        if attempt.cancel_requested:
+        if attempt.cancel_requested and not attempt.lease_lost:
             return self._cancelled(attempt, result, time.monotonic() - started)
         # Logged by the worker once the database has it (see pgjobs.logs).
         return Outcome(
@@ -314,6 +330,20 @@ class Executor:
 
     def _cancelled(self, attempt: Attempt, result: str | None, elapsed: float) -> Outcome:
         row = attempt.row
+        if attempt.lease_lost:
+            # Stopped because the lease was lost, not by request: the job goes
+            # back to the queue, and the run spends no retry (see finish_jobs).
+            check_transition(Status.RUNNING, Status.PENDING)
+            error = json.dumps(error_info(WorkerLost("the worker lost its lease on the job")))
+            return Outcome(
+                row["id"],
+                row["attempt"],
+                Status.PENDING,
+                "lost",
+                error=error,
+                row=row,
+                elapsed=elapsed,
+            )
         check_transition(Status.RUNNING, Status.CANCELLED)
         error = json.dumps(error_info(CancelledByRequest("cancelled while it ran")))
         return Outcome(

@@ -71,6 +71,9 @@ class Worker:
         keep_succeeded: float | timedelta | None = timedelta(days=1),
         keep_failed: float | timedelta | None = timedelta(days=30),
         vacuum: bool = True,
+        max_lost: int = 3,
+        unknown_task_timeout: float = 3600.0,
+        max_stuck_threads: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
@@ -83,11 +86,23 @@ class Worker:
             )
         if processes is not None and processes < 1:
             raise ConfigurationError(f"processes must be at least 1, got {processes}")
+        if max_lost < 1:
+            raise ConfigurationError(f"max_lost must be at least 1, got {max_lost}")
+        if unknown_task_timeout < 0:
+            raise ConfigurationError(
+                f"unknown_task_timeout must not be negative, got {unknown_task_timeout}"
+            )
+        if max_stuck_threads is not None and max_stuck_threads < 0:
+            raise ConfigurationError(
+                f"max_stuck_threads must not be negative, got {max_stuck_threads}"
+            )
         self.app = app
         self.queues, self.weights, self.queue_order = _queue_plan(queues, queue_order)
         self.keep_succeeded = _seconds(keep_succeeded)
         self.keep_failed = _seconds(keep_failed)
         self.vacuum = vacuum
+        self.max_lost = max_lost
+        self.unknown_task_timeout = unknown_task_timeout
         self.limited_tasks = sorted(name for name, t in app.tasks.items() if t.limited)
         self.processes = processes
         # Child processes run one attempt each: capacity is the number of children.
@@ -99,6 +114,13 @@ class Worker:
         self.lease_ttl = lease_ttl
         self.grace_period = grace_period
         self.burst = burst
+        # Threads stuck past a hard time limit that a worker tolerates before it
+        # stops claiming and restarts itself (see _check_stuck).
+        self.max_stuck_threads = (
+            max(1, self.concurrency // 2) if max_stuck_threads is None else max_stuck_threads
+        )
+        #: what the process should exit with: non-zero asks its supervisor for a restart
+        self.exit_code = 0
         self.max_batch = max_batch
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.jobs_done = 0
@@ -149,7 +171,19 @@ class Worker:
         self._backlog = False
         # The attempts running, each with the asyncio task that runs it.
         self._attempts: dict[uuid.UUID, Attempt] = {}
-        self._abandoned: set[uuid.UUID] = set()
+        # Claimed jobs of tasks this worker does not know, on their way back.
+        self._deferring: dict[uuid.UUID, dict[str, Any]] = {}
+        self._unknown_warned: set[str] = set()
+        self._deferrals: set[asyncio.Task[None]] = set()
+        # False while the rescuer has taken this worker for dead and it has not
+        # registered again: it claims nothing meanwhile (the claim statements
+        # check the row too).
+        self._registered = False
+        # Look at the worker's row before the next claim: set after a database
+        # error, when the rescuer may have taken the worker for dead.
+        self._check_registration = False
+        self._lease_lapsed = False
+        self._too_many_stuck = False
         self._outcomes: list[Outcome] = []  # not yet sent to the database
         self._sending: list[list[Outcome]] = []  # batches on their way
         self._writers: set[asyncio.Task[None]] = set()
@@ -181,17 +215,18 @@ class Worker:
             "check": acheck_idle,
             "open": False,
         }
-        self.pool = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[Any] = _db.AsyncPool(
             url,
             min_size=2,
             max_size=6,
+            configure=session_settings,
             name=f"pgjobs-worker-{self.id}",
             **common,
         )
         # The busy worker's statement has connections of its own, on which
         # Postgres reuses one plan for it (see reuse_plans). Opened when a
         # backlog first needs them; closed again after a minute without one.
-        self.busy_pool = AsyncConnectionPool(
+        self.busy_pool: AsyncConnectionPool[Any] = _db.AsyncPool(
             url,
             min_size=0,
             max_size=WRITERS,
@@ -216,6 +251,7 @@ class Worker:
             self.pool,
             worker_id=self.id,
             lease_seconds=self.lease_ttl,
+            max_lost=self.max_lost,
             tick=self.release_interval,
             connect_timeout=self.app.connect_timeout,
             app=self.app,
@@ -230,7 +266,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal, sig)
 
-        await self._register()
+        await self._register_at_start()
         helpers = [
             asyncio.create_task(self._complete_loop(), name="completer"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
@@ -333,8 +369,16 @@ class Worker:
         # returns: so the database never shows more running jobs than the
         # worker's concurrency (per-task limits count on that). Threads left
         # running past a hard limit still hold theirs.
-        busy = len(self._attempts) + self._unrecorded() + self.executor.abandoned_threads
+        busy = (
+            len(self._attempts)
+            + self._unrecorded()
+            + self.executor.abandoned_threads
+            + len(self._deferring)
+        )
         return self.concurrency - busy - self._reserved
+
+    def _may_claim(self) -> bool:
+        return self._registered and not self._too_many_stuck and not self._stopping.is_set()
 
     async def _fetch_loop(self) -> None:
         failures = 0
@@ -343,6 +387,8 @@ class Worker:
             free = self._free()
             claimed = 0
             try:
+                if self._check_registration:
+                    await self._heartbeat_once()
                 if time.monotonic() >= self._reconcile_due:
                     await self._reconcile()
                 if free > 0 and self.burst:
@@ -351,26 +397,35 @@ class Worker:
                 # claimed meanwhile, and a stale count would claim past the
                 # worker's concurrency.
                 free = self._free()
-                if free > 0:
+                if free > 0 and self._may_claim():
                     rows = await self._claim(free)
                     self._start_all(rows)
                     claimed = len(rows)
                 failures = 0
             except DB_ERRORS as exc:
                 failures += 1
-                delay = min(10.0, 0.25 * 2**failures)
+                delay = _retry_delay(failures)
                 log.warning(
                     "worker %s: claim failed (%s); retrying in %.1f s", self.id, _short(exc), delay
                 )
                 # The claim may have committed without its reply reaching us:
                 # look before the next claim, and give back what we do not run.
+                # Past a long outage the rescuer may have taken this worker for
+                # dead: look at its row first.
                 self._reconcile_due = 0.0
+                self._check_registration = True
                 await self._sleep(delay)
                 continue
             # A full claim means more jobs may be waiting: claim again as soon as
             # a slot frees instead of waiting for a notification.
             self._backlog = free <= 0 or claimed == free
-            if self.burst and claimed == 0 and not self._attempts and not self._unrecorded():
+            if (
+                self.burst
+                and claimed == 0
+                and not self._attempts
+                and not self._unrecorded()
+                and not self._deferring
+            ):
                 log.info("worker %s: queues are empty, burst done", self.id)
                 return
             if self._backlog and self._free() > 0:
@@ -478,32 +533,61 @@ class Worker:
                 rows: list[dict[str, Any]] = await cur.fetchall()
         finally:
             self._reconciling = False
-        recorded = {o.job_id for o in self._outcomes}
-        recorded.update(o.job_id for batch in self._sending for o in batch)
-        orphans = []
+        recorded = {(o.job_id, o.attempt) for o in self._outcomes}
+        recorded.update((o.job_id, o.attempt) for batch in self._sending for o in batch)
+        orphans: list[tuple[uuid.UUID, int]] = []
         for r in rows:
             attempt = self._attempts.get(r["id"])
-            if attempt is not None:
+            if attempt is not None and attempt.row["attempt"] == r["attempt"]:
                 if r["cancel_requested"]:
                     attempt.request_cancel()
-            elif r["id"] not in recorded:
-                orphans.append(r["id"])
+            elif r["id"] not in self._deferring and (r["id"], r["attempt"]) not in recorded:
+                orphans.append((r["id"], r["attempt"]))
         if orphans:
-            async with self.pool.connection() as conn:
-                cur = await conn.execute(
-                    sql("hand_back_jobs"), {"ids": orphans, "worker_id": self.id}
+            # A job finished by a writer while the rows above were on their
+            # way is among them too: the statement's fence leaves it alone, so
+            # only what it really gave back is reported.
+            back = await self._hand_back(orphans, "unstarted")
+            if back:
+                logs.from_rows(back, Status.RUNNING, reason="its claim reply was lost")
+                log.warning(
+                    "worker %s: gave back %d claimed jobs whose claim reply was lost",
+                    self.id,
+                    len(back),
                 )
-                back = await cur.fetchall()
-            logs.from_rows(back, Status.RUNNING, reason="its claim reply was lost")
-            log.warning(
-                "worker %s: gave back %d claimed jobs whose claim reply was lost",
-                self.id,
-                len(orphans),
-            )
+
+    async def _hand_back(
+        self, runs: list[tuple[uuid.UUID, int]], outcome: str
+    ) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql("hand_back_jobs"), self._hand_back_params(runs, outcome))
+            rows: list[dict[str, Any]] = await cur.fetchall()
+            return rows
+
+    def _hand_back_params(self, runs: list[tuple[uuid.UUID, int]], outcome: str) -> dict[str, Any]:
+        return {
+            "ids": [r[0] for r in runs],
+            "attempts": [r[1] for r in runs],
+            "worker_id": self.id,
+            "outcome": outcome,
+        }
 
     def _start_all(self, rows: list[dict[str, Any]]) -> None:
+        tasks = self.executor.tasks
+        unknown = None
         for row in rows:
-            self._start(row)
+            if row["task"] in tasks:
+                self._start(row)
+            else:
+                unknown = unknown or []
+                unknown.append(row)
+        if unknown:
+            rows = [r for r in rows if r["task"] in tasks]
+            for row in unknown:
+                self._deferring[row["id"]] = row
+            deferral = asyncio.create_task(self._defer(unknown))
+            self._deferrals.add(deferral)
+            deferral.add_done_callback(self._deferrals.discard)
         # Once per batch: a worker whose transitions are not logged pays
         # nothing per job for them.
         if rows and logs.log.isEnabledFor(logging.INFO):
@@ -527,15 +611,15 @@ class Worker:
         try:
             outcome = await self.executor.run(attempt)
         except asyncio.CancelledError:
-            return  # handed back at shutdown, or fenced off
+            return  # handed back at shutdown
         finally:
-            self._attempts.pop(job_id, None)
+            # The job may run here again already under a new attempt (it was
+            # rescued and claimed anew while this one ran on): that one stays.
+            if self._attempts.get(job_id) is attempt:
+                del self._attempts[job_id]
             if self._stopping.is_set():
                 self._wake.set()
-        # Both tests first ask whether there is anything at all: a lookup by
-        # uuid hashes it in Python, and a no-op job can afford few of those.
-        if self._abandoned and job_id in self._abandoned:
-            self._abandoned.discard(job_id)
+        if attempt.abandoned:
             return
         # Unlocked, the emptiness test is safe: this job's own progress
         # reports all came before its end, and so before this read.
@@ -546,15 +630,90 @@ class Worker:
         self._outcomes.append(outcome)
         self._outcomes_ready.set()
 
-    def _abandon(self, job_ids: Iterable[uuid.UUID], reason: str) -> None:
-        """Stop running attempts whose outcome must not be recorded by this worker."""
-        for job_id in list(job_ids):
-            attempt = self._attempts.get(job_id)
-            if attempt is None or attempt.task is None:
+    def _abandon(self, attempts: Iterable[Attempt], reason: str) -> None:
+        """Stop waiting for attempts that the shutdown hands back: their outcome is not recorded."""
+        for attempt in list(attempts):
+            if attempt.task is None:
                 continue
-            self._abandoned.add(job_id)
+            attempt.abandoned = True
             attempt.task.cancel()
-            log.warning("worker %s: job %s abandoned: %s", self.id, job_id, reason)
+            log.warning("worker %s: job %s abandoned: %s", self.id, attempt.job_id, reason)
+
+    def _lose_leases(self, reason: str) -> None:
+        """Stop the running attempts whose lease is lost; each gives its job back as it ends.
+
+        Their slots stay taken until they do end, and what each ends with goes
+        through the finish statement's fence like any outcome: it applies only
+        if the job is still this attempt's.
+        """
+        lost = [a for a in self._attempts.values() if not a.lease_lost]
+        for attempt in lost:
+            attempt.lose_lease()
+        if lost:
+            log.warning(
+                "worker %s: stopping %d running jobs: %s; each goes back to the queue",
+                self.id,
+                len(lost),
+                reason,
+            )
+
+    async def _defer(self, rows: list[dict[str, Any]]) -> None:
+        """Send claimed jobs of unknown tasks back to wait for a worker that knows them."""
+        for name in sorted({r["task"] for r in rows} - self._unknown_warned):
+            self._unknown_warned.add(name)
+            log.warning(
+                "worker %s: no task named %r is registered in this worker; its jobs go back "
+                "to the queue for a worker that knows it (dead letters after %.0f s)",
+                self.id,
+                name,
+                self.unknown_task_timeout,
+            )
+        failures = 0
+        try:
+            while True:
+                try:
+                    async with self.pool.connection() as conn:
+                        cur = await conn.execute(
+                            sql("defer_jobs"),
+                            {
+                                "ids": [r["id"] for r in rows],
+                                "attempts": [r["attempt"] for r in rows],
+                                "worker_id": self.id,
+                                "give_up_after": self.unknown_task_timeout,
+                                "message": "no worker that claimed the job knows its task",
+                            },
+                        )
+                        back = await cur.fetchall()
+                    break
+                except DB_ERRORS as exc:
+                    failures += 1
+                    if failures > 5 or self._stopping.is_set():
+                        # They stay 'running' under this worker; the rescuer
+                        # or the shutdown's hand-back takes them.
+                        log.warning(
+                            "worker %s: could not send back jobs of unknown tasks (%s)",
+                            self.id,
+                            _short(exc),
+                        )
+                        return
+                    await asyncio.sleep(_retry_delay(failures))
+            for r in back:
+                logs.transition(
+                    r["id"],
+                    r["task"],
+                    r["queue"],
+                    Status.RUNNING,
+                    r["status"],
+                    r["attempt"],
+                    r["duration"],
+                    error="UnknownTask",
+                    reason="no task of that name is registered in this worker",
+                    level=logging.WARNING if r["status"] == Status.FAILED else logging.INFO,
+                )
+        finally:
+            for r in rows:
+                self._deferring.pop(r["id"], None)
+            self._wake.set()
 
     def _on_cancel_request(self, job_id: uuid.UUID) -> None:
         attempt = self._attempts.get(job_id)
@@ -616,7 +775,7 @@ class Worker:
         # claims as many new jobs as it frees slots (plus any already free),
         # in the same round trip.
         claim = 0
-        if (self._backlog or self.burst) and not self._stopping.is_set() and not self._reconciling:
+        if (self._backlog or self.burst) and self._may_claim() and not self._reconciling:
             claim = max(0, min(self.max_batch, self._free() + len(batch)))
         # The batch's own slots stay counted (as unrecorded) until the reply:
         # one transaction frees them and fills them again, so the claim holds
@@ -632,7 +791,7 @@ class Worker:
             # Keep the outcomes and try again: the jobs stay 'running' under
             # this worker meanwhile, so nothing is lost.
             self._finish_failures += 1
-            delay = min(10.0, 0.25 * 2**self._finish_failures)
+            delay = _retry_delay(self._finish_failures)
             log.warning(
                 "worker %s: recording %d outcomes failed (%s); retrying in %.1f s",
                 self.id,
@@ -643,6 +802,7 @@ class Worker:
             if claim:
                 # A claim may have committed without its reply.
                 self._reconcile_due = 0.0
+            self._check_registration = True
             self._reserved -= held
             self._claims_in_flight -= claim > 0
             held = claim = 0
@@ -810,35 +970,105 @@ class Worker:
                 },
             )
         self._last_heartbeat = time.monotonic()
+        self._registered = True
+        self._lease_lapsed = False
+
+    async def _register_at_start(self) -> None:
+        """Register, waiting for the database if it cannot be reached yet.
+
+        A worker started during an outage (a deploy while the database restarts,
+        a supervisor that starts everything at once) waits for it, saying so,
+        instead of exiting.
+        """
+        failures = 0
+        while True:
+            try:
+                await self._register()
+                if failures:
+                    log.info("worker %s: the database answers again", self.id)
+                return
+            except DB_ERRORS as exc:
+                if self._stopping.is_set():
+                    raise
+                failures += 1
+                delay = _retry_delay(failures)
+                log.warning(
+                    "worker %s: cannot register with the database (%s); retrying in %.1f s",
+                    self.id,
+                    _short(exc),
+                    delay,
+                )
+                await self._sleep(delay)
+                if self._stopping.is_set():
+                    raise
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            try:
-                async with self.pool.connection() as conn:
-                    cur = await conn.execute(
-                        sql("heartbeat"),
-                        {"worker_id": self.id, "leader_pid": self.maintenance.leader_pid},
-                    )
-                    alive = await cur.fetchone()
-                if alive is None:
-                    # The rescuer took this worker for dead and gave its jobs
-                    # to others: running them on would run them twice.
-                    self._abandon(self._attempts, "the rescuer gave it to another worker")
-                    await self._register()
-                else:
-                    self._last_heartbeat = time.monotonic()
-            except DB_ERRORS as exc:
-                silent = time.monotonic() - self._last_heartbeat
-                log.warning(
-                    "worker %s: heartbeat failed (%s); last one %.0f s ago",
-                    self.id,
-                    _short(exc),
-                    silent,
+            with contextlib.suppress(*DB_ERRORS):
+                await self._heartbeat_once()
+            self._check_stuck()
+
+    async def _heartbeat_once(self) -> None:
+        """Renew the lease; if the rescuer took this worker for dead, stop its runs and register
+        again. Raises the database's error after logging it."""
+        self._check_registration = False
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    sql("heartbeat"),
+                    {
+                        "worker_id": self.id,
+                        "leader_pid": self.maintenance.leader_pid,
+                        "stuck_threads": self.executor.abandoned_threads,
+                    },
                 )
-                if silent > self.lease_ttl and self._attempts:
-                    # Past the lease the rescuer may hand these jobs to others.
-                    self._abandon(self._attempts, f"no heartbeat for {silent:.0f} s")
+                alive = await cur.fetchone()
+        except DB_ERRORS as exc:
+            self._check_registration = True
+            silent = time.monotonic() - self._last_heartbeat
+            log.warning(
+                "worker %s: heartbeat failed (%s); last one %.0f s ago",
+                self.id,
+                _short(exc),
+                silent,
+            )
+            if silent > self.lease_ttl and not self._lease_lapsed:
+                # Past the lease the rescuer may hand these jobs to others.
+                self._lease_lapsed = True
+                self._lose_leases(f"no heartbeat for {silent:.0f} s, past the lease")
+            raise
+        if alive is None:
+            # The rescuer took this worker for dead and gave its jobs back to
+            # the queue, where others may claim them: running them on would
+            # run them twice at once. Its claims are refused until it has
+            # registered again.
+            self._registered = False
+            self._lose_leases("the rescuer took this worker for dead")
+            log.warning("worker %s: its row was gone; registering again", self.id)
+            await self._register()
+            self._reconcile_due = 0.0
+        else:
+            self._last_heartbeat = time.monotonic()
+            self._lease_lapsed = False
+
+    def _check_stuck(self) -> None:
+        """Stop claiming, and restart, when too many threads are stuck past a hard limit."""
+        stuck = self.executor.abandoned_threads
+        if stuck <= self.max_stuck_threads or self._too_many_stuck:
+            return
+        self._too_many_stuck = True
+        log.error(
+            "worker %s: %d threads are stuck past their hard time limit (more than %d): it "
+            "claims no more jobs and restarts (exit status %d) once its running jobs are done "
+            "or handed back; run tasks that ignore their limits with --processes",
+            self.id,
+            stuck,
+            self.max_stuck_threads,
+            RESTART_EXIT_CODE,
+        )
+        self.exit_code = RESTART_EXIT_CODE
+        self._request_stop()
 
     async def _release_due(self) -> int:
         async with self.pool.connection() as conn:
@@ -872,7 +1102,7 @@ class Worker:
                             self._wake.set()
             except DB_ERRORS as exc:
                 failures += 1
-                delay = min(10.0, 0.25 * 2**failures)
+                delay = _retry_delay(failures)
                 log.warning(
                     "worker %s: listener lost its connection (%s); reconnecting in %.1f s",
                     self.id,
@@ -898,7 +1128,7 @@ class Worker:
     def _final_left(self) -> float:
         return max(0.1, self._final_deadline - time.monotonic())
 
-    async def _goodbye(self, hand_back: list[uuid.UUID]) -> None:
+    async def _goodbye(self, hand_back: list[tuple[uuid.UUID, int]]) -> None:
         """Hand back what still ran and unregister, within the shutdown's budget.
 
         On a connection of its own rather than the pool's: a pooled connection
@@ -928,7 +1158,7 @@ class Worker:
             try:
                 if hand_back:
                     cur = await conn.execute(
-                        sql("hand_back_jobs"), {"ids": hand_back, "worker_id": self.id}
+                        sql("hand_back_jobs"), self._hand_back_params(hand_back, "handed_back")
                     )
                     back = await cur.fetchall()
                     logs.from_rows(back, Status.RUNNING, reason="the worker is stopping")
@@ -947,10 +1177,13 @@ class Worker:
         # Past the grace period, what is left to say to the database (outcomes,
         # hand-back, goodbye) shares one short budget.
         self._final_deadline = time.monotonic() + FINAL_STEP_TIMEOUT
-        left = list(self._attempts)
+        running = list(self._attempts.values())
+        left = [(a.job_id, a.row["attempt"]) for a in running]
         if self.executor.processes is not None:
             self.executor.processes.stop_replacing()
-        self._abandon(left, "the worker is stopping; the job goes back to the queue")
+        self._abandon(running, "the worker is stopping; the job goes back to the queue")
+        if self._deferrals:
+            await asyncio.wait(self._deferrals, timeout=self._final_left())
         await asyncio.gather(*self._running_tasks(), return_exceptions=True)
         await self._flush_outcomes()
         await self._goodbye(left)
@@ -964,6 +1197,20 @@ class Worker:
 
 
 QUEUE_ORDERS = ("priority", "strict", "weighted")
+#: The exit status of a worker that stopped to be restarted (too many stuck threads).
+RESTART_EXIT_CODE = 75
+#: The longest wait between tries after a database error: work resumes within
+#: about this long of the database coming back.
+MAX_RETRY_DELAY = 1.0
+
+
+def _retry_delay(failures: int) -> float:
+    return min(MAX_RETRY_DELAY, 0.1 * 2.0 ** min(failures, 10))
+
+
+async def session_settings(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Set up a worker connection (see the statement for why)."""
+    await conn.execute(sql("session_settings"))
 
 
 async def reuse_plans(conn: psycopg.AsyncConnection[Any]) -> None:

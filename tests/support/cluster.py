@@ -8,6 +8,7 @@ one named by $PGJOBS_TEST_URL. The binaries are the newest found in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -109,10 +110,8 @@ class Cluster:
                 time.sleep(0.05)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 
