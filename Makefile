@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install demo test lint typecheck pytest bench bench-quick bench-instructions clean
+.PHONY: install demo test test-fast lint typecheck pytest bench bench-quick bench-production bench-production-quick bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,12 +37,25 @@ pytest: $(STAMP) $(CHROMIUM)
 
 test: lint typecheck pytest
 
+# Unit and integration tests alone: no worker processes, private clusters, network cuts or
+# browser (tests marked `system`, see tests/conftest.py).
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not system" $(PYTEST_ARGS)
+
 # Each peer queue is installed into bench/venvs/<name> on first use.
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/bench.py --quick
+
+# A large backlog and a held xmin horizon, for the Postgres queues, each run on a private
+# cluster (initdb in a temporary folder) that the harness starts and removes.
+bench-production: $(STAMP)
+	$(BIN)/python bench/bench.py --scenarios backlog,horizon
+
+bench-production-quick: $(STAMP)
+	$(BIN)/python bench/bench.py --scenarios backlog,horizon --quick
 
 # Client instructions per enqueued job, under valgrind: steadier than time on a shared machine.
 bench-instructions: $(STAMP)

@@ -286,3 +286,20 @@ def register(conn: psycopg.Connection[Any], worker_id: str, concurrency: int = 1
         " VALUES (%s, 'test', 1, '{default}', %s) ON CONFLICT (id) DO NOTHING",
         (worker_id, concurrency),
     )
+
+
+#: Fixtures that make a test a system test: real worker processes, faults on a
+#: Postgres of the test's own, a network cut.
+SYSTEM_FIXTURES = frozenset({"spawn_worker", "private_cluster", "netcut"})
+#: Modules whose every test is a system test: a browser, benchmark runs, the embedded server,
+#: generated requests by the thousand.
+SYSTEM_MODULES = frozenset({"test_dashboard", "test_bench", "test_embedded", "test_web_schema"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark system tests, so that `make test-fast` runs unit and integration tests alone."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if module in SYSTEM_MODULES or fixtures & SYSTEM_FIXTURES:
+            item.add_marker(pytest.mark.system)

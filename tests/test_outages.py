@@ -27,7 +27,7 @@ from tests.netcut import NetCut
 
 pytestmark = pytest.mark.system
 
-LEASE = ("--lease-ttl", "2", "--heartbeat-interval", "0.5", "--poll-interval", "0.5")
+LEASE = ("--lease-ttl", "1", "--heartbeat-interval", "0.25", "--poll-interval", "0.5")
 
 
 def _spawn(url: str, runs: Path, log: Path, *args: str) -> WorkerProcess:
@@ -106,12 +106,12 @@ def test_five_outages_longer_than_the_lease_lose_nothing_and_reuse_no_attempt_nu
             wait_for(lambda w=w: "started:" in w.log(), timeout=30)
         for _ in range(5):
             _progress(url, 150, jobs)
-            cluster.stop("fast")  # every connection drops; back after twice the lease
-            time.sleep(4)
+            cluster.stop("fast")  # every connection drops; back after 2.5 leases
+            time.sleep(2.5)
             cluster.start()
             _progress(url, 150, jobs)
-            proxy.partition(6.0)  # one worker cut off for three leases
-            time.sleep(6.5)
+            proxy.partition(3.0)  # one worker cut off for three leases
+            time.sleep(3.5)
         wait_for(lambda: _succeeded(url) == jobs, timeout=120)
         for w in workers:
             assert w.proc.poll() is None, w.log()
