@@ -1,5 +1,8 @@
 """Draw bench/results/*.json as a PNG: one panel per scenario, a bar per queue.
 
+The production scenarios' report is drawn apart: jobs run per sample (30 s) under the held
+horizon, a line per queue, and the backlog rates, small against large.
+
 Runs in bench/venvs/report (matplotlib), started by bench.py:
     python bench/chart.py results.json results.png
 """
@@ -22,9 +25,87 @@ PANELS = {
 }
 
 
+# pgjobs in blue, each other queue in a colour of its own.
+COLORS = {
+    "pgjobs": "#1f6feb",
+    "pgqueuer": "#bf8700",
+    "procrastinate": "#cf222e",
+    "chancy": "#2da44e",
+    "oban": "#8250df",
+}
+
+
+def color(name: str) -> str:
+    """The queue's colour in the production chart."""
+    return COLORS.get(name, "#57606a")
+
+
+def production(data: dict[str, Any], dst: str) -> None:
+    """The held horizon's series and the backlog rates."""
+    results: dict[str, dict[str, Any]] = data["results"]
+    keys = [s["key"] for s in data["scenarios"]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(7 * len(keys), 4.6), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=True):
+        runs = {p: e[key]["runs"][0] for p, e in results.items() if e.get(key, {}).get("runs")}
+        if key == "horizon" and runs:
+            first = next(iter(runs.values()))
+            width = first["bucket_s"]
+            hold_from, hold_until = first["hold"]
+            ax.axvspan(hold_from, hold_until, color="#f2cc60", alpha=0.25, label="snapshot held")
+            offered = first["offered_per_s"] * width
+            ax.axhline(offered, color="#57606a", ls="--", lw=1, label="offered")
+            for peer, r in runs.items():
+                series = r["series"]
+                # The run, and after it the drain while a backlog is still being worked off
+                # (not the last few jobs: a partial sample would read as a collapse).
+                last = int(r["duration"] // width) - 1
+                while last + 1 < len(series) and series[last + 1] > offered / 10:
+                    last += 1
+                xs = [(i + 1) * width for i in range(last + 1)]
+                ax.plot(xs, series[: last + 1], marker="o", ms=3, label=peer, color=color(peer))
+            ax.set_xlabel("seconds into the run (end of each sample)")
+            ax.set_ylabel(f"jobs run per {width:g} s")
+            ax.set_title("held horizon: jobs run per sample (a steady producer)", fontsize=10)
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize=8)
+        elif key == "backlog" and runs:
+            names = list(runs)
+            ys = range(len(names))
+            small = [runs[n]["small_per_s"] for n in names]
+            large = [runs[n]["large_per_s"] for n in names]
+            ax.barh([y + 0.2 for y in ys], small, height=0.4, color="#9aa4ad", label="small")
+            ax.barh([y - 0.2 for y in ys], large, height=0.4, color="#1f6feb", label="large")
+            for y, n in enumerate(names):
+                ax.text(
+                    large[y],
+                    y - 0.2,
+                    f" {large[y]:,.0f} ({runs[n]['ratio']:.2f}x)",
+                    va="center",
+                    fontsize=8,
+                )
+                ax.text(small[y], y + 0.2, f" {small[y]:,.0f}", va="center", fontsize=8)
+            ax.set_yticks(list(ys), names)
+            ax.invert_yaxis()
+            first = next(iter(runs.values()))
+            ax.set_title(
+                f"one worker draining a backlog of {first['large']['backlog']:,} "
+                f"(blue) and {first['small']['backlog']:,} (grey), jobs/s",
+                fontsize=10,
+            )
+            ax.margins(x=0.25)
+            ax.legend(fontsize=8, loc="lower right")
+        ax.tick_params(labelsize=8)
+    fig.suptitle(data["header"], fontsize=8, wrap=True)
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+
+
 def main(src: str, dst: str) -> None:
     """Read the results, write the chart."""
     data: dict[str, Any] = json.loads(Path(src).read_text())
+    if data.get("production"):
+        production(data, dst)
+        return
     scenarios = data["scenarios"]
     results: dict[str, dict[str, Any]] = data["results"]
     cols = 2

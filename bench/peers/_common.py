@@ -10,25 +10,35 @@ What every adapter provides (names of tasks are fixed so that runs compare):
   noop(i)         does nothing
   sleep10(i)      sleeps 10 ms (asyncio.sleep where the queue runs coroutines)
   stamp(sent_at)  calls record_latency(sent_at) first thing
+  tick(i)         calls tick(): counts itself in shared memory (Postgres queues, for
+                  the production scenarios: the count is read without asking the database)
+
+The production scenarios (`backlog`, `horizon`) run against a private cluster that bench.py
+starts for the run; a Postgres adapter also names its job table and the index its workers
+claim from (`job_table`, `claim_index`), and may provide `fill(task, count)`, its fastest way
+to put a large backlog in place (default: enqueue_bulk, 10,000 per call).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LATENCY_FILE = "BENCH_LATENCY_FILE"
+TICK_FILE = "BENCH_TICK_FILE"
 POLL = 0.02  # the finish time is known to 20 ms; faster polling would load the database under test
 # While a run is far from its end, the count is read less often: each read of
 # a table of finished jobs is a scan that takes CPU from the queue under test
@@ -38,16 +48,55 @@ FAR_POLL = 0.25
 
 
 def record_latency(sent_at: float) -> None:
-    """Append the seconds from enqueue to now to $BENCH_LATENCY_FILE (call it first in `stamp`)."""
+    """Append `latency start` (seconds; start on the wall clock) to $BENCH_LATENCY_FILE.
+
+    Call it first in `stamp`.
+    """
     now = time.time()
     path = os.environ.get(LATENCY_FILE)
     if path:
         # O_APPEND writes of one short line are atomic, so worker processes can share the file.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{now - sent_at:.6f}\n".encode())
+            os.write(fd, f"{now - sent_at:.6f} {now:.6f}\n".encode())
         finally:
             os.close(fd)
+
+
+class _Ticks:
+    """The worker side of $BENCH_TICK_FILE: an 8-byte count of jobs run, in shared memory."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.map: mmap.mmap | None = None
+        self.n = 0
+
+    def __call__(self) -> None:
+        with self.lock:
+            if self.map is None:
+                path = os.environ.get(TICK_FILE)
+                if not path:
+                    return
+                with Path(path).open("r+b") as f:
+                    self.map = mmap.mmap(f.fileno(), 8)
+            self.n += 1
+            struct.pack_into("<Q", self.map, 0, self.n)
+
+
+# One writer: the production scenarios start one worker process.
+tick = _Ticks()
+
+
+class TickCount:
+    """The driver side of $BENCH_TICK_FILE: how many `tick` jobs have run, read for free."""
+
+    def __init__(self, path: Path) -> None:
+        path.write_bytes(bytes(8))
+        with path.open("rb") as f:
+            self.map = mmap.mmap(f.fileno(), 8, access=mmap.ACCESS_READ)
+
+    def __call__(self) -> int:
+        return int(struct.unpack_from("<Q", self.map, 0)[0])
 
 
 class Peer(Protocol):
@@ -78,6 +127,14 @@ class Peer(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+class PgPeer(Peer, Protocol):
+    """A Postgres queue, for the production scenarios."""
+
+    # The table its jobs wait in, and the index its workers claim from (regclass names).
+    job_table: str
+    claim_index: str
 
 
 class PgCounter:
@@ -116,11 +173,14 @@ class PgCounter:
 
 def spawn(cmd: list[str], processes: int, name: str, **env: str) -> list[subprocess.Popen[bytes]]:
     """Start `processes` copies of a worker command, logging to /tmp/bench-<name>-<pid>.log."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    # bench.py may run pgjobs from a commit's tree ($BENCH_ROOT, first on the path): the
+    # workers start there too, where `python -m pgjobs` finds that pgjobs.
+    cwd = os.environ.get("BENCH_ROOT", str(ROOT))
+    full_env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT)), **env}
     # Popen duplicates the file descriptor, so the file can be closed here.
     with Path(f"/tmp/bench-{name}-{os.getpid()}.log").open("ab") as log:
         return [
-            subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=log)
+            subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=log, stderr=log)
             for _ in range(processes)
         ]
 
@@ -197,7 +257,29 @@ def read_latencies(path: Path) -> list[float]:
     """Latencies in ms recorded so far."""
     if not path.exists():
         return []
-    return [float(line) * 1000 for line in path.read_text().split()]
+    return [float(line.split()[0]) * 1000 for line in path.read_text().splitlines() if line]
+
+
+class LatencyTail:
+    """Reads $BENCH_LATENCY_FILE as it grows: (latency s, start on the wall clock) pairs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.rest = b""
+        self.rows: list[tuple[float, float]] = []
+
+    def read(self) -> int:
+        """Take in the lines written since the last call; how many there are in all."""
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        *lines, self.rest = (self.rest + chunk).split(b"\n")
+        for line in lines:
+            latency, started = line.split()
+            self.rows.append((float(latency), float(started)))
+        return len(self.rows)
 
 
 def _wait_ready(peer: Peer, path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
@@ -305,6 +387,242 @@ def run_mixed(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- production conditions: a private cluster, autovacuum on ------------------------------------
+
+
+def _sql(url: str) -> Any:
+    """An autocommit psycopg connection (every Postgres adapter's virtualenv has psycopg)."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def clone_rows(
+    url: str, table: str, count: int, omit: Sequence[str] = (), make: dict[str, str] | None = None
+) -> None:
+    """Fill `table` up to `count` rows with copies of its first row, 100,000 per statement.
+
+    The row copied is one the queue's own API inserted; `omit` are columns left to their
+    defaults (serial ids), `make` gives an SQL expression for others, where `g` is the copy's
+    number (1, 2, ...). Identity columns are always left to their defaults. Triggers fire as
+    for any INSERT.
+    """
+    make = make or {}
+    with _sql(url) as conn:
+        cols = [
+            str(name)
+            for (name,) in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+                " AND NOT attisdropped AND attidentity = '' AND attgenerated = ''"
+                " ORDER BY attnum",
+                (table,),
+            ).fetchall()
+            if name not in omit
+        ]
+        names = ", ".join(f'"{c}"' for c in cols)
+        values = ", ".join(make.get(c, f't."{c}"') for c in cols)
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        made = int(row[0]) if row else 0
+        if made < 1:
+            raise RuntimeError(f"{table} has no row to copy")
+        while made < count:
+            n = min(100_000, count - made)
+            conn.execute(
+                f"INSERT INTO {table} ({names}) SELECT {values} "
+                f"FROM (SELECT * FROM {table} LIMIT 1) t, generate_series({made}, {made + n - 1}) g"
+            )
+            made += n
+
+
+def table_stats(conn: Any, table: str, index: str) -> dict[str, Any]:
+    """The job table's dead and live rows (the statistics' estimates) and sizes, in bytes."""
+    row = conn.execute(
+        "SELECT n_dead_tup, n_live_tup, pg_relation_size(relid), pg_indexes_size(relid),"
+        " pg_relation_size(%s::regclass), autovacuum_count, autoanalyze_count"
+        " FROM pg_stat_user_tables WHERE relid = %s::regclass",
+        (index, table),
+    ).fetchone()
+    keys = ("dead_rows", "live_rows", "table_bytes", "indexes_bytes", "claim_index_bytes")
+    out = dict(zip(keys, row[:5], strict=True))
+    out.update(autovacuums=row[5], autoanalyzes=row[6])
+    return out
+
+
+def index_scans(conn: Any, table: str) -> dict[str, int]:
+    """Index scans per index of the job table since the server started (which one claims)."""
+    rows = conn.execute(
+        "SELECT indexrelname, idx_scan FROM pg_stat_user_indexes WHERE relid = %s::regclass",
+        (table,),
+    ).fetchall()
+    return {str(name): int(n) for name, n in rows}
+
+
+def run_backlog(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
+    """A backlog of `count` tick jobs, VACUUM ANALYZE, then one worker drains it.
+
+    The rate is timed over `measure` jobs after `warmup` jobs (or over what ran in `timeout`
+    seconds, if fewer), counted by the jobs themselves (`tick`), not by reading the database.
+    """
+    ticks = TickCount(Path(os.environ[TICK_FILE]))
+    table, index = cast(PgPeer, peer).job_table, cast(PgPeer, peer).claim_index
+    started = time.perf_counter()
+    fill = getattr(peer, "fill", None)
+    if fill is not None:
+        fill("tick", args.count)
+    else:
+        peer.enqueue_bulk("tick", args.count, 10_000)
+    filled = time.perf_counter()
+    with _sql(args.pg_url) as conn:
+        conn.execute("VACUUM ANALYZE")
+        vacuumed = time.perf_counter()
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        rows = int(row[0]) if row else 0
+        before = table_stats(conn, table, index)
+        procs = peer.start_workers(1, args.concurrency)
+        try:
+            launched = time.perf_counter()
+            warm = wait_for(lambda: ticks() >= args.warmup, args.timeout, procs, lambda: 0.01)
+            t0, n0 = time.perf_counter(), ticks()
+            wait_for(lambda: ticks() >= n0 + args.measure, args.timeout, procs, lambda: 0.01)
+            t1, n1 = time.perf_counter(), ticks()
+        finally:
+            stop(procs)
+        after = table_stats(conn, table, index)
+        scans = index_scans(conn, table)
+    if n1 <= n0:
+        raise RuntimeError(f"no job ran in {args.timeout} s after the warm-up")
+    return {
+        "jobs_per_s": (n1 - n0) / (t1 - t0),
+        "backlog": rows,
+        "measured": n1 - n0,
+        "measured_s": t1 - t0,
+        "warmup": n0,
+        "warmup_s": t0 - launched,
+        "warmup_reached": warm,
+        "bounded_by_time": n1 - n0 < args.measure,
+        "fill_s": filled - started,
+        "fill": "fill()" if fill is not None else "enqueue_bulk, 10,000 per call",
+        "vacuum_analyze_s": vacuumed - filled,
+        "before": before,
+        "after": after,
+        "index_scans": scans,
+    }
+
+
+def run_horizon(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
+    """A steady producer to one worker, with a REPEATABLE READ snapshot held for a while.
+
+    From `hold_from` to `hold_until` seconds into the run a separate connection to the same
+    database sits in `BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1;`: nothing deleted or
+    updated after it began can be vacuumed away until it ends. Jobs run are counted from the
+    lines `stamp` writes (latency and start time), so the database is not read to count them.
+    """
+    path = Path(os.environ[LATENCY_FILE])
+    table, index = cast(PgPeer, peer).job_table, cast(PgPeer, peer).claim_index
+    procs = peer.start_workers(1, args.concurrency)
+    tail = LatencyTail(path)
+    sends: list[float] = []  # wall-clock time of each enqueue
+    backlog: list[tuple[float, int]] = []
+    stats: list[dict[str, Any]] = []
+    producing = threading.Event()
+    failures: list[BaseException] = []
+    try:
+        _wait_ready(peer, path, procs)
+        start_wall = time.time()
+        start = time.perf_counter()
+        producing.set()
+
+        def watch() -> None:
+            # Backlog (sent, not yet started) every 0.5 s; the job table's statistics every
+            # `bucket` seconds; the snapshot opened and closed on time.
+            try:
+                with _sql(args.pg_url) as conn, _sql(args.pg_url) as holder:
+                    held, released, next_stats = False, False, 0.0
+                    while producing.is_set():
+                        t = time.perf_counter() - start
+                        if not held and t >= args.hold_from:
+                            holder.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                            holder.execute("SELECT 1")
+                            held = True
+                            stats.append({"t": t, "at": "hold", **table_stats(conn, table, index)})
+                        if held and not released and t >= args.hold_until:
+                            stats.append(
+                                {"t": t, "at": "release", **table_stats(conn, table, index)}
+                            )
+                            holder.execute("COMMIT")
+                            released = True
+                        if t >= next_stats:
+                            stats.append({"t": t, **table_stats(conn, table, index)})
+                            next_stats += args.bucket
+                        backlog.append((t, len(sends) - tail.read()))
+                        time.sleep(0.5)
+                    if held and not released:
+                        holder.execute("COMMIT")
+            except BaseException as exc:  # reported by the main thread
+                failures.append(exc)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        interval = 1 / args.rate
+        while (now := time.perf_counter()) - start < args.duration:
+            due = start + len(sends) * interval
+            if now < due:
+                time.sleep(due - now)
+            sends.append(time.time())
+            peer.enqueue_one("stamp", sends[-1])
+        produced_for = time.perf_counter() - start
+        producing.clear()
+        watcher.join()
+        if failures:
+            raise RuntimeError(f"the watcher failed: {failures[0]!r}")
+        drained = wait_for(lambda: tail.read() >= len(sends), args.drain, procs, lambda: 0.1)
+        with _sql(args.pg_url) as conn:
+            end = {"t": time.perf_counter() - start, "at": "end", **table_stats(conn, table, index)}
+            scans = index_scans(conn, table)
+    finally:
+        producing.clear()
+        stop(procs)
+    tail.read()
+    ran = [(lat, at - start_wall) for lat, at in tail.rows]
+    sent_at = [at - start_wall for at in sends]
+
+    def kept(lo: float, hi: float) -> float | None:
+        offered = sum(lo <= t < hi for t in sent_at)
+        done = sum(lo <= t < hi for _, t in ran)
+        return done / offered if offered else None
+
+    ms = [lat * 1000 for lat, _ in ran]
+    buckets = int((args.duration + args.drain) // args.bucket) + 1
+    series = [0] * buckets
+    for _, t in ran:
+        if 0 <= t < buckets * args.bucket:
+            series[int(t // args.bucket)] += 1
+    release = next((s for s in stats if s.get("at") == "release"), None)
+    return {
+        "offered_per_s": len(sends) / produced_for,
+        "sent": len(sends),
+        "ran": len(ran),
+        "drained": drained,
+        "kept_held": kept(args.hold_from, args.hold_until),
+        "kept_run": kept(0, args.duration),
+        "p50_ms": percentile(ms, 50) if ms else None,
+        "p99_ms": percentile(ms, 99) if ms else None,
+        "backlog_max": max((n for _, n in backlog), default=0),
+        "dead_rows_release": release["dead_rows"] if release else None,
+        "table_bytes_release": release["table_bytes"] if release else None,
+        "claim_index_bytes_release": release["claim_index_bytes"] if release else None,
+        "table_bytes_end": end["table_bytes"],
+        "claim_index_bytes_end": end["claim_index_bytes"],
+        "bucket_s": args.bucket,
+        "hold": [args.hold_from, args.hold_until],
+        "duration": args.duration,
+        "series": series,
+        "stats": [*stats, end],
+        "backlog": backlog[:: max(1, len(backlog) // 200)],
+        "index_scans": scans,
+    }
+
+
 def run_single(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     """One producer, one job per call, committed each time."""
     peer.enqueue_one("noop", 0)  # connection set-up is not what we measure
@@ -328,6 +646,8 @@ SCENARIOS: dict[str, Callable[[Peer, argparse.Namespace], dict[str, Any]]] = {
     "sleep": lambda peer, args: throughput(peer, args, "sleep10"),
     "latency": run_latency,
     "mixed": run_mixed,
+    "backlog": run_backlog,
+    "horizon": run_horizon,
 }
 
 
@@ -341,6 +661,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=60.0, help="mixed: seconds of load")
     p.add_argument("--rate", type=float, default=500.0, help="mixed: jobs offered per second")
     p.add_argument("--timeout", type=float, default=300.0, help="give up on a throughput run")
+    p.add_argument("--warmup", type=int, default=5000, help="backlog: jobs before timing")
+    p.add_argument("--measure", type=int, default=50000, help="backlog: jobs timed")
+    p.add_argument("--hold-from", type=float, default=60.0, help="horizon: snapshot taken, s")
+    p.add_argument("--hold-until", type=float, default=240.0, help="horizon: snapshot ended, s")
+    p.add_argument("--bucket", type=float, default=30.0, help="horizon: seconds per sample")
+    p.add_argument("--drain", type=float, default=60.0, help="horizon: wait for the rest, s")
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", ""))
     p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", ""))
     return p.parse_args(argv)
@@ -352,6 +678,7 @@ def main(peer: Peer, argv: list[str] | None = None) -> None:
     # A SIGTERM (the harness interrupted) unwinds, so the workers are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.environ.setdefault(LATENCY_FILE, f"/tmp/bench-latency-{os.getpid()}.txt")
+    os.environ.setdefault(TICK_FILE, f"/tmp/bench-ticks-{os.getpid()}.bin")
     Path(os.environ[LATENCY_FILE]).write_text("")
     peer.setup(args)
     try:
@@ -361,5 +688,6 @@ def main(peer: Peer, argv: list[str] | None = None) -> None:
     finally:
         peer.close()
         Path(os.environ[LATENCY_FILE]).unlink(missing_ok=True)
+        Path(os.environ[TICK_FILE]).unlink(missing_ok=True)
     out.update(peer=peer.name, version=peer.version, config=peer.config)
     print("RESULT " + json.dumps(out), flush=True)

@@ -9,12 +9,14 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 
 import psycopg
 from chancy import Chancy, Job, Queue, Worker
 
-from bench.peers._common import PgCounter, main, record_latency, spawn
+from bench.peers._common import PgCounter, clone_rows, main, record_latency, spawn
+from bench.peers._common import tick as tick_count
 
 # Jobs name their function by import path; the producer runs this module as __main__,
 # so the path is spelled out rather than derived from the function.
@@ -23,8 +25,12 @@ QUEUE = "default"
 # The worker writes job outcomes in batches, by default once a second (the documented
 # `send_outgoing_interval`). The harness times a run from the first job seen done to the
 # last, so a 1 s batch would hide most of a short run inside the first write; at 0.1 s
-# done() is late by at most that, and each write still carries hundreds of jobs.
+# done() is late by at most that, and each write still carries hundreds of jobs. The
+# production scenarios count jobs as they run, not by reading outcomes, so there the
+# worker keeps the default.
 FLUSH_INTERVAL = 0.1
+DEFAULT_FLUSH_INTERVAL = 1.0
+PRODUCTION = ("backlog", "horizon")
 # Everything but chancy_queues (the declaration is upserted in setup) and
 # chancy_schema_version (so that migrate() stays a no-op).
 TABLES = (
@@ -47,6 +53,11 @@ async def stamp(sent_at: float) -> None:
     record_latency(sent_at)
 
 
+async def tick(i: int) -> None:
+    """Counts itself, for the production scenarios."""
+    tick_count()
+
+
 def make_app(url: str) -> Chancy:
     """The Chancy application, default plugins, logging at WARNING."""
     # Chancy's default logger is at INFO and logs a line for every job pulled.
@@ -63,7 +74,7 @@ def run_worker() -> None:
     async def serve() -> None:
         async with make_app(os.environ["BENCH_PG_URL"]) as app:
             worker = Worker(app)
-            worker.send_outgoing_interval = FLUSH_INTERVAL
+            worker.send_outgoing_interval = float(os.environ["BENCH_CHANCY_FLUSH"])
             async with worker:
                 await worker.wait_for_shutdown()
 
@@ -71,7 +82,7 @@ def run_worker() -> None:
 
 
 def job(task: str, arg: float) -> Job:
-    """A Job for one of the three tasks."""
+    """A Job for one of the tasks."""
     kwargs = {"sent_at": arg} if task == "stamp" else {"i": int(arg)}
     return Job(func=f"{MODULE}.{task}", queue=QUEUE, kwargs=kwargs)
 
@@ -82,6 +93,8 @@ class ChancyPeer:
     name = "chancy"
     version = version("chancy")
     config = ""
+    job_table = "chancy_jobs"
+    claim_index = "chancy_idx_jobs_fetch_prune"
 
     def __init__(self) -> None:
         self.url = ""
@@ -89,6 +102,7 @@ class ChancyPeer:
         self.conn: psycopg.Connection[tuple[int]] | None = None
         self.count = PgCounter("")
         self.stack = contextlib.ExitStack()
+        self.flush = FLUSH_INTERVAL
 
     def setup(self, args: argparse.Namespace) -> None:
         """Migrate (core and plugin tables), empty the tables, open the sync API."""
@@ -106,10 +120,13 @@ class ChancyPeer:
         self.conn.execute(f"TRUNCATE {TABLES}")
         # The sync API (its own pool) for the producer, as a non-async web app would use.
         self.stack.enter_context(self.app)
+        production = args.scenario in PRODUCTION
+        self.flush = DEFAULT_FLUSH_INTERVAL if production else FLUSH_INTERVAL
         self.config = (
             f"psycopg 3, AsyncExecutor, queue concurrency={args.concurrency} per worker, "
-            f"eager_polling, LISTEN/NOTIFY, outcomes written every {FLUSH_INTERVAL} s "
-            "(default 1 s), default plugins, sync_push_many for bulk"
+            f"eager_polling, LISTEN/NOTIFY, outcomes written every {self.flush} s "
+            f"{'(the default)' if production else '(default 1 s)'}, default plugins, "
+            "sync_push_many for bulk"
         )
 
     def enqueue_bulk(self, task: str, count: int, batch: int) -> None:
@@ -142,7 +159,28 @@ class ChancyPeer:
             upsert=True,
         )
         cmd = [sys.executable, "-c", f"from {MODULE} import run_worker; run_worker()"]
-        return spawn(cmd, processes, "chancy", BENCH_PG_URL=self.url)
+        return spawn(
+            cmd, processes, "chancy", BENCH_PG_URL=self.url, BENCH_CHANCY_FLUSH=str(self.flush)
+        )
+
+    def fill(self, task: str, count: int) -> None:
+        """A large backlog: one job by sync_push, then copies of its row by INSERT ... SELECT.
+
+        sync_push_many inserts about 2,500 jobs/s here. Each copy gets an id made as Chancy
+        makes its own (`chancy_uuid`: 100 ns ticks since the epoch, a version nibble 7,
+        random bits), one tick apart, so the ids keep their order.
+        """
+        self.enqueue_one(task, 0)
+        ticks = time.time_ns() // 100
+        clone_rows(
+            self.url,
+            self.job_table,
+            count,
+            make={
+                "id": f"('0' || lpad(to_hex({ticks} + g), 14, '0') || '78'"
+                " || substr(md5(random()::text), 1, 15))::uuid"
+            },
+        )
 
     def done(self) -> int:
         """Jobs in state succeeded (the worker writes outcomes every FLUSH_INTERVAL)."""

@@ -13,15 +13,17 @@ from importlib.metadata import version
 import procrastinate
 import psycopg
 
-from bench.peers._common import PgCounter, main, record_latency, spawn
+from bench.peers._common import PgCounter, clone_rows, main, record_latency, spawn
+from bench.peers._common import tick as tick_count
 
 # Each sub-worker takes a pool connection to fetch a job and again to finish it, so for
 # short jobs the docs advise a pool as large as the concurrency plus one ("Mind the size
-# of your PostgreSQL pool"). On this 2-core server 10 per process did as well as 20 or 40
-# in trial runs, and the total budget keeps several workers (plus one LISTEN connection
-# each) well under max_connections = 100, which other databases on the server share.
-POOL_CAP = 10
-POOL_TOTAL = 40
+# of your PostgreSQL pool"). Each worker process gets that, as far as the server's
+# max_connections allows: all the workers' pools together take at most max_connections
+# less SPARE_CONNECTIONS (the LISTEN connection of each, the harness's and, on the shared
+# server, other databases'). On the shared server (100) that is 40: one process gets 40,
+# four get 10 each; on the production scenarios' private cluster (200), one gets C + 1.
+SPARE_CONNECTIONS = 60
 
 # Workers import this module, so the connector reads its settings from the environment
 # that start_workers() passes. The producer swaps in a sync connector in setup().
@@ -53,7 +55,13 @@ async def stamp(sent_at: float) -> None:
     record_latency(sent_at)
 
 
-TASKS = {"noop": noop, "sleep10": sleep10, "stamp": stamp}
+@app.task(name="tick")
+async def tick(i: int) -> None:
+    """Counts itself, for the production scenarios."""
+    tick_count()
+
+
+TASKS = {"noop": noop, "sleep10": sleep10, "stamp": stamp, "tick": tick}
 TABLES = (
     "procrastinate_jobs, procrastinate_events, procrastinate_periodic_defers, procrastinate_workers"
 )
@@ -65,12 +73,15 @@ class ProcrastinatePeer:
     name = "procrastinate"
     version = version("procrastinate")
     config = ""
+    job_table = "procrastinate_jobs"
+    claim_index = "procrastinate_jobs_priority_idx_v1"
 
     def __init__(self) -> None:
         self.url = ""
         self.conn: psycopg.Connection[tuple[int]] | None = None
         self.count = PgCounter("")
         self.stack = contextlib.ExitStack()
+        self.max_connections = 100
 
     def setup(self, args: argparse.Namespace) -> None:
         """Apply the schema if missing, empty the tables, open a sync connector to defer."""
@@ -92,16 +103,27 @@ class ProcrastinatePeer:
         # plan for procrastinate_fetch_job_v2 built for zero rows (nested seq scans for the
         # lock check), and once jobs pile up each fetch takes O(rows^2), seconds at 3,000.
         self.conn.execute(f"TRUNCATE {TABLES} CASCADE")
+        row = self.conn.execute("SHOW max_connections").fetchone()
+        self.max_connections = int(row[0]) if row else 100
         pool = self.pool_size(args.workers, args.concurrency)
         self.config = (
             f"psycopg 3, async tasks, `procrastinate worker --concurrency {args.concurrency}`, "
             f"LISTEN/NOTIFY, pool max_size={pool} per process, batch_defer for bulk"
         )
 
-    @staticmethod
-    def pool_size(processes: int, concurrency: int) -> int:
-        """Connections per worker process: concurrency + 1, capped (see POOL_CAP)."""
-        return max(2, min(concurrency + 1, POOL_CAP, POOL_TOTAL // processes))
+    def pool_size(self, processes: int, concurrency: int) -> int:
+        """Connections per worker process: concurrency + 1, as far as the server allows."""
+        budget = self.max_connections - SPARE_CONNECTIONS
+        return max(2, min(concurrency + 1, budget // processes))
+
+    def fill(self, task: str, count: int) -> None:
+        """A large backlog: one job by defer(), then copies of its row by INSERT ... SELECT.
+
+        batch_defer inserts about 8,000 jobs/s here; the copies go in at several times that,
+        through the same triggers (an event row and a NOTIFY per job).
+        """
+        self.enqueue_bulk(task, 1, 1)
+        clone_rows(self.url, self.job_table, count, omit=("id",))
 
     def enqueue_bulk(self, task: str, count: int, batch: int) -> None:
         """batch_defer, `batch` jobs per call (one INSERT ... per call)."""
