@@ -116,7 +116,7 @@ def test_a_dead_database_or_a_wrong_url_is_one_clear_line(admin_url: str) -> Non
 def test_migrate_reports_the_revision(db_url: str) -> None:
     result = pgjobs("migrate", url=db_url)
     assert result.returncode == 0, result.stderr
-    assert "0012_stuck_threads" in result.stdout
+    assert "0013_sql_enqueue" in result.stdout
 
 
 def test_enqueue_with_a_dedup_window_returns_the_existing_job(

@@ -22,7 +22,7 @@ from pgjobs._db import COLUMN_TYPES, statement
 from pgjobs.queries import names, resource_dir, sql
 from tests.conftest import ROOT
 
-HEAD = "0012_stuck_threads"
+HEAD = "0013_sql_enqueue"
 VIEWS = {
     "queue_depth",
     "queue_oldest",
@@ -297,6 +297,35 @@ def test_0011_moves_the_jobs_checks_to_domains_and_keeps_views_and_triggers(
         assert conn.execute("SELECT count(*) FROM pgjobs.jobs").fetchone() == (1,)
     migrations.downgrade(empty_db, revision="0010_no_insert_trigger")
     assert checks(empty_db) == before
+
+
+SQL_ENQUEUE = {"enqueue", "enqueue_many", "enqueue_error", "new_job_id", "new_job_ids"}
+
+
+def functions(url: str) -> dict[str, tuple[bool, list[str] | None, str | None]]:
+    """pgjobs' functions: whether each is SECURITY DEFINER, its settings, and its grants."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT proname, prosecdef, proconfig, proacl::text FROM pg_proc"
+            " WHERE pronamespace = 'pgjobs'::regnamespace"
+        ).fetchall()
+    return {name: (definer, config, acl) for name, definer, config, acl in rows}
+
+
+def test_0013_adds_the_sql_enqueue_functions_and_its_downgrade_drops_them(empty_db: str) -> None:
+    migrations.upgrade(empty_db, revision="0012_stuck_threads")
+    before = functions(empty_db)
+    assert not before.keys() & SQL_ENQUEUE
+    migrations.upgrade(empty_db)
+    after = functions(empty_db)
+    assert after.keys() - before.keys() == SQL_ENQUEUE
+    for name in SQL_ENQUEUE:
+        # The caller's rights, a search_path of their own, and no grant beyond Postgres'
+        # default for a function, as claim_limited() has.
+        assert after[name] == (False, ["search_path=pg_catalog, pg_temp"], None), name
+    assert after["claim_limited"][2] is None
+    migrations.downgrade(empty_db, revision="0012_stuck_threads")
+    assert functions(empty_db) == before
 
 
 def test_an_application_runs_them_on_its_own_connection_and_transaction(empty_db: str) -> None:
