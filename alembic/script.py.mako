@@ -5,18 +5,21 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
+# sql/schema/<revision>.sql and <revision>.down.sql; Step.upgrade() and
+# downgrade() run them under pgjobs' env.py or an application's.
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("${up_revision}.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("${up_revision}.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises:
 Create Date: 2026-11-24
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0001_initial"
 down_revision = None
-branch_labels = ("pgjobs",)
+branch_labels = ("pgjobs",)  # the branch, in an application's Alembic history
 depends_on = None
+
+step = Step(revision)
 
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0001_initial.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0001_initial.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises: 0001_initial
 Create Date: 2026-11-25
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0002_failures"
 down_revision = "0001_initial"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0002_failures.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0002_failures.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises: 0002_failures
 Create Date: 2026-11-25
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0003_time_and_limits"
 down_revision = "0002_failures"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0003_time_and_limits.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0003_time_and_limits.down.sql"))
+    step.downgrade()

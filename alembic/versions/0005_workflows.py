@@ -5,18 +5,19 @@ Revises: 0004_observability
 Create Date: 2026-11-25
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0005_workflows"
 down_revision = "0004_observability"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0005_workflows.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0005_workflows.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises: 0005_workflows
 Create Date: 2026-11-25
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0006_self_notify"
 down_revision = "0005_workflows"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0006_self_notify.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0006_self_notify.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises: 0006_self_notify
 Create Date: 2026-11-25
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0007_constant_checks"
 down_revision = "0006_self_notify"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0007_constant_checks.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0007_constant_checks.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises: 0008_claim_clock
 Create Date: 2026-12-01
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0009_claim_index_no_dedup"
 down_revision = "0008_claim_clock"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0009_claim_index_no_dedup.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0009_claim_index_no_dedup.down.sql"))
+    step.downgrade()

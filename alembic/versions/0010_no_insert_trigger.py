@@ -5,18 +5,19 @@ Revises: 0009_claim_index_no_dedup
 Create Date: 2026-12-02
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0010_no_insert_trigger"
 down_revision = "0009_claim_index_no_dedup"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0010_no_insert_trigger.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0010_no_insert_trigger.down.sql"))
+    step.downgrade()

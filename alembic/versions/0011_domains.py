@@ -5,18 +5,19 @@ Revises: 0010_no_insert_trigger
 Create Date: 2026-12-02
 """
 
-from alembic import op
-from pgjobs.migrations import retype_sql
+from pgjobs.migrations import Step
 
 revision = "0011_domains"
 down_revision = "0010_no_insert_trigger"
 branch_labels = None
 depends_on = None
 
+step = Step(revision, retype=True)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(retype_sql("0011_domains.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(retype_sql("0011_domains.down.sql"))
+    step.downgrade()

@@ -5,18 +5,19 @@ Revises: 0011_domains
 Create Date: 2026-12-07
 """
 
-from alembic import op
-from pgjobs.migrations import schema_sql
+from pgjobs.migrations import Step
 
 revision = "0012_stuck_threads"
 down_revision = "0011_domains"
 branch_labels = None
 depends_on = None
 
+step = Step(revision)
+
 
 def upgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0012_stuck_threads.sql"))
+    step.upgrade()
 
 
 def downgrade() -> None:
-    op.get_bind().exec_driver_sql(schema_sql("0012_stuck_threads.down.sql"))
+    step.downgrade()

@@ -1,0 +1,34 @@
+"""users
+
+Revision ID: app_0001_users
+Revises:
+Create Date: 2026-12-07 10:00:00.000000
+
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision: str = "app_0001_users"
+down_revision: str | Sequence[str] | None = None
+# The application's branch, beside pgjobs': `alembic revision --head app@head`.
+branch_labels: str | Sequence[str] | None = ("app",)
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("email", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    op.drop_table("users")
