@@ -111,7 +111,14 @@ def test_when_the_leader_dies_another_worker_takes_over_maintenance(
         timeout=15,
     )
     # Exactly one session holds the maintenance lock.
-    assert count(db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 1
+    assert (
+        count(
+            db,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database ="
+            " (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        == 1
+    )
     # And the new leader cleans the dead one up.
     wait_for(lambda: count(db, "SELECT count(*) FROM pgjobs.workers") == 1, timeout=15)
 

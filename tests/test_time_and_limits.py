@@ -444,6 +444,7 @@ def test_a_limited_claim_that_waited_for_its_task_lock_stamps_the_start_when_it_
                     count(
                         db,
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
                         " AND query LIKE '%claim_limited%'",
                     )
                     == 1

@@ -372,7 +372,10 @@ def test_a_round_outlasts_a_statement_timeout_the_role_sets(
 
 
 LONG = "SELECT pg_sleep(60) AS long_vacuum"
-SLEEPING = "SELECT pid FROM pg_stat_activity WHERE query = %s AND state = 'active'"
+SLEEPING = (
+    "SELECT pid FROM pg_stat_activity WHERE query = %s AND state = 'active'"
+    " AND datname = current_database()"
+)
 
 
 @pytest.fixture
@@ -394,7 +397,9 @@ def long_round(
         yield db
     finally:
         db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s", (LONG,)
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s"
+            " AND datname = current_database()",
+            (LONG,),
         )
 
 
