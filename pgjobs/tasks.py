@@ -42,8 +42,9 @@ _STRICT_FLOATS = ConfigDict(ser_json_inf_nan="constants")
 #: limit well below both means an argument accepted is one a worker can read.
 MAX_DEPTH = 200
 
-#: What pydantic's serializer says when a value nests past its limit.
-_PYDANTIC_TOO_DEEP = "Maximum serialization depth exceeded"
+#: What pydantic's serializer says when a value nests past its limit (2.10 and later; 2.9
+#: takes it for a cycle and says "Circular reference detected (depth exceeded)").
+_PYDANTIC_TOO_DEEP = ("Maximum serialization depth exceeded", "(depth exceeded)")
 
 
 def too_deep(name: str, label: str | None = None) -> SerializationError:
@@ -149,7 +150,7 @@ class Signature:
         except RecursionError:
             raise too_deep(self.name, label) from None
         except (PydanticSerializationError, ValueError, TypeError) as exc:
-            if str(exc) == _PYDANTIC_TOO_DEEP:
+            if str(exc).endswith(_PYDANTIC_TOO_DEEP):
                 raise too_deep(self.name, label) from None
             # ValueError: e.g. bytes that are not UTF-8 text.
             raise SerializationError(
