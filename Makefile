@@ -32,8 +32,15 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
-pytest: $(STAMP) $(CHROMIUM)
-	PGJOBS_CHROMIUM=$(CHROMIUM) $(BIN)/pytest $(PYTEST_ARGS)
+# tests/test_pgbouncer.py runs pgjobs behind a real transaction-pooling PgBouncer: Debian's.
+PGBOUNCER ?= /usr/sbin/pgbouncer
+$(PGBOUNCER):
+	@command -v apt-get >/dev/null || { echo "tests/test_pgbouncer.py needs PgBouncer at $(PGBOUNCER) (PGBOUNCER=path to use another)"; exit 1; }
+	$(SUDO) apt-get install -y --no-install-recommends pgbouncer || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends pgbouncer; }
+
+pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER)
+	PGJOBS_CHROMIUM=$(CHROMIUM) PGJOBS_PGBOUNCER=$(PGBOUNCER) $(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -47,6 +47,40 @@ KEEPALIVE: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,  # ms: unacknowledged writes give up too
 }
+
+#: App(pooler=...) for a pooler that gives each transaction whichever server
+#: connection is free (PgBouncer's pool_mode = transaction, RDS Proxy, Supavisor).
+TRANSACTION_POOLER = "transaction"
+#: The spellings of "no such pooler" (a direct connection, or a session pooler).
+_NO_POOLER = ("", "none")
+
+
+def pooler_mode(value: str | None, name: str = "pooler") -> str | None:
+    """App(pooler=...), --pooler or $PGJOBS_POOLER (`name`, for the error), checked:
+    TRANSACTION_POOLER, or None for a connection that keeps its session ('' and 'none'
+    say so explicitly)."""
+    if value is None or value.strip().lower() in _NO_POOLER:
+        return None
+    if value.strip().lower() == TRANSACTION_POOLER:
+        return TRANSACTION_POOLER
+    raise ConfigurationError(
+        f"{name} must be {TRANSACTION_POOLER!r} (a transaction-pooling PgBouncer or proxy) "
+        f"or 'none', got {value!r}"
+    )
+
+
+def connection_kwargs(pooler: str | None) -> dict[str, Any]:
+    """What every connection pgjobs makes adds to its own settings, for a pooler mode.
+
+    Behind a transaction pooler psycopg prepares nothing: a named prepared
+    statement lives on one server connection, and the next transaction may get
+    another, where it "does not exist" (PgBouncer before 1.21 does not follow
+    them). The App's own one-job INSERT reads the same setting: on such a
+    connection it is sent unprepared too (PoolConnection.run_prepared).
+    """
+    return {"prepare_threshold": None} if pooler == TRANSACTION_POOLER else {}
+
+
 # A statement's name, its parameters (by name, or by position for a few hot
 # statements) and what to fetch.
 Step = tuple[str, dict[str, Any] | tuple[Any, ...], Fetch]

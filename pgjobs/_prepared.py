@@ -12,6 +12,13 @@ connections pgjobs took out of its own pool for one operation, never on a
 caller's connection, whose state (a pipeline, a transaction, its own prepared
 statements) is the caller's.
 
+On a connection that prepares nothing (psycopg's prepare_threshold=None, which
+pgjobs sets behind a transaction pooler: pgjobs._db.connection_kwargs) the
+statement is sent unprepared, parsed with its parameters in the same message
+(libpq's PQsendQueryParams, an unnamed statement, which no pooler needs to
+follow), and keeps the rest: the connection's adapters, binary results, the
+column names read once.
+
 Everything is one generator that psycopg's own wait() drives, so the sync and
 async pools share it, and an interrupt while waiting cancels the statement as
 it does for a cursor.
@@ -24,7 +31,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors, pq
-from psycopg.abc import PQGen
+from psycopg.abc import Buffer, PQGen
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.generators import execute
 from psycopg.rows import DictRow
@@ -55,6 +62,11 @@ class Statements:
         self.prepared: dict[tuple[str, tuple[int, ...]], tuple[bytes, list[str] | None]] = {}
         self._count = 0
         self._formats: dict[int, list[PyFormat]] = {}
+        #: Send statements unprepared (see the module's docstring); set when the
+        #: connection is made, and pgjobs never changes it.
+        self.unprepared = conn.prepare_threshold is None
+        # Unprepared: query -> (its text for the server, result column names once read)
+        self.texts: dict[str, tuple[bytes, list[str] | None]] = {}
 
     def formats(self, n: int) -> list[PyFormat]:
         """n automatic formats: each value dumped as its type is best sent."""
@@ -92,10 +104,13 @@ def placeholders(query: str) -> str:
 
 
 def run(s: Statements, query: str, values: Sequence[Any]) -> PQGen[list[DictRow]]:
-    """Run a positional query on the connection of `s`, prepared there on first use."""
+    """Run a positional query on the connection of `s`, prepared there on first use (or
+    unprepared, where `s` says so)."""
     pgconn = s.conn.pgconn
     tx = s.tx
     params = tx.dump_sequence(values, s.formats(len(values)))
+    if s.unprepared:
+        return (yield from _run_unprepared(s, pgconn, query, params))
     key = (query, tuple(tx.types or ()))
     formats = tx.formats
     for retried in (False, True):
@@ -120,6 +135,30 @@ def run(s: Statements, query: str, values: Sequence[Any]) -> PQGen[list[DictRow]
         if not (gone or stale) or retried or pgconn.transaction_status != _IDLE:
             raise errors.error_from_result(result, encoding=s.conn.info.encoding)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run_unprepared(
+    s: Statements, pgconn: pq.abc.PGconn, query: str, params: Sequence[Buffer | None]
+) -> PQGen[list[DictRow]]:
+    tx = s.tx
+    entry = s.texts.get(query)
+    if entry is None:
+        entry = s.texts[query] = (placeholders(query).encode(s.conn.info.encoding), None)
+    pgconn.send_query_params(
+        entry[0], params, param_types=tx.types, param_formats=tx.formats, result_format=_BINARY
+    )
+    result = (yield from execute(pgconn))[-1]
+    if result.status not in _OK:
+        raise errors.error_from_result(result, encoding=s.conn.info.encoding)
+    n = result.ntuples
+    if not n:
+        return []
+    fields = entry[1]
+    if fields is None:
+        fields = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
+        s.texts[query] = (entry[0], fields)
+    tx.set_pgresult(result)
+    return [dict(zip(fields, row, strict=True)) for row in tx.load_rows(0, n, tuple)]
 
 
 def _prepare(

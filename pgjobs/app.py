@@ -141,6 +141,12 @@ class App:
 
     `url` is a Postgres URL or DSN; without one, $PGJOBS_URL, and without that
     an embedded Postgres started on first use (see pgjobs.embedded).
+
+    `pooler="transaction"` (else $PGJOBS_POOLER) says `url` leads through a pooler that
+    gives each transaction whichever server connection is free (PgBouncer's
+    pool_mode = transaction): pgjobs then keeps no session state on those
+    connections, and what needs a session goes over `listen_url`, a direct URL
+    (README: PgBouncer and other poolers).
     """
 
     def __init__(
@@ -148,6 +154,7 @@ class App:
         url: str | None = None,
         *,
         listen_url: str | None = None,
+        pooler: str | None = None,
         max_payload_bytes: int | None = None,
         pool_size: int = 10,
         connect_timeout: float = 10.0,
@@ -158,6 +165,12 @@ class App:
             _db.check_url(url)
         self._url = url
         self.listen_url = listen_url
+        # Given no pooler mode, $PGJOBS_POOLER: the deployment says how its workers and web
+        # server reach the database, as it does with $PGJOBS_URL.
+        if pooler is None:
+            self._pooler = _db.pooler_mode(os.environ.get("PGJOBS_POOLER"), "$PGJOBS_POOLER")
+        else:
+            self._pooler = _db.pooler_mode(pooler)
         self.max_payload_bytes = max_payload_bytes or _payload_limit_from_env()
         if not 1 <= self.max_payload_bytes <= MAX_PAYLOAD_LIMIT:
             raise ConfigurationError(
@@ -208,11 +221,23 @@ class App:
         _db.check_url(value)
         self._url = value
 
+    @property
+    def pooler(self) -> str | None:
+        """The pooler mode: "transaction", or None (see the class's docstring)."""
+        return self._pooler
+
+    @pooler.setter
+    def pooler(self, value: str | None) -> None:
+        if self._pool is not None or self._apool is not None:
+            raise ConfigurationError("the pooler mode cannot change once the App has connected")
+        self._pooler = _db.pooler_mode(value)
+
     def migrate(self) -> None:
         """Create or upgrade the pgjobs schema in the database (idempotent).
 
         Migrations started together (workers, `pgjobs migrate`) take turns:
-        see pgjobs.migrations.LOCK_KEY.
+        see pgjobs.migrations.LOCK_KEY. Behind a transaction pooler they run
+        over listen_url where there is one (see pgjobs.migrations.locked()).
         """
         from sqlalchemy.exc import DBAPIError
 
@@ -220,7 +245,10 @@ class App:
 
         with self._errors():
             try:
-                upgrade(self.url)
+                if self.pooler is None:
+                    upgrade(self.url)
+                else:
+                    upgrade(self.listen_url or self.url, pooler=self.pooler)
             except DBAPIError as exc:
                 # Migrations run through SQLAlchemy, which wraps the driver's
                 # errors: unwrapped, they map to pgjobs' one-line errors.
@@ -504,6 +532,7 @@ class App:
             "autocommit": True,
             "connect_timeout": max(1, int(self.connect_timeout)),
             "context": _db.ADAPTERS,
+            **_db.connection_kwargs(self.pooler),
         }
 
     @property
@@ -556,7 +585,11 @@ class App:
         # database is then one clear error at once, rather than a pool that
         # retries in the background until its timeout.
         try:
-            psycopg.connect(self.url, connect_timeout=max(1, int(self.connect_timeout))).close()
+            psycopg.connect(
+                self.url,
+                connect_timeout=max(1, int(self.connect_timeout)),
+                **_db.connection_kwargs(self.pooler),
+            ).close()
         except psycopg.Error as exc:
             raise (_db.translate(exc, self.url) or exc) from None
 
@@ -580,7 +613,9 @@ class App:
     def _unreachable(self) -> Exception:
         # The pool only says it timed out; one direct attempt tells why.
         try:
-            psycopg.connect(self.url, connect_timeout=3).close()
+            psycopg.connect(
+                self.url, connect_timeout=3, **_db.connection_kwargs(self.pooler)
+            ).close()
         except psycopg.Error as exc:
             return _db.translate(exc, self.url) or exc
         return _db.DatabaseUnavailable(

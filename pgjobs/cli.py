@@ -51,10 +51,17 @@ def load_app(spec: str) -> App:
     return app
 
 
-def _app(spec: str | None, url: str | None) -> App:
+def _app(spec: str | None, url: str | None, pooler: str | None = None) -> App:
     app = load_app(spec) if spec else App()
     if url is not None:  # an explicit --url '' is refused by the App, not ignored
         app.url = url
+    if pooler is not None:
+        # As --url: an explicit --pooler wins over the App's own and $PGJOBS_POOLER.
+        from pgjobs._db import pooler_mode
+
+        app.pooler = pooler_mode(pooler, "--pooler")
+        # The worker's child processes (--processes) load the App anew: they read it here.
+        os.environ["PGJOBS_POOLER"] = app.pooler or "none"
     # Close the pool before the interpreter tears down: a pool left to its
     # finaliser at exit can print "Exception ignored" noise on stderr.
     click.get_current_context().call_on_close(app.close)
@@ -73,6 +80,13 @@ def _echo_json(data: Any) -> None:
 
 url_option = click.option(
     "--url", envvar="PGJOBS_URL", help="Postgres URL (default: $PGJOBS_URL, else embedded)."
+)
+pooler_option = click.option(
+    "--pooler",
+    metavar="MODE",
+    help="'transaction': the URL leads through a transaction-pooling PgBouncer or proxy; "
+    "no session state on its connections, listen_url for what needs one "
+    "(default: the APP's own, else $PGJOBS_POOLER, else none).",
 )
 app_option = click.option(
     "--app", "app_spec", envvar="PGJOBS_APP", help="The App to use, as package.module:app."
@@ -100,6 +114,7 @@ def demo(count: int, data_dir: str | None) -> None:
 @main.command()
 @click.argument("app_spec", metavar="APP")
 @url_option
+@pooler_option
 @click.option(
     "--queues",
     "-q",
@@ -185,6 +200,7 @@ def demo(count: int, data_dir: str | None) -> None:
 def worker(
     app_spec: str,
     url: str | None,
+    pooler: str | None,
     queues: str,
     strict: bool,
     concurrency: int,
@@ -209,7 +225,7 @@ def worker(
 
     plan = _queues(queues)  # a mistake there is reported before any connection is made
     configure_logging(log_level, log_format)
-    app = _app(app_spec, url)
+    app = _app(app_spec, url, pooler)
     if app.url and app.embedded:
         app.migrate()
     _wait_for_database(app)
@@ -296,14 +312,15 @@ def _queues(text: str) -> list[str] | dict[str, float]:
 
 @main.command()
 @url_option
+@pooler_option
 @app_option
-def migrate(url: str | None, app_spec: str | None) -> None:
+def migrate(url: str | None, pooler: str | None, app_spec: str | None) -> None:
     """Create or upgrade the pgjobs schema."""
     from pgjobs import migrations
 
-    app = _app(app_spec, url)
+    app = _app(app_spec, url, pooler)
     app.migrate()
-    click.echo(f"pgjobs schema is at revision {migrations.current(app.url)}")
+    click.echo(f"pgjobs schema is at revision {migrations.current(app.url, app.pooler)}")
 
 
 @main.command()

@@ -5,6 +5,22 @@ its connection drops, Postgres releases it and the next worker to try takes
 over. A leader that is alive to Postgres but silent (a paused process whose
 connection stays open) is deposed by the others once its heartbeat lapses
 (see depose_stale_leader in sql/queries.sql).
+
+Behind a transaction pooler (App(pooler="transaction")) a session lock would
+be taken on whichever server connection ran the statement and stay there,
+held for no one, after the worker moved on: the lock's session is then the
+direct URL (listen_url). Without one there is no session to hold, and the
+election is made per round instead (`url=None`, try_round()): each round of
+duties runs in one transaction on a pooled connection, which the pooler keeps
+on one server connection to its end, and starts with
+pg_try_advisory_xact_lock on the same key. Two rounds never run at once, nor
+a round beside a session leader (the two kinds of advisory lock on one key
+conflict), and a worker that dies mid-round releases the lock with its
+transaction. The workers take rounds in turn, so no worker is the leader
+between rounds: none is named in pgjobs.workers.leader_pid, and no lock
+session outlives its round for depose_stale_leader to end. Requiring a direct
+URL to lead was the other choice; it would leave a deployment whose workers
+see only the pooler with no one releasing due jobs or rescuing lost ones.
 """
 
 from __future__ import annotations
@@ -14,8 +30,9 @@ import logging
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
-from pgjobs._db import KEEPALIVE
+from pgjobs._db import KEEPALIVE, connection_kwargs
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -26,18 +43,36 @@ LOCK_KEY_HIGH, LOCK_KEY_LOW = LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF
 
 
 class Leader:
-    """Tries for the leader's lock on a connection of its own."""
+    """Tries for the leader's lock on a connection of its own, or per round (`url` None)."""
 
-    def __init__(self, url: str, connect_timeout: float) -> None:
+    def __init__(self, url: str | None, connect_timeout: float, pooler: str | None = None) -> None:
         self.url = url
+        #: No session to hold the lock in: each round takes it for its transaction.
+        self.per_round = url is None
         self.connect_timeout = connect_timeout
+        self.pooler = pooler
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self.is_leader = False
         #: the backend pid of the session holding the lock, while we lead
         self.backend_pid: int | None = None
 
+    async def try_round(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """In a transaction on `conn`: take the lock until it ends, if it is free.
+
+        The caller runs the round's duties in the same transaction, and only if
+        this returns True.
+        """
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            # Outside a transaction the lock would end with the statement.
+            raise RuntimeError("try_round() runs in the round's transaction")
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
     async def try_lead(self) -> bool:
         """Take the lock if it is free; check that we still hold it if we lead."""
+        assert self.url is not None  # per round: try_round()
         try:
             if self.conn is None or self.conn.closed:
                 self.is_leader = False
@@ -46,6 +81,7 @@ class Leader:
                     autocommit=True,
                     connect_timeout=max(1, int(self.connect_timeout)),
                     **KEEPALIVE,
+                    **connection_kwargs(self.pooler),
                 )
             if self.is_leader:
                 # A cheap round trip: if the connection died, so did the lock.

@@ -24,11 +24,17 @@ class Maintenance:
     rescues lost jobs, prunes old ones, warns of a held xmin horizon (horizon_max_age:
     seconds, else $PGJOBS_HORIZON_MAX_AGE or the App's), and vacuums and analyzes the pgjobs
     tables that autovacuum leaves alone, and reclaims what a released horizon left
-    (vacuum=False: never)."""
+    (vacuum=False: never).
+
+    `url` is where the leader's lock and the upkeep's connection keep their session; None
+    behind a transaction pooler with no direct URL (`pooler`): the workers then take
+    rounds in turn (see pgjobs.maintenance.leader) and upkeep does not run: VACUUM cannot
+    run inside a round's transaction, and outside one nothing would keep two workers'
+    rounds from running at once."""
 
     def __init__(
         self,
-        url: str,
+        url: str | None,
         pool: AsyncConnectionPool[Any],
         *,
         worker_id: str,
@@ -44,6 +50,7 @@ class Maintenance:
         vacuum: bool = True,
         upkeep_interval: float = upkeep.INTERVAL,
         horizon_max_age: float | None = None,
+        pooler: str | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -51,7 +58,7 @@ class Maintenance:
         self.max_lost = max_lost
         self.tick = tick
         self.rescue_interval = rescue_interval or max(tick, lease_seconds / 4)
-        self.leader = Leader(url, connect_timeout)
+        self.leader = Leader(url, connect_timeout, pooler)
         self.cron = CronEnqueuer(app, app.periodics if app is not None else {})
         self.keep_succeeded = keep_succeeded
         self.keep_failed = keep_failed
@@ -60,10 +67,18 @@ class Maintenance:
             horizon_max_age = getattr(app, "horizon_max_age", None)
         self.horizon = horizon.Watch(horizon.max_age_setting(horizon_max_age))
         self.upkeep = (
-            upkeep.Upkeep(url, connect_timeout, upkeep_interval, self.horizon.max_age)
-            if vacuum
+            upkeep.Upkeep(url, connect_timeout, upkeep_interval, self.horizon.max_age, pooler)
+            if vacuum and url is not None
             else None
         )
+        if url is None:
+            log.info(
+                "worker %s: no direct URL (listen_url) behind a transaction pooler: maintenance "
+                "runs in rounds the workers take in turn%s",
+                worker_id,
+                ", and no worker vacuums the tables where autovacuum is off" if vacuum else "",
+            )
+        self._last_rescue = self._last_prune = self._last_horizon = 0.0
 
     @property
     def is_leader(self) -> bool:
@@ -76,7 +91,6 @@ class Maintenance:
 
     async def run(self) -> None:
         """Loop until cancelled: try to lead; while leading, run the services on schedule."""
-        last_rescue = last_prune = last_horizon = 0.0
         unreachable = False
         last_depose = time.monotonic()
         announced: int | None = None
@@ -84,42 +98,29 @@ class Maintenance:
         failures = 0
         try:
             while True:
-                leading = await self.leader.try_lead()
-                if leading != was_leading:
-                    was_leading = leading
-                    log.info(
-                        "worker %s %s",
-                        self.worker_id,
-                        "leads maintenance" if leading else "does not lead maintenance",
-                    )
+                leading = False
+                if not self.leader.per_round:
+                    leading = await self.leader.try_lead()
+                    if leading != was_leading:
+                        was_leading = leading
+                        log.info(
+                            "worker %s %s",
+                            self.worker_id,
+                            "leads maintenance" if leading else "does not lead maintenance",
+                        )
                 try:
                     if self.leader_pid != announced:
                         await self._announce(self.leader_pid)
                         announced = self.leader_pid
-                    if leading:
+                    if self.leader.per_round:
+                        async with self.pool.connection() as conn, conn.transaction():
+                            leading = await self.leader.try_round(conn)
+                            if leading:
+                                await self._duties(conn)
+                    elif leading:
                         async with self.pool.connection() as conn:
-                            await scheduler.run_once(conn)
-                            if self.cron.seconds_until_due() == 0:
-                                await self.cron.run_once(conn)
-                            if time.monotonic() - last_rescue >= self.rescue_interval:
-                                last_rescue = time.monotonic()
-                                await rescuer.run_once(
-                                    conn,
-                                    worker_id=self.worker_id,
-                                    lease_seconds=self.lease_seconds,
-                                    max_lost=self.max_lost,
-                                )
-                            if time.monotonic() - last_prune >= self.prune_interval:
-                                last_prune = time.monotonic()
-                                await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
-                            if time.monotonic() - last_horizon >= self.horizon.interval:
-                                last_horizon = time.monotonic()
-                                look = await self.horizon.run_once(conn)
-                                if look.released and self.upkeep is not None:
-                                    self.upkeep.reclaim_soon()
-                            if self.upkeep is not None:
-                                await self.upkeep.tick(conn, horizon_held=self.horizon.is_held)
-                    else:
+                            await self._duties(conn)
+                    if not leading:
                         if self.upkeep is not None:
                             await self.upkeep.stop()  # a round under way is the leader's alone
                         if time.monotonic() - last_depose >= self.rescue_interval:
@@ -145,6 +146,30 @@ class Maintenance:
             if self.upkeep is not None:
                 await self.upkeep.stop()
             await self.leader.close()
+
+    async def _duties(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The leader's duties that are due, on `conn`."""
+        await scheduler.run_once(conn)
+        if self.cron.seconds_until_due() == 0:
+            await self.cron.run_once(conn)
+        if time.monotonic() - self._last_rescue >= self.rescue_interval:
+            self._last_rescue = time.monotonic()
+            await rescuer.run_once(
+                conn,
+                worker_id=self.worker_id,
+                lease_seconds=self.lease_seconds,
+                max_lost=self.max_lost,
+            )
+        if time.monotonic() - self._last_prune >= self.prune_interval:
+            self._last_prune = time.monotonic()
+            await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
+        if time.monotonic() - self._last_horizon >= self.horizon.interval:
+            self._last_horizon = time.monotonic()
+            look = await self.horizon.run_once(conn)
+            if look.released and self.upkeep is not None:
+                self.upkeep.reclaim_soon()
+        if self.upkeep is not None:
+            await self.upkeep.tick(conn, horizon_held=self.horizon.is_held)
 
     async def _announce(self, leader_pid: int | None) -> None:
         async with self.pool.connection() as conn:

@@ -36,7 +36,7 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from pgjobs._db import KEEPALIVE
+from pgjobs._db import KEEPALIVE, connection_kwargs
 from pgjobs.maintenance import horizon
 from pgjobs.queries import sql
 
@@ -271,8 +271,12 @@ class Upkeep:
         connect_timeout: float,
         interval: float = INTERVAL,
         horizon_max_age: float = horizon.DEFAULT_MAX_AGE,
+        pooler: str | None = None,
     ) -> None:
+        # A URL whose connection keeps its session (the round sets statement_timeout):
+        # behind a transaction pooler, the direct one (see Maintenance).
         self.url = url
+        self.pooler = pooler
         self.connect_timeout = connect_timeout
         self.interval = interval
         self.horizon_max_age = horizon_max_age
@@ -343,6 +347,7 @@ class Upkeep:
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
                 **KEEPALIVE,
+                **connection_kwargs(self.pooler),
             )
             async with conn:
                 # A vacuum of a large table, or a rebuild of a large index, may

@@ -204,12 +204,19 @@ class Worker:
             self._stopping.set()
 
         url = self.app.url
+        # Behind a transaction pooler a connection keeps no session: no settings
+        # for the pools (the role's own: README, PgBouncer and other poolers), and
+        # the leader's lock and the upkeep's connection take the direct URL, or,
+        # with none, maintenance runs in rounds (pgjobs.maintenance.leader).
+        pooled = self.app.pooler is not None
+        session_url = self.app.listen_url if pooled else url
         common: dict[str, Any] = {
             "kwargs": {
                 "autocommit": True,
                 "row_factory": dict_row,
                 "context": ADAPTERS,
                 **KEEPALIVE,
+                **_db.connection_kwargs(self.app.pooler),
             },
             "timeout": self.app.connect_timeout,
             "check": acheck_idle,
@@ -219,7 +226,7 @@ class Worker:
             url,
             min_size=2,
             max_size=6,
-            configure=session_settings,
+            configure=None if pooled else session_settings,
             name=f"pgjobs-worker-{self.id}",
             **common,
         )
@@ -230,7 +237,7 @@ class Worker:
             url,
             min_size=0,
             max_size=WRITERS,
-            configure=reuse_plans,
+            configure=None if pooled else reuse_plans,
             max_idle=60,
             connection_class=_db.AsyncPoolConnection,
             name=f"pgjobs-worker-{self.id}-busy",
@@ -247,7 +254,7 @@ class Worker:
             self.app.tasks, self.concurrency, self._report_progress, process_pool
         )
         self.maintenance = Maintenance(
-            url,
+            session_url,
             self.pool,
             worker_id=self.id,
             lease_seconds=self.lease_ttl,
@@ -258,6 +265,7 @@ class Worker:
             keep_succeeded=self.keep_succeeded,
             keep_failed=self.keep_failed,
             vacuum=self.vacuum,
+            pooler=self.app.pooler,
         )
 
         if install_signal_handlers is None:
@@ -1076,6 +1084,18 @@ class Worker:
 
     async def _listen_loop(self) -> None:
         url = self.app.listen_url or self.app.url
+        if self.app.pooler is not None and self.app.listen_url is None:
+            # LISTEN through a transaction pooler would listen on whichever server
+            # connection ran it, for whoever gets that connection next. Without a
+            # direct URL the worker polls (--poll-interval); cancellations are
+            # seen at the next reconcile (every heartbeat interval).
+            log.info(
+                "worker %s: no listen_url behind a transaction pooler: it polls every %.1f s",
+                self.id,
+                self.poll_interval,
+            )
+            self._listening.set()
+            await asyncio.Event().wait()  # until cancelled, as a listener would run
         wanted = set(self.queues)
         failures = 0
         while True:
@@ -1085,6 +1105,7 @@ class Worker:
                     autocommit=True,
                     connect_timeout=max(1, int(self.app.connect_timeout)),
                     **KEEPALIVE,
+                    **_db.connection_kwargs(self.app.pooler),
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
@@ -1143,6 +1164,7 @@ class Worker:
                     connect_timeout=max(2, int(self._final_left())),
                     row_factory=dict_row,
                     **KEEPALIVE,
+                    **_db.connection_kwargs(self.app.pooler),
                 ),
                 self._final_left(),
             )
@@ -1225,7 +1247,10 @@ async def finish_and_claim(
     # On the connection's kept cursor: a new one per batch would find out
     # again how to dump each parameter, half of what dumping a batch costs.
     cur = conn.ops_cursor()
-    await cur.execute(sql("finish_and_claim"), params, prepare=True)
+    # Prepared at once: its plan is reused for every batch (reuse_plans). Not on a
+    # connection that prepares nothing (behind a transaction pooler).
+    prepare = None if conn.prepare_threshold is None else True
+    await cur.execute(sql("finish_and_claim"), params, prepare=prepare)
     return await cur.fetchall()
 
 
