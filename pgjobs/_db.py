@@ -188,6 +188,29 @@ def check_url(url: str) -> None:
         raise ConfigurationError(f"not a valid Postgres URL or DSN: {exc}") from None
 
 
+#: A SQLAlchemy URL names its driver after the scheme (postgresql+psycopg://);
+#: libpq knows postgresql:// and postgres:// only.
+_DRIVER = re.compile(r"^(postgres(?:ql)?)\+([A-Za-z0-9_]*)://")
+#: The drivers whose URLs are libpq URLs once the suffix is gone.
+_PSYCOPG_DRIVERS = frozenset({"psycopg", "psycopg2"})
+
+
+def normalize_url(url: str) -> str:
+    """The connection string to hand libpq: checked as check_url() does, with the driver
+    suffix of a SQLAlchemy-style postgresql+psycopg:// or postgresql+psycopg2:// URL
+    taken off. Every URL the App or the CLI is given comes through here."""
+    m = _DRIVER.match(url)
+    if m is not None:
+        if m.group(2) not in _PSYCOPG_DRIVERS:
+            raise ConfigurationError(
+                f"pgjobs connects with psycopg: a {m.group(0)} URL names another driver; "
+                f"use {m.group(1)}:// (or {m.group(1)}+psycopg://)"
+            )
+        url = f"{m.group(1)}://{url[m.end() :]}"
+    check_url(url)
+    return url
+
+
 _FIRST_LINE = re.compile(r"\s*\n.*", re.DOTALL)
 
 

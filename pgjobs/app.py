@@ -80,11 +80,30 @@ def _payload_limit_from_env() -> int:
 
 
 @dataclass(frozen=True)
-class Page:
-    """One page of app.jobs(): the jobs, and the cursor for the next page (None at the end)."""
+class Page(Sequence[Job]):
+    """One page of app.jobs(): the jobs, and the cursor for the next page (None at the end).
+
+    Read it as the list of its jobs (iteration, len(), [i]), as a page of
+    app.dead_letters() is read; `jobs` is that list.
+    """
 
     jobs: list[Job]
     next_cursor: str | None
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | list[Job]:
+        return self.jobs[index]
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
 
 
 class DeadLetterPage(list[DeadLetter]):
@@ -162,9 +181,9 @@ class App:
         horizon_max_age: float | None = None,
     ) -> None:
         if url is not None:
-            _db.check_url(url)
+            url = _db.normalize_url(url)
         self._url = url
-        self.listen_url = listen_url
+        self.listen_url = None if listen_url is None else _db.normalize_url(listen_url)
         # Given no pooler mode, $PGJOBS_POOLER: the deployment says how its workers and web
         # server reach the database, as it does with $PGJOBS_URL.
         if pooler is None:
@@ -205,8 +224,7 @@ class App:
         if self._url is None:
             env = os.environ.get("PGJOBS_URL")
             if env:
-                _db.check_url(env)
-                self._url = env
+                self._url = _db.normalize_url(env)
             else:
                 from pgjobs import embedded
 
@@ -218,8 +236,7 @@ class App:
     def url(self, value: str) -> None:
         if self._pool is not None or self._apool is not None:
             raise ConfigurationError("the URL cannot change once the App has connected")
-        _db.check_url(value)
-        self._url = value
+        self._url = _db.normalize_url(value)
 
     @property
     def pooler(self) -> str | None:
@@ -749,11 +766,16 @@ class App:
         return await self._arun(op, conn, atomic=True)  # type: ignore[no-any-return]
 
     def get_job(self, job_id: uuid.UUID | str) -> Job:
-        """The job with that id, as it is now; raises JobNotFound."""
+        """The job with that id, as it is now.
+
+        Raises JobNotFound (a LookupError) when no job has that id: it never
+        existed, or retention has pruned it since it ended; and when `job_id`
+        is not a UUID at all.
+        """
         return self._run(_get_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
 
     async def aget_job(self, job_id: uuid.UUID | str) -> Job:
-        """Async twin of get_job()."""
+        """Async twin of get_job(): raises JobNotFound the same way."""
         return await self._arun(_get_op(self, _as_id(job_id)))  # type: ignore[no-any-return]
 
     def _job_status(self, job_id: uuid.UUID) -> tuple[str, Any, Any]:
@@ -952,16 +974,17 @@ class App:
     # -- workflows -----------------------------------------------------------------
 
     def get_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowInfo:
-        """A workflow as it is now: its shape, status, and each step's job."""
+        """A workflow as it is now: its shape, status, and its steps, each a Job (WorkflowStep)."""
         from pgjobs.workflows import get_workflow_op
 
-        return self._run(get_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+        return self._run(get_workflow_op(_as_id(workflow_id), self))  # type: ignore[no-any-return]
 
     async def aget_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowInfo:
         """Async twin of get_workflow()."""
         from pgjobs.workflows import get_workflow_op
 
-        return await self._arun(get_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
+        op = get_workflow_op(_as_id(workflow_id), self)
+        return await self._arun(op)  # type: ignore[no-any-return]
 
     def workflows(
         self, *, limit: int = 50, cursor: uuid.UUID | str | None = None

@@ -9,26 +9,76 @@ import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import click
+from click.core import ParameterSource
 
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError, InvalidArguments, PgJobsError
 from pgjobs.health import ANY_QUEUE, Threshold, check_health, merge_thresholds
+from pgjobs.jobs import Status
 from pgjobs.maintenance import horizon
 
 
+class _Mistake(click.ClickException):
+    """A usage mistake, shown as every other pgjobs error is: one line on stderr, exit 1."""
+
+    prefix = "Error: "
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"{self.prefix}{self.format_message()}", err=True)
+
+
+class _CheckMistake(_Mistake):
+    """A usage mistake of `pgjobs check`: exit 2, as when it cannot check, since 1 is a breach."""
+
+    exit_code = 2
+    prefix = "pgjobs check: "
+
+
+def _one_line(exc: click.UsageError) -> _Mistake:
+    # click shows a usage error as the usage, a hint and the error, and exits 2.
+    if exc.ctx is not None and isinstance(exc.ctx.command, _CheckCommand):
+        return _CheckMistake(exc.format_message())
+    return _Mistake(exc.format_message())
+
+
 class _Group(click.Group):
-    """Turns every pgjobs error into one clear line and exit status 1."""
+    """Turns every pgjobs error and every usage mistake into one clear line and exit status 1.
+
+    `--help` is untouched, and so is a group called without a command, which shows its help.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
         except PgJobsError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
+
+
+class _CheckCommand(click.Command):
+    """`pgjobs check`: a usage mistake exits 2, as every other reason it cannot check does."""
 
 
 def load_app(spec: str) -> App:
@@ -52,9 +102,20 @@ def load_app(spec: str) -> App:
 
 
 def _app(spec: str | None, url: str | None, pooler: str | None = None) -> App:
+    handlers = logging.getLogger("pgjobs").handlers + logging.getLogger().handlers
+    if all(isinstance(h, logging.NullHandler) for h in handlers):
+        # A command that logs nothing else still says when it falls back to the embedded
+        # Postgres (resolve_url's WARNING), on stderr.
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("pgjobs: %(message)s"))
+        logging.getLogger("pgjobs").addHandler(handler)
     app = load_app(spec) if spec else App()
-    if url is not None:  # an explicit --url '' is refused by the App, not ignored
-        app.url = url
+    # An explicit --url wins over the App's own URL; $PGJOBS_URL (which click also hands in
+    # as `url`) does not: the App reads it itself when it was given none (resolve_url).
+    source = click.get_current_context().get_parameter_source("url")
+    if url is not None and source is not click.core.ParameterSource.ENVIRONMENT:
+        app.url = url  # an explicit --url '' is refused by the App, not ignored
     if pooler is not None:
         # As --url: an explicit --pooler wins over the App's own and $PGJOBS_POOLER.
         from pgjobs._db import pooler_mode
@@ -76,6 +137,47 @@ def _json_default(value: Any) -> Any:
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, default=_json_default, indent=2))
+
+
+# Subscripted only for the type checker: click before 8.5 has no type parameters at run time.
+if TYPE_CHECKING:
+    _DurationBase: TypeAlias = click.ParamType[float | None, str | float]
+else:
+    _DurationBase = click.ParamType
+
+
+class _Duration(_DurationBase):
+    """A duration option, read by the one parser every duration of the CLI goes through
+    (_age): seconds (90, 1.5) or 90s, 30m, 2h, 7d; 'forever' (None) where `forever`."""
+
+    name = "duration"
+
+    def __init__(self, minimum: float = 0.0, *, forever: bool = False) -> None:
+        self.minimum = minimum
+        self.forever = forever
+
+    def convert(
+        self, value: str | float, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if isinstance(value, (int, float)):
+            seconds: float | None = float(value)  # a default given in seconds
+        elif self.forever and value.strip() == "forever":
+            return None
+        else:
+            seconds = _age(value.strip())
+        # The message names the option as the CLI's other mistakes do ("--delay takes ..."),
+        # not as click's "Invalid value for ...".
+        option = param.opts[0] if param is not None and param.opts else "a duration"
+        if seconds is None:
+            also = " or 'forever'" if self.forever else ""
+            raise click.UsageError(
+                f"{option} takes a duration (90, 1.5, 90s, 30m, 2h, 7d){also}, got {value!r}", ctx
+            )
+        if seconds < self.minimum:
+            raise click.UsageError(
+                f"{option} must be at least {self.minimum:g} seconds, got {value!r}", ctx
+            )
+        return seconds
 
 
 url_option = click.option(
@@ -127,32 +229,34 @@ def demo(count: int, data_dir: str | None) -> None:
 )
 @click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--burst", is_flag=True, help="Run what is ready, then exit.")
-@click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0.01))
+@click.option("--poll-interval", default=2.0, show_default=True, type=_Duration(0.01))
 @click.option(
     "--processes",
     "-p",
     type=click.IntRange(1),
     help="Run `def` tasks in N child processes (a hard time limit then kills them).",
 )
-@click.option("--grace-period", default=30.0, show_default=True, type=click.FloatRange(0))
-@click.option("--heartbeat-interval", default=5.0, show_default=True, type=click.FloatRange(0.05))
+@click.option("--grace-period", default=30.0, show_default=True, type=_Duration(0))
+@click.option("--heartbeat-interval", default=5.0, show_default=True, type=_Duration(0.05))
 @click.option(
     "--lease-ttl",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(0.1),
+    type=_Duration(0.1),
     help="Seconds without a heartbeat before a worker is taken for dead and its jobs rescued.",
 )
 @click.option(
     "--keep-succeeded",
     default="1d",
     show_default=True,
+    type=_Duration(forever=True),
     help="How long succeeded jobs are kept (90, 30m, 2h, 7d, forever).",
 )
 @click.option(
     "--keep-failed",
     default="30d",
     show_default=True,
+    type=_Duration(forever=True),
     help="How long failed and cancelled jobs, and their dead letters, are kept.",
 )
 @click.option(
@@ -173,6 +277,7 @@ def demo(count: int, data_dir: str | None) -> None:
     "--unknown-task-timeout",
     default="1h",
     show_default=True,
+    type=_Duration(),
     help="How long jobs of a task no worker knows wait for one that does before they fail.",
 )
 @click.option(
@@ -210,11 +315,11 @@ def worker(
     grace_period: float,
     heartbeat_interval: float,
     lease_ttl: float,
-    keep_succeeded: str,
-    keep_failed: str,
+    keep_succeeded: float | None,
+    keep_failed: float | None,
     vacuum: bool,
     max_lost: int,
-    unknown_task_timeout: str,
+    unknown_task_timeout: float,
     max_stuck_threads: int | None,
     log_level: str,
     log_format: str,
@@ -229,13 +334,12 @@ def worker(
     if app.url and app.embedded:
         app.migrate()
     _wait_for_database(app)
-    unknown_after = _duration(unknown_task_timeout, "--unknown-task-timeout")
     w = Worker(
         app,
         queues=plan,
         queue_order="strict" if strict else None,
-        keep_succeeded=_duration(keep_succeeded, "--keep-succeeded"),
-        keep_failed=_duration(keep_failed, "--keep-failed"),
+        keep_succeeded=keep_succeeded,
+        keep_failed=keep_failed,
         vacuum=vacuum,
         concurrency=concurrency,
         processes=processes,
@@ -246,9 +350,11 @@ def worker(
         heartbeat_interval=heartbeat_interval,
         lease_ttl=lease_ttl,
         max_lost=max_lost,
-        unknown_task_timeout=3600.0 if unknown_after is None else unknown_after,
+        unknown_task_timeout=unknown_task_timeout,
         max_stuck_threads=max_stuck_threads,
     )
+    # Said once the database answers, has the schema and the options are sound: a mistake
+    # before that stays one line.
     w.run()
     if w.abandoned_threads:
         # Their jobs were handed back or failed already; a thread cannot be
@@ -269,7 +375,7 @@ def _wait_for_database(app: Any) -> None:
     deploy, a supervisor that starts everything at once) waits for it and says
     so, instead of exiting; a schema that is missing is still an error at once.
     """
-    from pgjobs._db import DatabaseUnavailable
+    from pgjobs._db import DatabaseUnavailable, describe
 
     log = logging.getLogger("pgjobs.worker")
     waited = 0.0
@@ -278,7 +384,9 @@ def _wait_for_database(app: Any) -> None:
             app.check_schema()
         except DatabaseUnavailable as exc:
             if waited == 0.0:
-                log.warning("cannot reach the database (%s); waiting for it", exc)
+                log.warning(
+                    "cannot reach the database at %s (%s); waiting for it", describe(app.url), exc
+                )
             delay = min(1.0, 0.1 + waited / 10)
             time.sleep(delay)
             waited += delay
@@ -331,10 +439,12 @@ def migrate(url: str | None, pooler: str | None, app_spec: str | None) -> None:
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments, a JSON object.")
 @click.option("--queue", help="Queue (default: the task's).")
 @click.option("--priority", type=int, help="Higher runs first.")
-@click.option("--delay", type=click.FloatRange(0), help="Seconds before it may run.")
+@click.option("--delay", type=_Duration(), help="How long before it may run (90, 30m, 2h, 7d).")
 @click.option("--dedup-key", help="Return the existing job if this key was used.")
 @click.option(
-    "--dedup-window", help="How long the key holds after its job ended (90, 30m, 2h, 7d)."
+    "--dedup-window",
+    type=_Duration(),
+    help="How long the key holds after its job ended (90, 30m, 2h, 7d).",
 )
 def enqueue(
     task: str,
@@ -346,7 +456,7 @@ def enqueue(
     priority: int | None,
     delay: float | None,
     dedup_key: str | None,
-    dedup_window: str | None,
+    dedup_window: float | None,
 ) -> None:
     """Enqueue TASK of --app with JSON arguments; prints the job id."""
     if not task.strip():
@@ -364,7 +474,7 @@ def enqueue(
         priority=priority,
         delay=delay,
         dedup_key=dedup_key,
-        dedup_window=None if dedup_window is None else _duration(dedup_window, "--dedup-window"),
+        dedup_window=dedup_window,
     )
     note = " (existing job: same dedup key)" if job.deduplicated else ""
     click.echo(f"{job.id}{note}")
@@ -492,9 +602,14 @@ def queues(url: str | None, app_spec: str | None, as_json: bool) -> None:
 @url_option
 @app_option
 def cancel(job_id: str, url: str | None, app_spec: str | None) -> None:
-    """Cancel a job; a running one is stopped by its worker, wherever that runs."""
+    """Cancel a job; a running one is stopped by its worker, wherever that runs.
+
+    A job that already succeeded or failed cannot be cancelled: one line, exit status 1.
+    """
     job = _app(app_spec, url).cancel(job_id)
-    if job.status.value == "running":
+    if job.is_terminal and job.status is not Status.CANCELLED:
+        raise click.ClickException(f"job {job.id} already {job.status.value}: nothing to cancel")
+    if job.status is Status.RUNNING:
         click.echo(f"{job.id} running: cancellation requested from its worker")
     else:
         click.echo(f"{job.id} {job.status.value}")
@@ -507,7 +622,7 @@ class _CheckError(Exception):
     """`pgjobs check` cannot check: a usage mistake or no database (exit 2)."""
 
 
-@main.command()
+@main.command(cls=_CheckCommand)
 @click.argument("app_spec", metavar="[APP]", required=False)
 @click.option("--url", envvar="PGJOBS_URL", help="Postgres URL (default: $PGJOBS_URL).")
 @click.option(
@@ -542,7 +657,8 @@ def check(
 
     Limits come from --max-depth and --max-age, for the --queue queues or
     every queue, and from APP's thresholds (package.module:app); the flags win.
-    The xmin horizon is checked with them, or alone with --max-horizon-age.
+    A queue checked that has pending jobs and no live worker serving it is a
+    breach too. The xmin horizon is checked with them, or alone with --max-horizon-age.
     """
     ctx = click.get_current_context()
     try:
@@ -587,10 +703,13 @@ def _check_setup(
         raise _CheckError("--queue needs a queue name")
     horizon_limit = None
     if max_horizon_age is not None:
-        try:
-            horizon_limit = horizon.parse_max_age(max_horizon_age, "--max-horizon-age")
-        except ConfigurationError as exc:
-            raise _CheckError(str(exc)) from None
+        # The CLI's one duration parser, as for every other duration it takes.
+        horizon_limit = _age(max_horizon_age.strip())
+        if not horizon_limit:
+            raise _CheckError(
+                "--max-horizon-age takes a positive duration (300, 90s, 5m, 2h), "
+                f"got {max_horizon_age!r}"
+            )
     app = load_app(app_spec) if app_spec else None
     flags: dict[str, Threshold] = {}
     if max_depth is not None or age is not None:
@@ -623,18 +742,6 @@ def _age(value: str) -> float | None:
     if not number.replace(".", "", 1).isdigit():
         return None
     return float(number) * _UNITS[unit]
-
-
-def _duration(value: str, option: str) -> float | None:
-    """A duration option: '30m', '2h', '7d', seconds, or 'forever' (None)."""
-    if value == "forever":
-        return None
-    seconds = _age(value)
-    if seconds is None:
-        raise InvalidArguments(
-            f"{option} takes a duration (90, 30m, 2h, 7d) or 'forever', got {value!r}"
-        )
-    return seconds
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -856,7 +963,7 @@ def workflow_show(workflow_id: str, url: str | None, app_spec: str | None, as_js
                 "created_at": info.created_at,
                 "result": info.result() if info.status == "succeeded" else None,
                 "canvas": info.canvas,
-                "steps": [{**s.__dict__, "status": s.status.value} for s in info.steps],
+                "steps": [{"job_id": s.id, **s.model_dump(mode="json")} for s in info.steps],
             }
         )
         return
@@ -887,7 +994,13 @@ def workflow_cancel(workflow_id: str, url: str | None, app_spec: str | None) -> 
 @click.option(
     "--token",
     envvar="PGJOBS_WEB_TOKEN",
-    help="Bearer token for writes (default: $PGJOBS_WEB_TOKEN). Needed beyond loopback.",
+    help="Bearer token for writes (default: $PGJOBS_WEB_TOKEN). Needed beyond loopback. "
+    "Prefer $PGJOBS_WEB_TOKEN or --token-file: a command line is visible to other users.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="Read the bearer token from this file (its first line).",
 )
 @click.option("--protect-reads", is_flag=True, help="Reads need the token too.")
 @click.option("--no-dashboard", is_flag=True, help="Serve the API and /metrics only.")
@@ -898,6 +1011,7 @@ def web(
     host: str,
     port: int,
     token: str | None,
+    token_file: str | None,
     protect_reads: bool,
     no_dashboard: bool,
     log_level: str,
@@ -905,14 +1019,15 @@ def web(
     """Serve the JSON API, /metrics and the dashboard for APP with uvicorn."""
     from pgjobs.web.security import is_loopback_host
 
+    token = _web_token(token, token_file)
     if not token and not is_loopback_host(host):
         raise click.UsageError(
             f"refusing to listen on {host} without a token: anyone who can reach it could "
-            "enqueue, cancel and replay jobs. Set $PGJOBS_WEB_TOKEN (or --token), or listen "
+            "enqueue, cancel and replay jobs. Set $PGJOBS_WEB_TOKEN (or --token-file), or listen "
             "on 127.0.0.1."
         )
     if protect_reads and not token:
-        raise click.UsageError("--protect-reads needs a token ($PGJOBS_WEB_TOKEN or --token)")
+        raise click.UsageError("--protect-reads needs a token ($PGJOBS_WEB_TOKEN or --token-file)")
     app = _app(app_spec, url)
     try:
         import uvicorn
@@ -924,6 +1039,31 @@ def web(
         app, token=token or None, protect_reads=protect_reads, dashboard=not no_dashboard
     )
     uvicorn.run(api, host=host, port=port, log_level=log_level.lower())
+
+
+def _web_token(token: str | None, token_file: str | None) -> str | None:
+    """The token of `pgjobs web`: from --token-file, $PGJOBS_WEB_TOKEN or --token."""
+    source = click.get_current_context().get_parameter_source("token")
+    typed = bool(token) and source is ParameterSource.COMMANDLINE
+    if token_file is not None:
+        if typed:
+            raise click.UsageError("give the token with --token or --token-file, not both")
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                first = f.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read --token-file {token_file}: {exc}") from None
+        if not first:
+            raise ConfigurationError(f"--token-file {token_file} holds no token on its first line")
+        return first
+    if typed:
+        # Kept for scripts that pass it; but any user of this machine can read it (ps, /proc).
+        click.echo(
+            "Warning: --token on the command line is visible to other users of this machine "
+            "(ps, /proc); set $PGJOBS_WEB_TOKEN or use --token-file instead",
+            err=True,
+        )
+    return token or None
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pgjobs import _db
 from pgjobs.errors import PgJobsError
 from pgjobs.maintenance.horizon import Horizon
 from pgjobs.maintenance.horizon import read as read_horizon
+from pgjobs.queries import sql
 
 ANY_QUEUE = "*"
 
@@ -56,16 +57,23 @@ def merge_thresholds(
 
 @dataclass(frozen=True)
 class QueueLevel:
-    """A queue's backlog now: jobs waiting, jobs ready, and the oldest ready job."""
+    """A queue's backlog now: jobs waiting, jobs ready, the oldest ready job, and how many
+    live workers serve the queue (None where that was not read)."""
 
     queue: str
     depth: int = 0
     pending: int = 0
     oldest_pending_age: float | None = None
     oldest_pending_id: uuid.UUID | None = None
+    workers: int | None = None
+
+    @property
+    def unserved(self) -> bool:
+        """Jobs are ready to run and no live worker serves the queue: nothing will run them."""
+        return self.pending > 0 and self.workers == 0
 
 
-Limit = Literal["max_depth", "max_age"]
+Limit = Literal["max_depth", "max_age", "no_worker"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,11 @@ class Breach:
         """One line naming the queue, the value and the limit."""
         if self.limit == "max_depth":
             return f"queue {self.queue} has {self.value:.0f} jobs waiting (max {self.maximum:.0f})"
+        if self.limit == "no_worker":
+            return (
+                f"queue {self.queue} has {self.value:.0f} jobs pending "
+                "and no live worker serving it"
+            )
         return (
             f"queue {self.queue}: oldest pending job has waited {seconds(self.value)} "
             f"(max {seconds(self.maximum)})"
@@ -137,7 +150,9 @@ def evaluate(
 
     The queues checked are those with waiting jobs, those a threshold names,
     and `queues`; a queue with no jobs waiting has depth 0 and no age, and a
-    queue without a threshold (own or "*") is never in breach.
+    queue without a threshold (own or "*") is never in breach. A queue checked
+    whose level says it is unserved (pending jobs, no live worker) is a
+    "no_worker" breach, whatever its limits.
     """
     names = sorted({*levels, *(q for q in thresholds if q != ANY_QUEUE), *queues})
     seen: dict[str, QueueLevel] = {}
@@ -154,17 +169,18 @@ def evaluate(
         age = level.oldest_pending_age
         if limit.max_age is not None and age is not None and age > limit.max_age:
             breaches.append(Breach(name, "max_age", age, limit.max_age))
+        if level.unserved:
+            breaches.append(Breach(name, "no_worker", level.pending, 0))
     return Health(levels=seen, thresholds=applied, breaches=breaches)
 
 
-#: The read behind every health check; the view reads waiting jobs only.
-LEVELS_SQL = (
-    "SELECT queue, depth, pending, oldest_pending_age, oldest_pending_id FROM pgjobs.queue_oldest"
-)
+#: The read behind every health check (the queue_levels statement): the
+#: pgjobs.queue_oldest view, which reads waiting jobs only, and each queue's live workers.
+LEVELS_SQL = sql("queue_levels")
 
 
 def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
-    """QueueLevels from rows of pgjobs.queue_oldest read as dicts."""
+    """QueueLevels from rows of the queue_levels statement read as dicts."""
     return {
         r["queue"]: QueueLevel(
             r["queue"],
@@ -172,16 +188,34 @@ def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
             int(r["pending"]),
             None if r["oldest_pending_age"] is None else float(r["oldest_pending_age"]),
             r["oldest_pending_id"],
+            int(r["workers"]),
         )
         for r in rows
     }
 
 
+def levels_op() -> _db.Op:
+    """Each queue with waiting jobs and its level, for App._run() / _arun()."""
+    rows = yield "queue_levels", {}, "all"
+    return levels_of(rows)
+
+
 def _levels(rows: Iterable[tuple[Any, ...]]) -> dict[str, QueueLevel]:
     return {
-        queue: QueueLevel(queue, int(depth), int(pending), age, oldest_id)
-        for queue, depth, pending, age, oldest_id in rows
+        queue: QueueLevel(queue, int(depth), int(pending), age, oldest_id, int(workers))
+        for queue, depth, pending, age, oldest_id, workers in rows
     }
+
+
+def unserved_tasks(tasks: Iterable[Any], queues: Iterable[str]) -> dict[str, list[str]]:
+    """The registered tasks (pgjobs Tasks) whose queue is not among `queues`, by queue."""
+    served = set(queues)
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        queue = task.defaults.queue
+        if queue not in served:
+            out.setdefault(queue, []).append(task.name)
+    return {q: sorted(names) for q, names in sorted(out.items())}
 
 
 def _translate(exc: psycopg.Error, where: str) -> Exception:
@@ -214,10 +248,11 @@ def read_levels(
     On a URL, `connect_timeout` bounds both the connection and the query; a
     connection of the caller's is used as it is, in its transaction.
     """
+    if isinstance(source, str):
+        source = _db.normalize_url(source)
     where = source if isinstance(source, str) else source.info.dsn
     try:
         if isinstance(source, str):
-            _db.check_url(source)
             connect, statement = _limits(connect_timeout)
             with psycopg.connect(source, connect_timeout=connect) as conn:
                 # A probe must not hang on a lock (a migration, a TRUNCATE). The
@@ -234,10 +269,11 @@ async def aread_levels(
     source: str | psycopg.AsyncConnection[Any], *, connect_timeout: float = 10.0
 ) -> dict[str, QueueLevel]:
     """Async twin of read_levels()."""
+    if isinstance(source, str):
+        source = _db.normalize_url(source)
     where = source if isinstance(source, str) else source.info.dsn
     try:
         if isinstance(source, str):
-            _db.check_url(source)
             connect, statement = _limits(connect_timeout)
             async with await psycopg.AsyncConnection.connect(
                 source, connect_timeout=connect
@@ -261,10 +297,11 @@ def check_health(
     `horizon_max_age`, read the xmin horizon too, on the same connection."""
     if horizon_max_age is None:
         return evaluate(read_levels(source, connect_timeout=connect_timeout), thresholds, queues)
+    if isinstance(source, str):
+        source = _db.normalize_url(source)
     where = source if isinstance(source, str) else source.info.dsn
     try:
         if isinstance(source, str):
-            _db.check_url(source)
             connect, statement = _limits(connect_timeout)
             with psycopg.connect(source, connect_timeout=connect) as conn:
                 conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])

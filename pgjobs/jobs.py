@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -202,8 +202,8 @@ class Job(BaseModel):
         return self.dedup_key or f"pgjobs-{self.id}"
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], app: App | None = None) -> Job:
-        """Build a Job from a row of pgjobs.jobs."""
+    def from_row(cls, row: Mapping[str, Any], app: App | None = None) -> Self:
+        """Build a Job (or a subclass's instance) from a row of pgjobs.jobs."""
         job = cls(
             id=row["id"],
             task=row["task"],

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgjobs import _db
 from pgjobs.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
-from pgjobs.jobs import TERMINAL, Status, new_job_id
+from pgjobs.jobs import TERMINAL, Job, Status, new_job_id
 from pgjobs.tasks import NewJob, Options, prepare
 
 if TYPE_CHECKING:
@@ -263,22 +263,14 @@ def _insert_op(plan: _Plan) -> _db.Op:
     return plan.id
 
 
-@dataclass(frozen=True)
-class WorkflowStep:
-    """One job of a workflow, as it is now."""
+class WorkflowStep(Job):
+    """One step of a workflow: its job as it is now, a Job with every field and call of one
+    (status, result, error, attempts, started_at, finished_at, refresh(), wait(), ...)."""
 
-    job_id: uuid.UUID
-    task: str
-    queue: str
-    status: Status
-    attempts: int
-    started_at: datetime | None
-    finished_at: datetime | None
-    result: Any
-    error: dict[str, Any] | None
-    waiting_for: int | None
-    max_attempts: int
-    cancel_requested: bool
+    @property
+    def job_id(self) -> uuid.UUID:
+        """The step's job id: the same as `id`."""
+        return self.id
 
 
 @dataclass(frozen=True)
@@ -326,6 +318,29 @@ def _last_jobs(shape: dict[str, Any]) -> list[str]:
     return _last_jobs(shape["chord"]["callback"])
 
 
+def _all_jobs(shape: dict[str, Any]) -> list[str]:
+    if "job_id" in shape:
+        return [shape["job_id"]]
+    if "chord" in shape:
+        body = shape["chord"]
+        return _all_jobs(body["header"]) + _all_jobs(body["callback"])
+    kind = "chain" if "chain" in shape else "group"
+    return [j for s in shape[kind] for j in _all_jobs(s)]
+
+
+def _allowed_failures(shape: dict[str, Any]) -> set[str]:
+    """The steps whose failure the workflow lets pass: those of a chord's header with
+    allow_failures, whose callback runs whatever they do."""
+    if "job_id" in shape:
+        return set()
+    if "chord" in shape:
+        body = shape["chord"]
+        header = set(_all_jobs(body["header"]) if body.get("allow_failures") else ())
+        return header | _allowed_failures(body["header"]) | _allowed_failures(body["callback"])
+    kind = "chain" if "chain" in shape else "group"
+    return {j for s in shape[kind] for j in _allowed_failures(s)}
+
+
 def _status(shape: dict[str, Any], statuses: Mapping[str, Status]) -> str:
     """running, succeeded (its last steps did), failed (a step did) or cancelled."""
     if any(s not in TERMINAL for s in statuses.values()):
@@ -334,35 +349,22 @@ def _status(shape: dict[str, Any], statuses: Mapping[str, Status]) -> str:
     # ended jobs (and succeeded ones first): count it as succeeded.
     if all(statuses.get(j, Status.SUCCEEDED) is Status.SUCCEEDED for j in _last_jobs(shape)):
         return "succeeded"
-    if any(s is Status.FAILED for s in statuses.values()):
+    # A failure an allow_failures chord let pass did not stop the workflow:
+    # whatever did (its callback failing, a cancellation) is what it ended with.
+    allowed = _allowed_failures(shape)
+    if any(s is Status.FAILED for j, s in statuses.items() if j not in allowed):
         return "failed"
     return "cancelled"
 
 
-def get_workflow_op(workflow_id: uuid.UUID) -> _db.Op:
-    """The workflow with that id and its steps; raises JobNotFound."""
+def get_workflow_op(workflow_id: uuid.UUID, app: App | None = None) -> _db.Op:
+    """The workflow with that id and its steps (Jobs bound to `app`); raises JobNotFound."""
     row = yield "get_workflow", {"id": workflow_id}, "one"
     if row is None:
         raise JobNotFound(f"no workflow with id {workflow_id}")
     rows = yield "workflow_jobs", {"id": workflow_id}, "all"
-    steps = [
-        WorkflowStep(
-            job_id=r["id"],
-            task=r["task"],
-            queue=r["queue"],
-            status=Status(r["status"]),
-            attempts=r["attempt"],
-            started_at=r["started_at"],
-            finished_at=r["finished_at"],
-            result=r["result"],
-            error=r["error"],
-            waiting_for=r["waiting_for"],
-            max_attempts=r["max_attempts"],
-            cancel_requested=r["cancel_requested_at"] is not None,
-        )
-        for r in rows
-    ]
-    status = _status(row["canvas"], {str(s.job_id): s.status for s in steps})
+    steps = [WorkflowStep.from_row(r, app) for r in rows]
+    status = _status(row["canvas"], {str(s.id): s.status for s in steps})
     return WorkflowInfo(
         id=row["id"],
         kind=row["kind"],
@@ -484,8 +486,12 @@ class Workflow:
 def _outcome(info: WorkflowInfo) -> Any:
     if info.status == "succeeded":
         return info.result()
-    failed = [s for s in info.steps if s.status is Status.FAILED]
+    # The step that ended the workflow, not a chord member whose failure its
+    # allow_failures callback took in (that callback's own failure is the one).
+    allowed = _allowed_failures(info.canvas)
+    own = [s for s in info.steps if str(s.id) not in allowed]
+    failed = [s for s in own if s.status is Status.FAILED]
     if failed:
-        raise JobFailed(failed[0].job_id, failed[0].error)
-    cancelled = next(s for s in info.steps if s.status is Status.CANCELLED)
-    raise JobCancelled(cancelled.job_id, cancelled.error)
+        raise JobFailed(failed[0].id, failed[0].error)
+    cancelled = next(s for s in [*own, *info.steps] if s.status is Status.CANCELLED)
+    raise JobCancelled(cancelled.id, cancelled.error)

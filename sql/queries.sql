@@ -853,8 +853,15 @@ WHERE status IN ('succeeded', 'failed', 'cancelled')
 SELECT queue, status, jobs FROM pgjobs.queue_depth ORDER BY queue, status;
 
 -- name: queue_levels
--- The pgjobs.queue_oldest view: what health checks compare with thresholds.
-SELECT queue, depth, pending, oldest_pending_age, oldest_pending_id FROM pgjobs.queue_oldest;
+-- The pgjobs.queue_oldest view: what health checks compare with thresholds;
+-- and how many live workers serve each queue, by the rule of the
+-- pgjobs.workers_alive view (a heartbeat within the worker's own lease). A
+-- queue with pending jobs and none is flagged: nothing will run them.
+SELECT q.queue, q.depth, q.pending, q.oldest_pending_age, q.oldest_pending_id,
+       (SELECT count(*) FROM pgjobs.workers w
+        WHERE q.queue = ANY (w.queues)
+          AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)) AS workers
+FROM pgjobs.queue_oldest q;
 
 -- name: workers_alive
 -- The pgjobs.workers_alive view: workers within their lease, and their load.
@@ -890,10 +897,9 @@ SELECT * FROM unnest(%(depends_on)s::uuid[], %(job_ids)s::uuid[]);
 SELECT * FROM pgjobs.workflows WHERE id = %(id)s;
 
 -- name: workflow_jobs
--- A workflow's jobs, in the order they were made (UUIDv7 ids).
-SELECT id, task, queue, status, attempt, max_attempts, started_at, finished_at, result, error,
-       waiting_for, cancel_requested_at
-FROM pgjobs.jobs WHERE workflow_id = %(id)s
+-- A workflow's jobs, in the order they were made (UUIDv7 ids), whole: each
+-- step is read as a Job, as get_job reads one.
+SELECT * FROM pgjobs.jobs WHERE workflow_id = %(id)s
 ORDER BY id;
 
 -- name: cancel_workflow

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Coroutine
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
-from pgjobs import InvalidArguments, Status
+from pgjobs import InvalidArguments, JobNotFound, Page, Status
+from pgjobs.web import create_app
 from tests import sample_app
 from tests.test_worker import drain
 
@@ -26,6 +31,54 @@ def test_jobs_are_listed_newest_first_and_paged_by_cursor(app: Any) -> None:
         cursor = page.next_cursor
     assert pages == 3
     assert [j.id for j in seen] == [j.id for j in reversed(made)]
+
+
+def run_async(app: Any, call: Coroutine[Any, Any, Any]) -> Any:
+    """Await an async call of the App on a loop of its own, closing its async pool after."""
+
+    async def main() -> Any:
+        try:
+            return await call
+        finally:
+            await app.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_page_of_jobs_reads_as_a_list_as_a_page_of_dead_letters_does(app: Any) -> None:
+    made = sample_app.add.enqueue_many([(i, i) for i in range(5)])
+    page = app.jobs(limit=3)
+    assert isinstance(page, Page)
+    assert len(page) == 3 and [j.id for j in page] == [j.id for j in reversed(made)][:3]
+    assert page[0] is page.jobs[0] and page[-1] is page.jobs[-1] and page[1:] == page.jobs[1:]
+    assert list(page) == page.jobs and page.jobs[2] in page
+    assert page.next_cursor == str(page[-1].id)
+    rest = app.jobs(limit=3, cursor=page.next_cursor)
+    assert len(rest) == 2 and rest.next_cursor is None
+    # An empty page is falsy, as an empty page of dead letters (a list) is.
+    assert not app.jobs(task="nothing") and not app.dead_letters(task="nothing")
+    assert len(run_async(app, app.ajobs(limit=2))) == 2
+
+
+def test_get_job_raises_job_not_found_sync_async_and_404_on_the_web(app: Any) -> None:
+    unknown = uuid.uuid4()
+    for job_id in (unknown, str(unknown)):
+        with pytest.raises(JobNotFound, match=f"no job with id {unknown}"):
+            app.get_job(job_id)
+        with pytest.raises(JobNotFound, match=f"no job with id {unknown}"):
+            run_async(app, app.aget_job(job_id))
+    with pytest.raises(JobNotFound, match="'banana' is not a job id"):
+        app.get_job("banana")
+    with pytest.raises(JobNotFound, match="'banana' is not a job id"):
+        run_async(app, app.aget_job("banana"))
+    # A LookupError, as a missing key is.
+    with pytest.raises(LookupError):
+        app.get_job(unknown)
+    with TestClient(create_app(app, token="t")) as client:
+        for path in (f"/api/jobs/{unknown}", f"/api/jobs/{unknown}/detail"):
+            r = client.get(path)
+            assert r.status_code == 404 and r.json() == {"detail": f"no job with id {unknown}"}
+        assert client.get("/api/jobs/banana").status_code == 422
 
 
 def test_jobs_filter_by_status_queue_and_task(app: Any) -> None:

@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import psycopg
 
+import pgjobs as pgjobs_lib
 from tests.conftest import ROOT, count
 
 APP = "tests.sample_app:app"
@@ -221,3 +223,107 @@ def test_migrate_failures_are_one_clear_line(private_cluster: Any) -> None:
         pgjobs("migrate", url=cluster.url.replace("postgres@", "pgjobs_weak@")),
         "as a role that may create the pgjobs schema",
     )
+
+
+def test_every_duration_option_takes_the_same_syntax(db: psycopg.Connection[Any]) -> None:
+    made = pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--delay", "1h")
+    assert made.returncode == 0, made.stderr
+    row = db.execute(
+        "SELECT status, EXTRACT(EPOCH FROM run_at - created_at) FROM pgjobs.jobs"
+    ).fetchone()
+    assert row is not None and row[0] == "scheduled" and 3599 <= row[1] <= 3601
+    for delay, seconds in (("90", 90), ("1.5m", 90), ("90s", 90), ("2d", 172800)):
+        job_id = pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--delay", delay)
+        waited = db.execute(
+            "SELECT EXTRACT(EPOCH FROM run_at - created_at) FROM pgjobs.jobs WHERE id = %s",
+            (job_id.stdout.strip(),),
+        ).fetchone()
+        assert waited is not None and abs(float(waited[0]) - seconds) < 1, (delay, waited)
+    # The worker's durations too, in seconds or with a unit.
+    drained = pgjobs(
+        "worker", APP, "--burst", "--poll-interval", "1s", "--grace-period", "1m",
+        "--heartbeat-interval", "5s", "--lease-ttl", "1m", "--keep-succeeded", "forever",
+        "--keep-failed", "30d", "--unknown-task-timeout", "2h",
+    )  # fmt: skip
+    assert drained.returncode == 0, drained.stderr
+    one_line_error(
+        pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--delay", "soon"),
+        "--delay takes a duration (90, 1.5, 90s, 30m, 2h, 7d), got 'soon'",
+    )
+    one_line_error(
+        pgjobs("worker", APP, "--burst", "--lease-ttl", "0.01"),
+        "--lease-ttl must be at least 0.1 seconds, got '0.01'",
+    )
+    one_line_error(
+        pgjobs("worker", APP, "--burst", "--unknown-task-timeout", "forever"),
+        "--unknown-task-timeout takes a duration",
+    )
+    assert count(db) == 5
+
+
+def test_cancel_of_a_finished_job_is_one_line_and_exit_1(db: psycopg.Connection[Any]) -> None:
+    done = pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]").stdout.strip()
+    waiting = pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--delay", "1h")
+    assert pgjobs("worker", APP, "--burst").returncode == 0
+    one_line_error(pgjobs("cancel", done), f"job {done} already succeeded: nothing to cancel")
+    cancelled = pgjobs("cancel", waiting.stdout.strip())
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout == f"{waiting.stdout.strip()} cancelled\n"
+    # Cancelling it again is no mistake: it is cancelled, as asked (the API answers 200 too).
+    again = pgjobs("cancel", waiting.stdout.strip())
+    assert again.returncode == 0 and again.stdout == cancelled.stdout
+    one_line_error(pgjobs("cancel", str(uuid.uuid4())), "no job with id")
+    statuses = db.execute("SELECT status FROM pgjobs.jobs ORDER BY id").fetchall()
+    assert statuses == [("succeeded",), ("cancelled",)]
+
+
+def test_sqlalchemy_style_urls_work_in_the_app_and_every_command(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    where = (
+        f"{info.get('user', 'postgres')}@{info['host']}:{info.get('port', 5432)}/{info['dbname']}"
+    )
+    for done, driver in enumerate(("psycopg", "psycopg2")):
+        url = f"postgresql+{driver}://{where}"
+        app = pgjobs_lib.App(url)
+        try:
+            assert app.url == f"postgresql://{where}"
+            assert len(app.jobs()) == done
+        finally:
+            app.close()
+        made = pgjobs("enqueue", "add", "--app", APP, "--args", "[1, 2]", "--url", url)
+        assert made.returncode == 0, made.stderr
+        assert pgjobs("status", made.stdout.strip(), url=url).returncode == 0
+        assert pgjobs("queues", "--url", url).returncode == 0
+        assert pgjobs("worker", APP, "--burst", url=url).returncode == 0
+        checked = pgjobs("check", "--max-depth", "100", "--url", url)
+        assert checked.returncode == 0 and checked.stdout.startswith("ok: "), checked
+        assert pgjobs("migrate", "--url", url).returncode == 0
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 2
+    one_line_error(
+        pgjobs("queues", "--url", f"postgresql+asyncpg://{where}"),
+        "a postgresql+asyncpg:// URL names another driver; use postgresql://",
+    )
+
+
+def test_usage_mistakes_are_one_line_and_exit_1_while_help_is_unchanged() -> None:
+    for args, expected in (
+        (("nosuch",), "No such command 'nosuch'"),
+        (("--bogus",), "No such option '--bogus'"),
+        (("jobs", "--limit", "0"), "Invalid value for '--limit'"),
+        (("status",), "Missing argument 'JOB_ID'"),
+        (("dead-letters", "list", "--nope"), "No such option '--nope'"),
+        (("workflow", "show"), "Missing argument 'WORKFLOW_ID'"),
+        (("worker", APP, "--concurrency", "0"), "Invalid value for '--concurrency'"),
+        (("enqueue", "add", "--app", APP, "--priority", "high"), "Invalid value for '--priority'"),
+    ):
+        one_line_error(pgjobs(*args), expected)
+    helped = pgjobs("jobs", "--help")
+    assert helped.returncode == 0 and helped.stderr == ""
+    assert helped.stdout.startswith("Usage: python -m pgjobs jobs [OPTIONS]")
+    assert "--status TEXT" in helped.stdout and "Show this message and exit." in helped.stdout
+    # `pgjobs check` keeps its own: exit 2 when it cannot check, since 1 is a breach.
+    mistaken = pgjobs("check", "--max-depth", "-1")
+    assert mistaken.returncode == 2 and mistaken.stderr.startswith("pgjobs check: Invalid value")
+    assert len(mistaken.stderr.splitlines()) == 1

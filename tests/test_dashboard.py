@@ -345,6 +345,32 @@ def test_screenshots_of_the_queues_view_wide_and_narrow(
     assert narrow.stat().st_size > 20_000
 
 
+def test_a_queue_with_pending_jobs_and_no_live_worker_shows_no_worker(
+    app: Any, db: psycopg.Connection[Any], page: Page, web: str
+) -> None:
+    sample_app.add.enqueue(1, 1)
+    sample_app.elsewhere.enqueue()  # queue "other": no worker serves it
+    db.execute(
+        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
+        " VALUES ('serves-default', 'test', 1, '{default}', 1)"
+    )
+    page.goto(f"{web}/#/queues")
+    chip = page.locator('[data-testid="queues"] tr[data-queue="other"] [data-health]')
+    expect(chip).to_have_attribute("data-health", "no-worker")
+    expect(chip).to_have_text("no worker")
+    expect(chip).to_have_attribute("title", re.compile("no live worker serves this queue"))
+    served = page.locator('[data-testid="queues"] tr[data-queue="default"] [data-health]')
+    expect(served).to_have_attribute("data-health", "healthy")
+    expect(page.locator("#queues-sub")).to_contain_text("1 without a worker")
+    expect(page.locator("#badge-queues")).to_have_text("1")
+    db.execute(
+        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
+        " VALUES ('serves-other', 'test', 2, '{other}', 1)"
+    )
+    expect(chip).to_have_attribute("data-health", "healthy")
+    expect(chip).to_have_text("healthy")
+
+
 # -- workflows, tasks and events ------------------------------------------------------
 
 

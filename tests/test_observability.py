@@ -572,6 +572,7 @@ def test_check_health_reads_the_view_by_url_connection_or_async(
 ) -> None:
     for _ in range(3):
         add_job(db, "pending", queue="emails", ready_ago=50)
+    add_worker(db, "w1", queues=("emails",))
     limits = {"emails": Threshold(max_depth=2, max_age=60)}
     expected = [Breach("emails", "max_depth", 3, 2)]
     assert check_health(db_url, limits).breaches == expected
@@ -586,6 +587,7 @@ def test_check_health_gives_up_on_a_locked_table_within_its_timeout(
     db: psycopg.Connection[Any], db_url: str
 ) -> None:
     add_job(db, "pending", queue="emails")
+    add_worker(db, "w1", queues=("emails",))
     with psycopg.connect(db_url) as locker:
         locker.execute("LOCK TABLE pgjobs.jobs IN ACCESS EXCLUSIVE MODE")  # as a migration does
         started = time.monotonic()
@@ -626,6 +628,7 @@ def test_check_is_ok_within_the_limits(db: psycopg.Connection[Any], db_url: str)
     for _ in range(3):
         add_job(db, "pending", queue="emails", ready_ago=10)
     add_job(db, "scheduled", queue="emails", ready_ago=-3600)  # waiting, not late
+    add_worker(db, "w1", queues=("emails",))
     result = pgjobs_check("--max-depth", "5", "--max-age", "5m", url=db_url)
     assert result.returncode == 0, result
     assert result.stdout.startswith("ok: 1 queue within limits (emails 4 waiting, oldest 1")
@@ -635,6 +638,7 @@ def test_check_is_ok_within_the_limits(db: psycopg.Connection[Any], db_url: str)
 def test_check_fails_on_depth(db: psycopg.Connection[Any], db_url: str) -> None:
     for _ in range(7):
         add_job(db, "pending", queue="emails")
+    add_worker(db, "w1", queues=("emails",))
     breach(pgjobs_check("--max-depth", "5", url=db_url), "queue emails has 7 jobs waiting (max 5)")
     assert pgjobs_check("--max-depth", "7", url=db_url).returncode == 0
 
@@ -644,6 +648,7 @@ def test_check_fails_on_the_age_of_the_oldest_ready_job(
 ) -> None:
     add_job(db, "pending", queue="emails", ready_ago=600)
     add_job(db, "pending", queue="emails", ready_ago=5)
+    add_worker(db, "w1", queues=("emails",))
     for limit, shown in (("5m", "300s"), ("299", "299s"), ("9.5m", "570s")):
         result = pgjobs_check("--max-age", limit, url=db_url)
         assert result.returncode == 1, result
@@ -661,6 +666,7 @@ def test_check_limits_apply_to_the_queues_named(db: psycopg.Connection[Any], db_
         add_job(db, "pending", queue="emails")
     for _ in range(2):
         add_job(db, "pending", queue="reports")
+    add_worker(db, "w1", queues=("emails", "reports"))
     result = pgjobs_check("--max-depth", "5", "--queue", "reports", url=db_url)
     assert result.returncode == 0 and result.stdout.startswith(
         "ok: 1 queue within limits (reports 2 waiting"
@@ -699,6 +705,7 @@ def test_check_uses_the_app_thresholds_and_its_url_and_flags_win(
     env = {"PYTHONPATH": str(tmp_path), "OBS_APP_URL": db_url}
     for _ in range(7):
         add_job(db, "pending", queue="emails", ready_ago=10)
+    add_worker(db, "w1", queues=("emails", "reports"))
     # The App's own URL is used: no --url and no $PGJOBS_URL.
     breach(pgjobs_check("obs_app:app", env=env), "queue emails has 7 jobs waiting (max 5)")
     allowed = pgjobs_check("obs_app:app", "--max-depth", "10", env=env)
@@ -726,6 +733,28 @@ def test_check_cannot_reach_the_database_exit_2(admin_url: str) -> None:
     assert bare.returncode == 2, bare
     assert bare.stderr.startswith("pgjobs check: the database at ")
     assert bare.stderr.endswith("has no pgjobs.queue_oldest view: run `pgjobs migrate`\n")
+
+
+def test_check_flags_a_queue_with_pending_jobs_and_no_live_worker_serving_it(
+    db: psycopg.Connection[Any], db_url: str
+) -> None:
+    for _ in range(2):
+        add_job(db, "pending", queue="emails")
+    add_job(db, "scheduled", queue="reports", ready_ago=-3600)  # nothing is ready there yet
+    add_worker(db, "elsewhere", queues=("default", "reports"))
+    add_worker(db, "gone", queues=("emails",), heartbeat_ago=45, lease=30)  # past its lease
+    unserved = "queue emails has 2 jobs pending and no live worker serving it"
+    breach(pgjobs_check("--max-depth", "100", url=db_url), unserved)
+    # Only the queues a check checks: --queue reports leaves emails out.
+    assert pgjobs_check("--max-depth", "100", "--queue", "reports", url=db_url).returncode == 0
+    health = check_health(db_url, {"*": Threshold(max_depth=100)})
+    assert health.breaches == [Breach("emails", "no_worker", 2, 0)]
+    assert health.levels["emails"].workers == 0 and health.levels["emails"].unserved
+    assert health.levels["reports"].workers == 1 and not health.levels["reports"].unserved
+    add_worker(db, "alive", queues=("emails", "sms"))
+    result = pgjobs_check("--max-depth", "100", url=db_url)
+    assert result.returncode == 0 and result.stdout.startswith("ok: 2 queues within limits")
+    assert check_health(db, {"*": Threshold(max_depth=100)}).levels["emails"].workers == 1
 
 
 def test_check_usage_mistakes_exit_2(db_url: str) -> None:

@@ -299,10 +299,26 @@ def test_replay_never_reruns_a_task_this_api_does_not_know(
 # -- queues, workers, stats -----------------------------------------------------------
 
 
-def test_queues_show_depth_age_and_thresholds(client: TestClient, app: pgjobs.App) -> None:
+def serve(db: psycopg.Connection[Any], *queues: str, lease_ago: float = 0.0) -> None:
+    """A worker row serving `queues`, its heartbeat `lease_ago` seconds past its 30 s lease."""
+    db.execute(
+        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency, heartbeat_at)"
+        " VALUES (%s, 'test', 1, %s, 1, now() - make_interval(secs => %s))",
+        (
+            f"serves-{'-'.join(queues)}-{lease_ago}",
+            list(queues),
+            30 + lease_ago if lease_ago else 0,
+        ),
+    )
+
+
+def test_queues_show_depth_age_and_thresholds(
+    client: TestClient, app: pgjobs.App, db: psycopg.Connection[Any]
+) -> None:
     sample_app.add.enqueue_many([(i, i) for i in range(3)])
     sample_app.add.options(delay=60).enqueue(0, 0)
     sample_app.elsewhere.enqueue()
+    serve(db, "default", "other")
     app.thresholds = {"default": Threshold(max_depth=3), "*": Threshold(max_age=3600)}
     try:
         queues = {q["queue"]: q for q in client.get("/api/queues").json()}
@@ -313,6 +329,30 @@ def test_queues_show_depth_age_and_thresholds(client: TestClient, app: pgjobs.Ap
     assert d["oldest_pending_age"] >= 0 and d["max_depth"] == 3 and d["healthy"] is False
     o = queues["other"]
     assert o["depth"] == 1 and o["max_age"] == 3600 and o["healthy"] is True
+    assert o["workers"] == 1 and o["unserved"] is False
+
+
+def test_a_queue_with_pending_jobs_and_no_live_worker_is_flagged_not_healthy(
+    client: TestClient, db: psycopg.Connection[Any]
+) -> None:
+    sample_app.add.enqueue(1, 1)  # default: served
+    sample_app.elsewhere.enqueue()  # other: its only worker is past its lease
+    sample_app.arecord.options(delay=600).enqueue(1)  # fast: waits, but none is ready yet
+    serve(db, "default")
+    serve(db, "other", lease_ago=5)
+    queues = {q["queue"]: q for q in client.get("/api/queues").json()}
+    assert {q: (v["unserved"], v["healthy"], v["workers"]) for q, v in queues.items()} == {
+        "default": (False, True, 1),
+        "other": (True, False, 0),
+        "fast": (False, True, 0),
+    }
+    m = metrics(client)
+    assert m[("pgjobs_queue_unserved", (("queue", "other"),))] == 1
+    assert m[("pgjobs_queue_unserved", (("queue", "default"),))] == 0
+    assert m[("pgjobs_queue_unserved", (("queue", "fast"),))] == 0
+    serve(db, "fast", "other")
+    assert all(q["healthy"] for q in client.get("/api/queues").json())
+    assert metrics(client)[("pgjobs_queue_unserved", (("queue", "other"),))] == 0
 
 
 def test_workers_and_finished_series(
@@ -664,10 +704,25 @@ def pgjobs_cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
 def test_web_refuses_to_listen_beyond_loopback_without_a_token(db_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PGJOBS_WEB_TOKEN"}
     r = pgjobs_cli("web", "tests.sample_app:app", "--host", "0.0.0.0", env=env)
-    assert r.returncode == 2
-    assert "refusing to listen on 0.0.0.0 without a token" in r.stderr
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r
+    assert r.stderr.startswith("Error: refusing to listen on 0.0.0.0 without a token")
     r = pgjobs_cli("web", "tests.sample_app:app", "--protect-reads", env=env)
-    assert r.returncode == 2 and "--protect-reads needs a token" in r.stderr
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r
+    assert "--protect-reads needs a token" in r.stderr
+
+
+def test_web_token_file_mistakes_are_one_clear_line(db_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PGJOBS_WEB_TOKEN"}
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "token").write_text(TOKEN)
+    for args, expected in (
+        (("--token-file", str(tmp_path / "missing")), "cannot read --token-file"),
+        (("--token-file", str(tmp_path / "empty")), "holds no token on its first line"),
+        (("--token-file", str(tmp_path / "token"), "--token", TOKEN), "not both"),
+    ):
+        r = pgjobs_cli("web", "tests.sample_app:app", *args, env=env)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r
+        assert r.stderr.startswith("Error: ") and expected in r.stderr, r.stderr
 
 
 @pytest.fixture
@@ -739,6 +794,29 @@ def test_web_with_a_token_serves_the_whole_api(
     schema = httpx.get(f"{base}/openapi.json").json()
     assert {"/api/jobs", "/api/jobs/{job_id}", "/metrics", "/healthz"} <= set(schema["paths"])
     assert json.loads(httpx.get(f"{base}/api/queues").text)[0]["depth"] == 1
+
+
+def test_web_reads_its_token_from_a_file_and_warns_of_one_on_the_command_line(
+    web_server: Callable[..., str], db: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(f"{TOKEN}\n")
+    served = {
+        "file": web_server("--token-file", str(secret)),
+        # The file, though $PGJOBS_WEB_TOKEN holds another token.
+        "file over the environment": web_server("--token-file", str(secret), token="other"),
+        "environment": web_server(token=TOKEN),
+        "command line": web_server("--token", TOKEN),
+    }
+    for how, base in served.items():
+        add = {"task": "add", "args": [1, 2]}
+        assert httpx.post(f"{base}/api/jobs", json=add).status_code == 401, how
+        assert httpx.post(f"{base}/api/jobs", json=add, headers=AUTH).status_code == 202, how
+        log = (tmp_path / f"web-{base.rsplit(':', 1)[1]}.log").read_text()
+        warnings = [line for line in log.splitlines() if "visible to other users" in line]
+        assert len(warnings) == (how == "command line"), (how, log)
+    assert warnings[0].startswith("Warning: --token on the command line is visible")
+    assert jobs_in(db) == 4
 
 
 # -- the database away -----------------------------------------------------------------
@@ -853,6 +931,9 @@ def test_workflow_endpoints_show_steps_and_cancel(
     assert w["kind"] == "chain" and w["status"] == "succeeded" and w["is_terminal"] is True
     assert w["result"] == [4, 5]
     assert [s["status"] for s in w["steps"]] == ["succeeded"] * 3
+    # Each step shows what its job does: its result, error and times.
+    assert [s["result"] for s in w["steps"]] == [3, 4, 5]
+    assert all(s["error"] is None and s["created_at"] and s["attempts"] == 1 for s in w["steps"])
     assert w["canvas"]["chain"][1]["group"][0]["job_id"] == w["steps"][1]["job_id"]
     step = client.get(f"/api/jobs/{w['steps'][1]['job_id']}/detail").json()
     assert step["workflow_id"] == str(done.id) and step["args"] == [3, 1]

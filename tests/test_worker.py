@@ -501,3 +501,20 @@ def test_await_result_is_the_async_twin_of_wait(app: Any) -> None:
     result, failure = asyncio.run(main())
     assert result == 42
     assert "RuntimeError: no" in failure
+
+
+def test_a_worker_warns_once_of_registered_tasks_on_queues_it_does_not_serve(
+    db: psycopg.Connection[Any], spawn_worker: Any
+) -> None:
+    # Without --queues a worker serves `default` only; sample_app has tasks on fast and other.
+    alone = spawn_worker("--burst", wait=False)
+    assert alone.wait(60) == 0, alone.log()
+    warned = [line for line in alone.log().splitlines() if "serves none of the queues" in line]
+    assert len(warned) == 1, alone.log()
+    assert "WARNING" in warned[0]
+    assert "fast (arecord); other (elsewhere)" in warned[0]
+    assert "default" not in warned[0].split("registered tasks:")[1]
+    everything = spawn_worker("--burst", "--queues", "default,fast,other", wait=False)
+    assert everything.wait(60) == 0, everything.log()
+    assert "serves none of the queues" not in everything.log()
+    assert "started:" in everything.log()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -17,6 +18,7 @@ from pgjobs import chain, chord, group
 from tests import sample_app
 from tests.conftest import ROOT, WorkerProcess, count, wait_for
 from tests.sample_app import add, collect, fail, fixable, inc, total
+from tests.test_worker import drain
 
 FAST_LEASE = ("--lease-ttl", "2", "--heartbeat-interval", "0.5", "--poll-interval", "0.5")
 SUCCEEDED = "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'"
@@ -47,6 +49,40 @@ def test_a_chain_passes_each_result_to_the_next_step(
     # The result arrived as the first argument; the step's own arguments follow it.
     second = app.get_job(done.steps[1].job_id)
     assert second.args == [3, 10]
+
+
+def test_each_step_of_a_workflow_is_a_job_with_every_field_and_call_of_one(
+    app: pgjobs.App, db_url: str
+) -> None:
+    wf = group(chain(add.s(1, 2), inc.s()), fail.s("boom")).enqueue()
+    waiting = app.get_workflow(wf.id).steps
+    assert all(isinstance(s, pgjobs.Job) for s in waiting)
+    first, second, failing = waiting
+    assert first.job_id == first.id and first.workflow_id == wf.id
+    assert (first.task, first.queue, first.args, first.kwargs) == ("add", "default", [1, 2], {})
+    assert first.status is pgjobs.Status.PENDING and first.attempts == 0
+    assert first.created_at is not None and first.started_at is None and first.result is None
+    assert second.status is pgjobs.Status.BLOCKED and second.waiting_for == 1
+    drain(app)
+    first, second, failing = app.get_workflow(wf.id).steps
+    # Read as a job is read: the same fields, with the same values.
+    for step in (first, second, failing):
+        assert step.model_dump() == app.get_job(step.id).model_dump()
+    assert first.status is pgjobs.Status.SUCCEEDED and first.result == 3 and first.attempts == 1
+    assert first.started_at is not None and first.finished_at is not None
+    assert first.started_at <= first.finished_at
+    assert second.args == [3] and second.result == 4
+    assert failing.status is pgjobs.Status.FAILED and failing.is_terminal
+    assert failing.error is not None and failing.error["message"] == "boom"
+    # Bound to the App, as app.get_job()'s jobs are.
+    assert second.wait(1) == 4 and second.refresh().status is pgjobs.Status.SUCCEEDED
+    with pytest.raises(pgjobs.JobFailed, match="boom"):
+        failing.wait(1)
+    shown = run_cli("workflow", "show", str(wf.id), "--json")
+    assert shown.returncode == 0, shown.stderr
+    step = json.loads(shown.stdout)["steps"][0]
+    assert step["job_id"] == str(first.id) and step["args"] == [1, 2] and step["result"] == 3
+    assert step["status"] == "succeeded" and step["attempts"] == 1 and step["started_at"]
 
 
 def test_a_group_runs_in_parallel_and_keeps_the_order_of_its_results(
@@ -120,6 +156,41 @@ def test_a_chord_with_allow_failures_passes_the_failures_to_its_callback(
     assert failure["status"] == "failed" and failure["type"] == "ValueError"
     assert failure["message"] == "broken"
     assert app.get_workflow(wf.id).status == "succeeded"
+
+
+def test_a_failing_callback_of_an_allow_failures_chord_is_the_failure_it_reports(
+    app: pgjobs.App,
+) -> None:
+    # fail() takes the members' list and fails for good: the callback's own failure.
+    alone = chord([add.s(1, 1), fail.s("member")], fail.s(), allow_failures=True).enqueue()
+    then = chain(
+        chord([fail.s("member"), add.s(1, 1)], fail.s(), allow_failures=True), inc.s()
+    ).enqueue()
+    # A member's failure let pass, and a step cancelled: the workflow was cancelled.
+    stopped = group(
+        chord([fail.s("member")], collect.s(), allow_failures=True),
+        add.options(delay=600).s(1, 1),
+    ).enqueue()
+    drain(app)
+    for wf in (alone, then):
+        info = app.get_workflow(wf.id)
+        member = next(s for s in info.steps if s.args == ["member"])
+        callback = next(s for s in info.steps if s.task == "fail" and s.args != ["member"])
+        assert member.status is callback.status is pgjobs.Status.FAILED
+        assert info.status == "failed"
+        with pytest.raises(pgjobs.JobFailed) as failed:
+            wf.wait(1)
+        assert failed.value.job_id == callback.id and failed.value.error == callback.error
+    # The step after the chord was cancelled by the callback's failure, and says so.
+    last = app.get_workflow(then.id).steps[-1]
+    assert last.error is not None and last.error["upstream"] == str(callback.id)
+    app.cancel_workflow(stopped.id)
+    info = app.get_workflow(stopped.id)
+    assert info.status == "cancelled"
+    with pytest.raises(pgjobs.JobCancelled) as cancelled:
+        stopped.wait(1)
+    assert cancelled.value.job_id == info.steps[-1].id
+    assert [r.status for r in app.workflows()[0] if r.id == stopped.id] == ["cancelled"]
 
 
 def test_a_dead_lettered_third_step_cancels_the_rest_and_replay_resumes_the_chain(

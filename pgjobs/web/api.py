@@ -22,7 +22,7 @@ from pgjobs.errors import (
     PayloadTooLarge,
     UnknownTask,
 )
-from pgjobs.health import QueueLevel, evaluate
+from pgjobs.health import QueueLevel, evaluate, levels_op
 from pgjobs.jobs import DeadLetter, Job, Status
 from pgjobs.maintenance import horizon
 from pgjobs.maintenance.horizon import Horizon
@@ -131,7 +131,7 @@ class JobDetail(JobSummary):
 
 
 class QueueView(BaseModel):
-    """A queue now: jobs by status, depth, oldest ready job, thresholds."""
+    """A queue now: jobs by status, depth, oldest ready job, thresholds, live workers."""
 
     queue: str
     counts: dict[str, int]
@@ -139,7 +139,11 @@ class QueueView(BaseModel):
     oldest_pending_age: float | None
     max_depth: int | None
     max_age: float | None
-    healthy: bool
+    workers: int | None = Field(
+        description="Live workers serving it; null when it has no jobs waiting."
+    )
+    unserved: bool = Field(description="It has pending jobs and no live worker serves it.")
+    healthy: bool = Field(description="Within its thresholds, and not unserved.")
 
 
 class HolderView(BaseModel):
@@ -222,18 +226,22 @@ class TaskView(BaseModel):
 
 
 class WorkflowStepView(BaseModel):
-    """One job of a workflow."""
+    """One job of a workflow: what GET /api/jobs/{id}/detail says of it, but its attempts."""
 
     job_id: uuid.UUID
     task: str
     queue: str
     status: Status
     attempts: int
+    created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     waiting_for: int | None
+    result: Any = None
+    error: dict[str, Any] | None
     error_type: str | None
     error_message: str | None
+    progress: dict[str, Any] | None
     max_attempts: int
     cancel_requested: bool
 
@@ -561,7 +569,8 @@ def router(
             "canvas": info.canvas,
             "steps": [
                 {
-                    **s.__dict__,
+                    **s.model_dump(),
+                    "job_id": s.id,
                     "error_type": (s.error or {}).get("type"),
                     "error_message": (s.error or {}).get("message"),
                 }
@@ -602,8 +611,10 @@ def router(
 
     @api.get("/api/queues", response_model=list[QueueView], tags=["queues"])
     async def queues() -> Any:
-        """Every queue: jobs by status, depth, age of the oldest ready job, thresholds."""
+        """Every queue: jobs by status, depth, age of the oldest ready job, thresholds, and
+        whether a live worker serves it."""
         stats = await app.aqueues()
+        served: dict[str, QueueLevel] = await app._arun(levels_op())
         levels = {
             q.queue: QueueLevel(q.queue, q.depth, q.counts.get("pending", 0), q.oldest_pending_age)
             for q in stats
@@ -613,6 +624,8 @@ def router(
         out = []
         for q in stats:
             limit = health.thresholds.get(q.queue)
+            level = served.get(q.queue)
+            unserved = level is not None and level.unserved
             out.append(
                 {
                     "queue": q.queue,
@@ -621,7 +634,9 @@ def router(
                     "oldest_pending_age": q.oldest_pending_age,
                     "max_depth": limit.max_depth if limit else None,
                     "max_age": limit.max_age if limit else None,
-                    "healthy": q.queue not in over,
+                    "workers": None if level is None else level.workers,
+                    "unserved": unserved,
+                    "healthy": q.queue not in over and not unserved,
                 }
             )
         return out

@@ -135,12 +135,18 @@ class JobsCollector(Collector):
         limits = GaugeMetricFamily(
             "pgjobs_queue_threshold", "The configured thresholds.", labels=["queue", "limit"]
         )
+        unserved = GaugeMetricFamily(
+            "pgjobs_queue_unserved",
+            "1 when a queue has pending jobs and no live worker serves it.",
+            labels=["queue"],
+        )
         queues = {r["queue"] for r in depth}
         health = evaluate(levels, self.app.thresholds, queues)
         over = {(b.queue, b.limit) for b in health.breaches}
         for queue, level in sorted(health.levels.items()):
             waiting.add_metric([queue], level.depth)
             oldest.add_metric([queue], level.oldest_pending_age or 0.0)
+            unserved.add_metric([queue], int(level.unserved))
             limit = health.thresholds.get(queue)
             if limit is None:
                 continue
@@ -159,7 +165,7 @@ class JobsCollector(Collector):
         running = sum(w["running_jobs"] for w in workers)
         busy.add_metric(["busy"], running)
         busy.add_metric(["free"], max(0, sum(w["concurrency"] for w in workers) - running))
-        return [jobs, waiting, oldest, exceeded, limits, alive, busy]
+        return [jobs, waiting, oldest, exceeded, limits, unserved, alive, busy]
 
     def _totals(self) -> list[Metric]:
         ended = CounterMetricFamily(

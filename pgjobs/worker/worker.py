@@ -288,6 +288,18 @@ class Worker:
         if not self.burst:
             # Report "started" only once notifications can reach the worker.
             await self._wait_for(self._listening, timeout=self.app.connect_timeout)
+        # Jobs of a task enqueued to a queue no worker serves wait, silently:
+        # say so once, before "started", where whoever starts a worker looks.
+        from pgjobs.health import unserved_tasks
+
+        unserved = unserved_tasks(self.app.tasks.values(), self.queues)
+        if unserved:
+            log.warning(
+                "worker %s serves none of the queues of these registered tasks: %s; "
+                "their jobs wait for a worker with those queues in --queues",
+                self.id,
+                "; ".join(f"{q} ({', '.join(names)})" for q, names in unserved.items()),
+            )
         log.info(
             "worker %s started: queues=%s concurrency=%d%s%s",
             self.id,
