@@ -2,15 +2,39 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PIP     = pip install --quiet --disable-pip-version-check
+# Test processes at once (pytest-xdist): each has a database of its own, and most tests wait on
+# Postgres and worker processes rather than on the CPU. JOBS=0 runs them in this process.
+JOBS   ?= 3
+# The versions the whole suite runs on (`make lock` makes the file again from pyproject.toml).
+LOCK    = requirements/dev.lock
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+# The lowest versions pyproject.toml allows, for the unit and integration tests.
+LOWEST  = requirements/lowest.txt
+LVENV   = .venv-lowest
+LSTAMP  = $(LVENV)/.installed-$(shell cat pyproject.toml $(LOWEST) | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-fast lint typecheck pytest bench bench-quick bench-production bench-production-quick bench-instructions clean
+.PHONY: install demo test test-fast test-lowest lock lint typecheck pytest bench bench-quick bench-production bench-production-quick bench-instructions clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/$(PIP) -r $(LOCK)
+	$(BIN)/$(PIP) --no-deps -e ".[dev,web,embedded]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+$(LSTAMP): pyproject.toml $(LOWEST)
+	rm -rf $(LVENV)
+	$(PYTHON) -m venv $(LVENV)
+	$(LVENV)/bin/$(PIP) -r $(LOWEST)
+	$(LVENV)/bin/$(PIP) --no-deps -e .
+	touch $(LSTAMP)
+
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && .venv-lock/bin/$(PIP) pip-tools
+	.venv-lock/bin/pip-compile --quiet --strip-extras --extra dev --extra web --extra embedded \
+	  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host -o $(LOCK) pyproject.toml
+	rm -rf .venv-lock
 
 install: $(STAMP)
 
@@ -40,14 +64,20 @@ $(PGBOUNCER):
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends pgbouncer; }
 
 pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER)
-	PGJOBS_CHROMIUM=$(CHROMIUM) PGJOBS_PGBOUNCER=$(PGBOUNCER) $(BIN)/pytest $(PYTEST_ARGS)
+	PGJOBS_CHROMIUM=$(CHROMIUM) PGJOBS_PGBOUNCER=$(PGBOUNCER) $(BIN)/pytest -n $(JOBS) $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck pytest test-lowest
+
+# The unit and integration tests on the lowest versions pyproject.toml allows (the browser and
+# generated-request modules need tools only the dev lock has).
+test-lowest: $(LSTAMP)
+	$(LVENV)/bin/pytest -n $(JOBS) -m "not system" -p no:cacheprovider -q \
+	  --ignore=tests/test_dashboard.py --ignore=tests/test_web_schema.py $(PYTEST_ARGS)
 
 # Unit and integration tests alone: no worker processes, private clusters, network cuts or
 # browser (tests marked `system`, see tests/conftest.py).
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not system" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(JOBS) -m "not system" $(PYTEST_ARGS)
 
 # Each peer queue is installed into bench/venvs/<name> on first use.
 bench: $(STAMP)
@@ -69,4 +99,4 @@ bench-instructions: $(STAMP)
 	$(BIN)/python bench/instructions.py --out bench/results
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -292,8 +292,10 @@ def register(conn: psycopg.Connection[Any], worker_id: str, concurrency: int = 1
 #: Postgres of the test's own, a network cut.
 SYSTEM_FIXTURES = frozenset({"spawn_worker", "private_cluster", "netcut"})
 #: Modules whose every test is a system test: a browser, benchmark runs, the embedded server,
-#: generated requests by the thousand.
-SYSTEM_MODULES = frozenset({"test_dashboard", "test_bench", "test_embedded", "test_web_schema"})
+#: generated requests by the thousand, Alembic projects run as commands.
+SYSTEM_MODULES = frozenset(
+    {"test_dashboard", "test_bench", "test_embedded", "test_web_schema", "test_alembic_integration"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
