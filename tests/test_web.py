@@ -486,8 +486,9 @@ def test_metrics_count_finished_jobs_once_with_histograms(
 
 WRITES = [
     ("/api/jobs", {"task": "add", "args": [1, 2]}),
-    (f"/api/jobs/{uuid.uuid4()}/cancel", None),
-    (f"/api/jobs/{uuid.uuid4()}/replay", None),
+    # Fixed ids: parallel runs of the suite must collect the same test names.
+    ("/api/jobs/01a24f00-0000-7000-8000-000000000001/cancel", None),
+    ("/api/jobs/01a24f00-0000-7000-8000-000000000002/replay", None),
     ("/api/dead-letters/replay", {"everything": True}),
     ("/api/dead-letters/purge", {"everything": True}),
 ]

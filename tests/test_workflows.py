@@ -299,7 +299,7 @@ def test_kill_9_during_a_chain_of_20_steps_still_completes_each_step_once(
 def test_kill_9_during_a_chord_still_calls_back_once(
     app: pgjobs.App, db: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
 ) -> None:
-    wf = chord([inc.s(i, 0.2) for i in range(60)], collect.s()).enqueue()
+    wf = chord([inc.s(i, 0.5) for i in range(60)], collect.s()).enqueue()
     first = spawn_worker("--concurrency", "10", *FAST_LEASE)
     spawn_worker("--concurrency", "10", *FAST_LEASE)
     wait_for(lambda: count(db, SUCCEEDED) >= 10 and count(db, RUNNING) >= 5, timeout=60)
