@@ -54,7 +54,8 @@ def production(data: dict[str, Any], dst: str) -> None:
             ax.axvspan(hold_from, hold_until, color="#f2cc60", alpha=0.25, label="snapshot held")
             offered = first["offered_per_s"] * width
             ax.axhline(offered, color="#57606a", ls="--", lw=1, label="offered")
-            for peer, r in runs.items():
+            # pgjobs drawn last, on top: queues that keep up all lie on the offered line.
+            for peer, r in sorted(runs.items(), key=lambda item: item[0] == "pgjobs"):
                 series = r["series"]
                 # The run, and after it the drain while a backlog is still being worked off
                 # (not the last few jobs: a partial sample would read as a collapse).

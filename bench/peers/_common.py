@@ -592,6 +592,12 @@ def run_horizon(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
         return done / offered if offered else None
 
     ms = [lat * 1000 for lat, _ in ran]
+
+    def latency(lo: float, hi: float) -> list[float | None]:
+        # p50 and p99 of the jobs enqueued between lo and hi seconds into the run.
+        window = [lat * 1000 for lat, t in ran if lo <= t - lat < hi]
+        return [percentile(window, 50), percentile(window, 99)] if window else [None, None]
+
     buckets = int((args.duration + args.drain) // args.bucket) + 1
     series = [0] * buckets
     for _, t in ran:
@@ -607,6 +613,9 @@ def run_horizon(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
         "kept_run": kept(0, args.duration),
         "p50_ms": percentile(ms, 50) if ms else None,
         "p99_ms": percentile(ms, 99) if ms else None,
+        "p50_p99_ms_before": latency(0, args.hold_from),
+        "p50_p99_ms_held": latency(args.hold_from, args.hold_until),
+        "p50_p99_ms_after": latency(args.hold_until, args.duration),
         "backlog_max": max((n for _, n in backlog), default=0),
         "dead_rows_release": release["dead_rows"] if release else None,
         "table_bytes_release": release["table_bytes"] if release else None,
