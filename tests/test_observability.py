@@ -779,7 +779,8 @@ def test_check_usage_mistakes_exit_2(db_url: str) -> None:
         code=2,
     )
     unknown = pgjobs_check("--max-dept", "5", url=db_url)
-    assert unknown.returncode == 2 and "No such option '--max-dept'" in unknown.stderr
+    assert unknown.returncode == 2 and "No such option" in unknown.stderr
+    assert "--max-dept" in unknown.stderr
     negative = pgjobs_check("--max-depth", "-1", url=db_url)
     assert negative.returncode == 2 and "Invalid value for '--max-depth'" in negative.stderr
     assert "Traceback" not in unknown.stderr + negative.stderr
