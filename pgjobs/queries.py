@@ -1,4 +1,8 @@
-"""Loads sql/queries.sql by name: the one place the library's SQL comes from."""
+"""Loads the named statements by name: the one place the library's SQL comes from.
+
+They live in `sql/queries.sql` and, by area, in `sql/queries/*.sql`; a name is unique
+across all of them, and a statement may fill a `{slot}` with one from another file.
+"""
 
 from __future__ import annotations
 
@@ -20,15 +24,23 @@ def resource_dir(name: str) -> Path:
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
+def files() -> list[Path]:
+    """The files of named statements: sql/queries.sql, then sql/queries/*.sql by name."""
+    folder = resource_dir("sql")
+    return [folder / "queries.sql", *sorted((folder / "queries").glob("*.sql"))]
+
+
 @functools.cache
 def _load() -> dict[str, str]:
-    text = (resource_dir("sql") / "queries.sql").read_text()
-    parts = _NAME.split(text)
-    # parts = [preamble, name1, body1, name2, body2, ...]
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-        queries[name] = "\n".join(lines).strip().rstrip(";")
+    for path in files():
+        parts = _NAME.split(path.read_text())
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in queries:
+                raise ValueError(f"query {name!r} is named twice (again in {path.name})")
+            lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+            queries[name] = "\n".join(lines).strip().rstrip(";")
     return {name: _compose(text, queries) for name, text in queries.items()}
 
 
@@ -58,9 +70,9 @@ def sql(name: str) -> str:
     try:
         return _load()[name]
     except KeyError:
-        raise KeyError(f"no query named {name!r} in sql/queries.sql") from None
+        raise KeyError(f"no query named {name!r} in sql/") from None
 
 
 def names() -> list[str]:
-    """The names of every query in sql/queries.sql."""
+    """The names of every named statement in sql/."""
     return list(_load())
