@@ -52,14 +52,14 @@ typecheck: $(STAMP)
 CHROMIUM ?= /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(CHROMIUM):
-	@command -v apt-get >/dev/null || { echo "tests/test_dashboard.py needs Chromium at $(CHROMIUM) (CHROMIUM=path to use another)"; exit 1; }
+	@command -v apt-get >/dev/null || { echo "tests/system/test_dashboard.py needs Chromium at $(CHROMIUM) (CHROMIUM=path to use another)"; exit 1; }
 	$(SUDO) apt-get install -y --no-install-recommends chromium || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
-# tests/test_pgbouncer.py runs pgjobs behind a real transaction-pooling PgBouncer: Debian's.
+# tests/system/test_pgbouncer.py runs pgjobs behind a real transaction-pooling PgBouncer: Debian's.
 PGBOUNCER ?= /usr/sbin/pgbouncer
 $(PGBOUNCER):
-	@command -v apt-get >/dev/null || { echo "tests/test_pgbouncer.py needs PgBouncer at $(PGBOUNCER) (PGBOUNCER=path to use another)"; exit 1; }
+	@command -v apt-get >/dev/null || { echo "tests/system/test_pgbouncer.py needs PgBouncer at $(PGBOUNCER) (PGBOUNCER=path to use another)"; exit 1; }
 	$(SUDO) apt-get install -y --no-install-recommends pgbouncer || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends pgbouncer; }
 
@@ -68,16 +68,15 @@ pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER)
 
 test: lint typecheck pytest test-lowest
 
-# The unit and integration tests on the lowest versions pyproject.toml allows (the browser and
-# generated-request modules need tools only the dev lock has).
+# The unit and integration tests on the lowest versions pyproject.toml allows.
 test-lowest: $(LSTAMP)
 	$(LVENV)/bin/pytest -n $(JOBS) -m "not system" -p no:cacheprovider -q \
-	  --ignore=tests/test_dashboard.py --ignore=tests/test_web_schema.py $(PYTEST_ARGS)
+	  tests/unit tests/integration $(PYTEST_ARGS)
 
-# Unit and integration tests alone: no worker processes, private clusters, network cuts or
-# browser (tests marked `system`, see tests/conftest.py).
+# Unit and integration tests alone (tests/unit, tests/integration): no worker processes, private
+# clusters, network cuts or browser; those are tests/system and the tests marked `system`.
 test-fast: $(STAMP)
-	$(BIN)/pytest -n $(JOBS) -m "not system" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(JOBS) -m "not system" tests/unit tests/integration $(PYTEST_ARGS)
 
 # Each peer queue is installed into bench/venvs/<name> on first use.
 bench: $(STAMP)

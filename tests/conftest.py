@@ -10,8 +10,6 @@ drops it at the end, so runs never see each other's rows.
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,9 +23,10 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
-from tests.netcut import NetCut
+from tests.support.netcut import NetCut
+from tests.support.common import ROOT, TABLES, TEST_RUNS, count
+from tests.support.workers import WorkerProcess
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -94,11 +93,7 @@ def db_url(admin_url: str) -> Iterator[str]:
 
     upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE test_runs (job_id uuid NOT NULL, n int, pid int, attempt int,"
-            " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-            " overlap boolean NOT NULL DEFAULT false, ended_at timestamptz)"
-        )
+        conn.execute(TEST_RUNS)
     old = os.environ.get("PGJOBS_URL")
     os.environ["PGJOBS_URL"] = url
     try:
@@ -115,12 +110,6 @@ def db_url(admin_url: str) -> Iterator[str]:
             conn.execute(
                 psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
             )
-
-
-TABLES = (
-    "pgjobs.jobs, pgjobs.attempts, pgjobs.dedup_keys, pgjobs.dead_letters, pgjobs.workers,"
-    " pgjobs.task_limits, pgjobs.periodic, pgjobs.workflows, pgjobs.job_deps"
-)
 
 
 @pytest.fixture
@@ -148,52 +137,6 @@ def app(db: psycopg.Connection[Any]) -> Any:
     from tests import sample_app
 
     return sample_app.app
-
-
-def numbered(query: str) -> tuple[str, list[str]]:
-    """A pgjobs statement with $1, $2, ... for its named placeholders, for PREPARE, and the
-    names in their order."""
-    names: list[str] = []
-
-    def placeholder(m: re.Match[str]) -> str:
-        if m.group(1) not in names:
-            names.append(m.group(1))
-        return f"${names.index(m.group(1)) + 1}"
-
-    return re.sub(r"%\((\w+)\)[sb]", placeholder, query), names
-
-
-def count(conn: psycopg.Connection[Any], query: str = "SELECT count(*) FROM pgjobs.jobs") -> int:
-    row = conn.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-class WorkerProcess:
-    """A real `pgjobs worker` process on the test database."""
-
-    def __init__(self, proc: subprocess.Popen[str], log_path: Path) -> None:
-        self.proc = proc
-        self.log_path = log_path
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 60) -> int:
-        return self.proc.wait(timeout)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait(10)
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -237,15 +180,6 @@ def _worker_rows(url: str, pid: int) -> int:
         return count(conn, f"SELECT count(*) FROM pgjobs.workers WHERE pid = {pid}")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.02) -> None:
-    """Poll until `predicate()` is true; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def private_cluster() -> Iterator[Callable[..., Any]]:
     """Start Postgres clusters of the test's own (see tests/support/cluster.py); all are removed
@@ -262,30 +196,6 @@ def private_cluster() -> Iterator[Callable[..., Any]]:
     yield make
     for c in made:
         c.close()
-
-
-def migrated_database(cluster: Any, name: str = "pgjobs") -> str:
-    """A migrated database on a private cluster, with the test_runs table; its URL."""
-    from pgjobs.migrations import upgrade
-
-    url = cluster.create_database(name)
-    upgrade(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE test_runs (job_id uuid NOT NULL, n int, pid int, attempt int,"
-            " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-            " overlap boolean NOT NULL DEFAULT false, ended_at timestamptz)"
-        )
-    return url
-
-
-def register(conn: psycopg.Connection[Any], worker_id: str, concurrency: int = 10) -> None:
-    """A row in pgjobs.workers for `worker_id`: claims by a worker without one claim nothing."""
-    conn.execute(
-        "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
-        " VALUES (%s, 'test', 1, '{default}', %s) ON CONFLICT (id) DO NOTHING",
-        (worker_id, concurrency),
-    )
 
 
 #: Fixtures that make a test a system test: real worker processes, faults on a
