@@ -35,7 +35,7 @@ def _resolve(dotted: str) -> Any:
 
 def _signature(dotted: str) -> str:
     obj = _resolve(dotted)
-    fn = obj.__init__ if isinstance(obj, type) else obj
+    fn = obj  # a class gives its constructor's signature, without self
     rows = ["| parameter | type | default |", "|---|---|---|"]
     for name, p in inspect.signature(fn).parameters.items():
         if name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
