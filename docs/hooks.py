@@ -4,6 +4,8 @@ A page asks for one with an HTML comment on a line of its own:
 
 - `<!-- pgjobs:signature pgjobs.App -->`: the keyword parameters of a class's constructor (or
   of a function), with their types and defaults, as `inspect.signature` reads them;
+- `<!-- pgjobs:options worker -->`: the options of a command of the `pgjobs` click group
+  (`pgjobs.cli:main`), with their types, defaults and help;
 - `<!-- pgjobs:errors -->`: every exception `pgjobs` exports, with its bases and the first
   line of its docstring.
 """
@@ -15,7 +17,7 @@ import inspect
 import re
 from typing import Any
 
-MARKER = re.compile(r"^<!-- pgjobs:(\w+)\s*([\w.]*)\s*-->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- pgjobs:(\w+)\s*([\w.-]*)\s*-->$", re.MULTILINE)
 
 
 def _resolve(dotted: str) -> Any:
@@ -47,6 +49,34 @@ def _signature(dotted: str) -> str:
     return "\n".join(rows)
 
 
+def _options(command: str) -> str:
+    import click
+
+    from pgjobs.cli import main
+
+    ctx = click.Context(main, info_name="pgjobs")
+    cmd = main.get_command(ctx, command)
+    if cmd is None:
+        raise ValueError(f"pgjobs has no command {command!r}")
+    rows = ["| option | type | default | what it does |", "|---|---|---|---|"]
+    for param in cmd.get_params(ctx):
+        if not isinstance(param, click.Option) or param.hidden or "--help" in param.opts:
+            continue
+        names = " / ".join(f"`{n}`" for n in [*param.opts, *param.secondary_opts])
+        if isinstance(param.type, click.Choice):
+            kind = " \\| ".join(f"`{c}`" for c in param.type.choices)
+        else:
+            kind = "flag" if param.is_flag else (param.metavar or param.type.name)
+        value = param.default
+        unset = value is None or type(value).__name__ == "Sentinel"  # click's "no default"
+        default = "" if unset else f"`{value}`"
+        if param.envvar:
+            default = f"{default} (`${param.envvar}`)".strip()
+        text = (param.help or "").replace("\n", " ").replace("|", "\\|")
+        rows.append(f"| {names} | {kind} | {default} | {text} |")
+    return "\n".join(rows)
+
+
 def _errors() -> str:
     import pgjobs
 
@@ -65,6 +95,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
         kind, target = m.group(1), m.group(2)
         if kind == "signature":
             return _signature(target)
+        if kind == "options":
+            return _options(target)
         if kind == "errors":
             return _errors()
         raise ValueError(f"unknown pgjobs marker {m.group(0)!r}")
