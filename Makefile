@@ -48,6 +48,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The documentation site, from mkdocs.yml and docs/, into site/ (ignored by git).
+.PHONY: docs
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # The dashboard test drives a real headless Chromium: Debian's package.
 CHROMIUM ?= /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -66,7 +71,7 @@ $(PGBOUNCER):
 pytest: $(STAMP) $(CHROMIUM) $(PGBOUNCER)
 	PGJOBS_CHROMIUM=$(CHROMIUM) PGJOBS_PGBOUNCER=$(PGBOUNCER) $(BIN)/pytest -n $(JOBS) $(PYTEST_ARGS)
 
-test: lint typecheck pytest test-lowest
+test: lint typecheck docs pytest test-lowest
 
 # The unit and integration tests on the lowest versions pyproject.toml allows.
 test-lowest: $(LSTAMP)

@@ -25,7 +25,7 @@ from pgjobs.queries import sql
 from tests import sample_app
 from tests.support.common import ROOT, count, migrated_database, wait_for
 
-README = ROOT / "README.md"
+README = ROOT / "docs" / "reference" / "sql.md"
 
 
 def psql_binary() -> str:
@@ -51,11 +51,11 @@ def psql(url: str, command: str) -> subprocess.CompletedProcess[str]:
 
 
 def readme_sql_blocks() -> list[str]:
-    """The ```sql blocks of README.md's "Enqueue from SQL" that create something (the
+    """The ```sql blocks of the SQL interface's "Enqueue from SQL" that create something (the
     signature block is a synopsis, not a statement)."""
     text = README.read_text()
-    start = text.index("### Enqueue from SQL\n")
-    section = text[start : text.index("\n### ", start + 1)]
+    start = text.index("## Enqueue from SQL\n")
+    section = text[start : text.index("\n## ", start + 1)]
     blocks = re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
     return [b for b in blocks if b.lstrip().startswith("CREATE TABLE")]
 

@@ -453,11 +453,11 @@ def test_a_project_that_uses_no_fixture_never_connects(tmp_path: Path) -> None:
 
 
 def readme_example() -> str:
-    """The test file in README.md's "Testing your tasks" section."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Testing your tasks\n", 1)[1].split("\n## ", 1)[0]
+    """The test file in the testing guide's "A complete test file" section."""
+    readme = (ROOT / "docs" / "guides" / "testing.md").read_text()
+    section = readme.split("\n## A complete test file\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(# test_signup\.py\n.*?)```", section, re.DOTALL)
-    assert len(blocks) == 1, "README.md's testing section has one test_signup.py example"
+    assert len(blocks) == 1, "the testing guide has one test_signup.py example"
     return str(blocks[0])
 
 
