@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
+from tests.support.common import ROOT, TABLES, TEST_RUNS, count, with_dbname
 from tests.support.netcut import NetCut
-from tests.support.common import ROOT, TABLES, TEST_RUNS, count
 from tests.support.workers import WorkerProcess
 
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -56,12 +56,6 @@ def _server_url() -> tuple[str, str]:
     return embedded.start(data), f"embedded Postgres in {data}"
 
 
-def _with_dbname(url: str, dbname: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)
-
-
 _SERVER: tuple[str, str] | None = None
 
 
@@ -88,7 +82,7 @@ def db_url(admin_url: str) -> Iterator[str]:
     name = f"pgjobs_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
-    url = _with_dbname(admin_url, name)
+    url = with_dbname(admin_url, name)
     from pgjobs.migrations import upgrade
 
     upgrade(url)

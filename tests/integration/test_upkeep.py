@@ -31,8 +31,8 @@ from psycopg.conninfo import make_conninfo
 from pgjobs.maintenance import upkeep
 from pgjobs.queries import sql
 from tests import sample_app
-from tests.support.netcut import NetCut
 from tests.support.common import ROOT, TABLES, count, numbered, wait_for
+from tests.support.netcut import NetCut
 from tests.support.workers import WorkerProcess
 
 

@@ -25,8 +25,8 @@ import pgjobs
 from pgjobs.health import Threshold
 from pgjobs.web import create_app, router
 from tests import sample_app
-from tests.support.netcut import NetCut
 from tests.support.common import ROOT, count, migrated_database, wait_for
+from tests.support.netcut import NetCut
 from tests.support.workers import WorkerProcess
 
 TOKEN = "test-token-0123456789"

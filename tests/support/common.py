@@ -73,3 +73,10 @@ def migrated_database(cluster: Any, name: str = "pgjobs") -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(TEST_RUNS)
     return url
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """`url` with another database name."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)

@@ -18,8 +18,8 @@ import pytest
 import pgjobs
 from pgjobs import Status
 from tests import sample_app
-from tests.support.netcut import NetCut
 from tests.support.common import count, wait_for
+from tests.support.netcut import NetCut
 
 # Short leases so a dead worker's jobs are rescued within seconds.
 FAST_LEASE = ("--lease-ttl", "2", "--heartbeat-interval", "0.5", "--poll-interval", "0.5")

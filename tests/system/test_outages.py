@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.support.netcut import NetCut
 from tests.support.common import ROOT, migrated_database, wait_for
+from tests.support.netcut import NetCut
 from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.system

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
-from tests.conftest import ROOT, _with_dbname
+from tests.support.common import ROOT, with_dbname
 
 MARK = "<!-- runnable -->"
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})\s*(\w*)(.*)$")
@@ -117,7 +117,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     name = f"pgjobs_docs_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
-    url = _with_dbname(admin_url, name)
+    url = with_dbname(admin_url, name)
     try:
         upgrade(url)
         yield url
