@@ -4,7 +4,7 @@ An APIRouter fixes a route's class, which carries the access guard and the
 database gate of one App, when the route is added to it. So each area module
 under pgjobs.web.routes declares its endpoints on a `Routes` table, with the
 decorators and arguments of an APIRouter, and `router()` adds every table to
-routers it makes for the App it serves.
+routers it makes for the App it serves. The errors endpoints raise are here too.
 """
 
 from __future__ import annotations
