@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 import pgjobs
 from pgjobs.web import router
-from tests.conftest import count
+from tests.support.common import count
 
 
 def test_two_apps_mounted_side_by_side_each_answer_with_their_own_tasks_and_token(
