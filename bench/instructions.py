@@ -52,11 +52,11 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
     from bench.peers.pgjobs_sql_peer import copy_chunks
-    from pgjobs._db import PoolConnection, copy_statement, statement
-    from pgjobs.app import _copy_shared, _one_job_params
-    from pgjobs.migrations import upgrade
-    from pgjobs.queries import sql
-    from pgjobs.tasks import prepare_many
+    from pgjobs.client.app import _copy_shared, _one_job_params
+    from pgjobs.client.tasks import prepare_many
+    from pgjobs.db.driver import PoolConnection, copy_statement, statement
+    from pgjobs.db.migrations import upgrade
+    from pgjobs.db.queries import sql
 
     upgrade(url)
     task = app.tasks["noop"]

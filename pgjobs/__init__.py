@@ -2,10 +2,11 @@
 
 import logging as _logging
 
-from pgjobs._db import DatabaseUnavailable, SchemaMissing
-from pgjobs.app import App, Page, QueueStats
-from pgjobs.context import JobContext, current_job
-from pgjobs.errors import (
+from pgjobs.client.app import App, Page, QueueStats
+from pgjobs.client.context import JobContext, current_job
+from pgjobs.client.tasks import Task
+from pgjobs.client.workflows import Call, Workflow, WorkflowInfo, chain, chord, group
+from pgjobs.core.errors import (
     CancelledByRequest,
     ConfigurationError,
     HardTimeout,
@@ -24,11 +25,10 @@ from pgjobs.errors import (
     WaitTimeout,
     WorkerCrashed,
 )
-from pgjobs.jobs import DeadLetter, Job, JobList, Status
-from pgjobs.retry import Backoff, RetryPolicy
-from pgjobs.tasks import Task
+from pgjobs.core.jobs import DeadLetter, Job, JobList, Status
+from pgjobs.core.retry import Backoff, RetryPolicy
+from pgjobs.db.driver import DatabaseUnavailable, SchemaMissing
 from pgjobs.worker import Worker
-from pgjobs.workflows import Call, Workflow, WorkflowInfo, chain, chord, group
 
 __version__ = "0.1.0"
 

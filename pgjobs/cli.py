@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import click
 from click.core import ParameterSource
 
-from pgjobs.app import App
-from pgjobs.errors import ConfigurationError, InvalidArguments, PgJobsError
-from pgjobs.health import ANY_QUEUE, Threshold, check_health, merge_thresholds
-from pgjobs.jobs import Status
-from pgjobs.maintenance import horizon
+from pgjobs.client.app import App
+from pgjobs.core.errors import ConfigurationError, InvalidArguments, PgJobsError
+from pgjobs.core.jobs import Status
+from pgjobs.observe import horizon
+from pgjobs.observe.health import ANY_QUEUE, Threshold, check_health, merge_thresholds
 
 
 class _Mistake(click.ClickException):
@@ -118,7 +118,7 @@ def _app(spec: str | None, url: str | None, pooler: str | None = None) -> App:
         app.url = url  # an explicit --url '' is refused by the App, not ignored
     if pooler is not None:
         # As --url: an explicit --pooler wins over the App's own and $PGJOBS_POOLER.
-        from pgjobs._db import pooler_mode
+        from pgjobs.db.driver import pooler_mode
 
         app.pooler = pooler_mode(pooler, "--pooler")
         # The worker's child processes (--processes) load the App anew: they read it here.
@@ -375,7 +375,7 @@ def _say_database(command: str, app: App) -> None:
     """A long-running command's first line: which database it uses (never the password).
 
     The worker says it in its log, so that a JSON log stays JSON."""
-    from pgjobs._db import describe
+    from pgjobs.db.driver import describe
 
     url = app.url
     where = "the embedded Postgres at " if app.embedded else ""
@@ -393,7 +393,7 @@ def _wait_for_database(app: Any) -> None:
     deploy, a supervisor that starts everything at once) waits for it and says
     so, instead of exiting; a schema that is missing is still an error at once.
     """
-    from pgjobs._db import DatabaseUnavailable, describe
+    from pgjobs.db.driver import DatabaseUnavailable, describe
 
     log = logging.getLogger("pgjobs.worker")
     waited = 0.0
@@ -442,7 +442,7 @@ def _queues(text: str) -> list[str] | dict[str, float]:
 @app_option
 def migrate(url: str | None, pooler: str | None, app_spec: str | None) -> None:
     """Create or upgrade the pgjobs schema."""
-    from pgjobs import migrations
+    from pgjobs.db import migrations
 
     app = _app(app_spec, url, pooler)
     app.migrate()
@@ -499,7 +499,7 @@ def enqueue(
 
 
 def _parse_json(option: str, text: str, kind: type, name: str) -> Any:
-    from pgjobs.tasks import MAX_DEPTH
+    from pgjobs.client.tasks import MAX_DEPTH
 
     try:
         value = json.loads(text)

@@ -10,10 +10,10 @@ import time
 import uuid
 from typing import Any
 
-from pgjobs.app import App, task_summary_op
-from pgjobs.context import current_job
-from pgjobs.jobs import TERMINAL, Job
-from pgjobs.retry import Backoff
+from pgjobs.client.app import App, task_summary_op
+from pgjobs.client.context import current_job
+from pgjobs.core.jobs import TERMINAL, Job
+from pgjobs.core.retry import Backoff
 from pgjobs.worker import Worker
 
 BAR = 28

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pgjobs.app import App
-from pgjobs.errors import PgJobsError
+from pgjobs.client.app import App
+from pgjobs.core.errors import PgJobsError
 from pgjobs.testing import reset, temporary_database
 
 

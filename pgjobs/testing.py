@@ -36,11 +36,11 @@ from psycopg import sql as psql
 from psycopg.rows import dict_row
 from pydantic import TypeAdapter
 
-from pgjobs import _db
-from pgjobs.app import App
-from pgjobs.errors import ConfigurationError
-from pgjobs.jobs import Job, Status
-from pgjobs.tasks import Enqueuer, Signature, Task, to_json
+from pgjobs.client.app import App
+from pgjobs.client.tasks import Enqueuer, Signature, Task, to_json
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.core.jobs import Job, Status
+from pgjobs.db import driver as _db
 from pgjobs.worker.executor import Executor, Outcome
 from pgjobs.worker.worker import Worker
 

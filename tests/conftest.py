@@ -51,7 +51,7 @@ def _server_url() -> tuple[str, str]:
         container = PostgresContainer("postgres:16", driver=None)
         container.start()
         return container.get_connection_url(), "testcontainers"
-    from pgjobs import embedded
+    from pgjobs.db import embedded
 
     data = Path(tempfile.gettempdir()) / "pgjobs-test-embedded"
     return embedded.start(data), f"embedded Postgres in {data}"
@@ -90,7 +90,7 @@ def db_url(admin_url: str) -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
     url = _with_dbname(admin_url, name)
-    from pgjobs.migrations import upgrade
+    from pgjobs.db.migrations import upgrade
 
     upgrade(url)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -266,7 +266,7 @@ def private_cluster() -> Iterator[Callable[..., Any]]:
 
 def migrated_database(cluster: Any, name: str = "pgjobs") -> str:
     """A migrated database on a private cluster, with the test_runs table; its URL."""
-    from pgjobs.migrations import upgrade
+    from pgjobs.db.migrations import upgrade
 
     url = cluster.create_database(name)
     upgrade(url)

@@ -13,7 +13,7 @@ import pytest
 
 import pgjobs
 from pgjobs import Backoff, HardTimeout, Permanent, Retry, RetryPolicy, SoftTimeout, Status
-from pgjobs.retry import Backoff as _Backoff
+from pgjobs.core.retry import Backoff as _Backoff
 from tests import sample_app
 from tests.conftest import count, wait_for
 from tests.test_worker import drain, start_in_thread

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import pgjobs
-from pgjobs import _prepared
+from pgjobs.db import prepared as _prepared
 from tests import sample_app
 from tests.conftest import count
 

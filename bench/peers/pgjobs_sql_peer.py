@@ -26,8 +26,7 @@ from psycopg.rows import dict_row
 
 from bench.peers._common import PgCounter, main
 from bench.peers.pgjobs_peer import app
-from pgjobs._db import PoolConnection, copy_statement, statement
-from pgjobs.app import (
+from pgjobs.client.app import (
     COPY_CHUNK,
     COPY_END,
     COPY_START,
@@ -36,8 +35,9 @@ from pgjobs.app import (
     _copy_shared,
     _one_job_params,
 )
-from pgjobs.queries import sql
-from pgjobs.tasks import NewJob, prepare_many
+from pgjobs.client.tasks import NewJob, prepare_many
+from pgjobs.db.driver import PoolConnection, copy_statement, statement
+from pgjobs.db.queries import sql
 
 
 def copy_chunks(rows: list[NewJob], columns: tuple[str, ...]) -> list[bytes]:
@@ -80,7 +80,7 @@ class PgjobsSqlPeer:
 
     def setup(self, args: argparse.Namespace) -> None:
         """Migrate, empty the tables, and write the bulk rows' COPY data in advance."""
-        from pgjobs.migrations import upgrade
+        from pgjobs.db.migrations import upgrade
 
         self.url = args.pg_url
         self.count = PgCounter(self.url)

@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from pgjobs._db import KEEPALIVE, connection_kwargs
+from pgjobs.db.driver import KEEPALIVE, connection_kwargs
 
 log = logging.getLogger("pgjobs.maintenance")
 

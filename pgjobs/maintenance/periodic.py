@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from pgjobs import _db
-from pgjobs.tasks import Periodic
+from pgjobs.client.tasks import Periodic
+from pgjobs.db import driver as _db
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -99,7 +99,7 @@ def _read_op(periodics: Mapping[str, Periodic]) -> _db.Op:
 
 
 def _advance_op(app: Any, p: Periodic, expected: datetime, chosen: list[datetime]) -> _db.Op:
-    from pgjobs.app import _insert_op
+    from pgjobs.client.app import _insert_op
 
     jobs = [p.job_for(s) for s in chosen]
     row = yield (

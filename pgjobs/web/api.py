@@ -14,19 +14,19 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgjobs.app import App, WorkerInfo
-from pgjobs.errors import (
+from pgjobs.client.app import App, WorkerInfo
+from pgjobs.client.tasks import MAX_DELAY
+from pgjobs.core.errors import (
     IllegalTransition,
     InvalidArguments,
     JobNotFound,
     PayloadTooLarge,
     UnknownTask,
 )
-from pgjobs.health import QueueLevel, evaluate, levels_op
-from pgjobs.jobs import DeadLetter, Job, Status
-from pgjobs.maintenance import horizon
-from pgjobs.maintenance.horizon import Horizon
-from pgjobs.tasks import MAX_DELAY
+from pgjobs.core.jobs import DeadLetter, Job, Status
+from pgjobs.observe import horizon
+from pgjobs.observe.health import QueueLevel, evaluate, levels_op
+from pgjobs.observe.horizon import Horizon
 from pgjobs.web.availability import DatabaseGate, guarded_route
 from pgjobs.web.metrics import JobsCollector
 from pgjobs.web.security import Guard

@@ -28,9 +28,9 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from pgjobs._db import DatabaseUnavailable, SchemaMissing, describe, translate
-from pgjobs.app import App
-from pgjobs.errors import PgJobsError
+from pgjobs.client.app import App
+from pgjobs.core.errors import PgJobsError
+from pgjobs.db.driver import DatabaseUnavailable, SchemaMissing, describe, translate
 from pgjobs.web.security import Guard
 
 T = TypeVar("T")

@@ -27,12 +27,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pgjobs import _db
-from pgjobs.health import QueueLevel, evaluate, levels_of
-from pgjobs.maintenance import horizon
+from pgjobs.db import driver as _db
+from pgjobs.observe import horizon
+from pgjobs.observe.health import QueueLevel, evaluate, levels_of
 
 if TYPE_CHECKING:
-    from pgjobs.app import App
+    from pgjobs.client.app import App
 
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 15, 60, 300, 3600)

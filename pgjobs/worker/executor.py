@@ -13,10 +13,10 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pgjobs.context import JobContext, _current
-from pgjobs.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask, WorkerLost
-from pgjobs.jobs import Status, check_transition
-from pgjobs.tasks import Task
+from pgjobs.client.context import JobContext, _current
+from pgjobs.client.tasks import Task
+from pgjobs.core.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask, WorkerLost
+from pgjobs.core.jobs import Status, check_transition
 
 if TYPE_CHECKING:
     from pgjobs.worker.processes import ProcessPool

@@ -17,34 +17,22 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgjobs import _db, logs
-from pgjobs.errors import (
+from pgjobs import logs
+from pgjobs.core.errors import (
     ConfigurationError,
     IllegalTransition,
     InvalidArguments,
     JobNotFound,
     UnknownTask,
 )
-from pgjobs.health import Threshold
-from pgjobs.maintenance import horizon
+from pgjobs.db import driver as _db
+from pgjobs.observe import horizon
+from pgjobs.observe.health import Threshold
 
 if TYPE_CHECKING:
-    from pgjobs.events import Hook
-    from pgjobs.workflows import WorkflowInfo, WorkflowSummary
-from pgjobs.jobs import (
-    DeadLetter,
-    Job,
-    JobList,
-    Status,
-    _new_object,
-    _set_attr,
-    can_transition,
-    new_job_ints,
-    sources,
-    uuid_of,
-)
-from pgjobs.retry import Backoff, ExceptionTypes, RetryPolicy
-from pgjobs.tasks import (
+    from pgjobs.client.workflows import WorkflowInfo, WorkflowSummary
+    from pgjobs.observe.events import Hook
+from pgjobs.client.tasks import (
     Encoded,
     NewJob,
     Options,
@@ -56,6 +44,19 @@ from pgjobs.tasks import (
     prepare_many,
     split_item,
 )
+from pgjobs.core.jobs import (
+    DeadLetter,
+    Job,
+    JobList,
+    Status,
+    _new_object,
+    _set_attr,
+    can_transition,
+    new_job_ints,
+    sources,
+    uuid_of,
+)
+from pgjobs.core.retry import Backoff, ExceptionTypes, RetryPolicy
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = TypeVar("H", bound=Callable[..., Any])
@@ -175,7 +176,7 @@ def resolve_url(explicit: str | None) -> tuple[str, bool]:
     chosen = explicit if explicit is not None else os.environ.get("PGJOBS_URL")
     if chosen is not None and chosen.strip() != EMBEDDED:
         return _db.normalize_url(chosen), False
-    from pgjobs import embedded
+    from pgjobs.db import embedded
 
     if chosen is None:
         if not embedded.available():
@@ -290,7 +291,7 @@ class App:
         """
         from sqlalchemy.exc import DBAPIError
 
-        from pgjobs.migrations import upgrade
+        from pgjobs.db.migrations import upgrade
 
         with self._errors():
             try:
@@ -413,8 +414,8 @@ class App:
         runs the missed slots once; `"all"` runs each of them (at most 100).
         A six-field schedule has a leading seconds field.
         """
-        from pgjobs.cron import CronSchedule
-        from pgjobs.tasks import CATCH_UP, Periodic
+        from pgjobs.client.tasks import CATCH_UP, Periodic
+        from pgjobs.core.cron import CronSchedule
 
         cron = CronSchedule(schedule, timezone=timezone)
         if catch_up not in CATCH_UP:
@@ -441,7 +442,7 @@ class App:
         a thread of their own (an async hook runs on the worker's event loop).
         Events: job.started, job.succeeded, job.retrying, job.failed, job.cancelled.
         """
-        from pgjobs.events import check_event
+        from pgjobs.observe.events import check_event
 
         try:
             name = check_event(event)
@@ -463,7 +464,7 @@ class App:
         it). `options` are @app.task's (queue, retries, ...); the task is named
         "<event>:<function>" unless `name` says otherwise.
         """
-        from pgjobs.events import check_topic
+        from pgjobs.observe.events import check_topic
 
         try:
             topic = check_topic(event)
@@ -488,7 +489,7 @@ class App:
         return await self._ainsert(self._event_jobs(event, payload), conn)
 
     def _event_jobs(self, event: str, payload: Any) -> list[NewJob]:
-        from pgjobs.events import check_topic
+        from pgjobs.observe.events import check_topic
 
         try:
             topic = check_topic(event)
@@ -1007,13 +1008,13 @@ class App:
 
     def get_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowInfo:
         """A workflow as it is now: its shape, status, and its steps, each a Job (WorkflowStep)."""
-        from pgjobs.workflows import get_workflow_op
+        from pgjobs.client.workflows import get_workflow_op
 
         return self._run(get_workflow_op(_as_id(workflow_id), self))  # type: ignore[no-any-return]
 
     async def aget_workflow(self, workflow_id: uuid.UUID | str) -> WorkflowInfo:
         """Async twin of get_workflow()."""
-        from pgjobs.workflows import get_workflow_op
+        from pgjobs.client.workflows import get_workflow_op
 
         op = get_workflow_op(_as_id(workflow_id), self)
         return await self._arun(op)  # type: ignore[no-any-return]
@@ -1022,7 +1023,7 @@ class App:
         self, *, limit: int = 50, cursor: uuid.UUID | str | None = None
     ) -> tuple[list[WorkflowSummary], str | None]:
         """Workflows, newest first, with how far each got; and the next page's cursor."""
-        from pgjobs.workflows import list_workflows_op
+        from pgjobs.client.workflows import list_workflows_op
 
         op = list_workflows_op(limit, None if cursor is None else _as_id(cursor))
         return self._run(op)  # type: ignore[no-any-return]
@@ -1031,20 +1032,20 @@ class App:
         self, *, limit: int = 50, cursor: uuid.UUID | str | None = None
     ) -> tuple[list[WorkflowSummary], str | None]:
         """Async twin of workflows()."""
-        from pgjobs.workflows import list_workflows_op
+        from pgjobs.client.workflows import list_workflows_op
 
         op = list_workflows_op(limit, None if cursor is None else _as_id(cursor))
         return await self._arun(op)  # type: ignore[no-any-return]
 
     def cancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
         """Cancel every step that has not ended: (cancelled now, running ones asked to stop)."""
-        from pgjobs.workflows import cancel_workflow_op
+        from pgjobs.client.workflows import cancel_workflow_op
 
         return self._run(cancel_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
 
     async def acancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
         """Async twin of cancel_workflow()."""
-        from pgjobs.workflows import cancel_workflow_op
+        from pgjobs.client.workflows import cancel_workflow_op
 
         return await self._arun(cancel_workflow_op(_as_id(workflow_id)))  # type: ignore[no-any-return]
 

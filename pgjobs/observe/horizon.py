@@ -30,8 +30,8 @@ from typing import Any
 
 import psycopg
 
-from pgjobs import _db
-from pgjobs.errors import ConfigurationError
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.db import driver as _db
 
 log = logging.getLogger("pgjobs.maintenance")
 

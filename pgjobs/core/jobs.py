@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Self, overload
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from pgjobs.errors import IllegalTransition, JobCancelled, JobFailed, WaitTimeout
+from pgjobs.core.errors import IllegalTransition, JobCancelled, JobFailed, WaitTimeout
 
 if TYPE_CHECKING:
-    from pgjobs.app import App
+    from pgjobs.client.app import App
 
 
 class Status(enum.StrEnum):

@@ -25,9 +25,9 @@ from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
-from pgjobs import _prepared
-from pgjobs.errors import ConfigurationError, PgJobsError
-from pgjobs.queries import sql
+from pgjobs.core.errors import ConfigurationError, PgJobsError
+from pgjobs.db import prepared as _prepared
+from pgjobs.db.queries import sql
 
 # "copy": the step's params are "chunks", a function of the connection's
 # client encoding (its Python codec name) that gives the data, written in turn

@@ -10,11 +10,11 @@ from typing import Any, Literal
 
 import psycopg
 
-from pgjobs import _db
-from pgjobs.errors import PgJobsError
-from pgjobs.maintenance.horizon import Horizon
-from pgjobs.maintenance.horizon import read as read_horizon
-from pgjobs.queries import sql
+from pgjobs.core.errors import PgJobsError
+from pgjobs.db import driver as _db
+from pgjobs.db.queries import sql
+from pgjobs.observe.horizon import Horizon
+from pgjobs.observe.horizon import read as read_horizon
 
 ANY_QUEUE = "*"
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pgjobs import _db
-from pgjobs.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
-from pgjobs.jobs import TERMINAL, Job, Status, new_job_id
-from pgjobs.tasks import NewJob, Options, prepare
+from pgjobs.client.tasks import NewJob, Options, prepare
+from pgjobs.core.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from pgjobs.core.jobs import TERMINAL, Job, Status, new_job_id
+from pgjobs.db import driver as _db
 
 if TYPE_CHECKING:
-    from pgjobs.app import App
-    from pgjobs.tasks import Task
+    from pgjobs.client.app import App
+    from pgjobs.client.tasks import Task
 
 
 class Canvas:

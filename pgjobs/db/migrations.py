@@ -32,7 +32,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from alembic import command
-from pgjobs.queries import resource_dir
+from pgjobs.db.queries import resource_dir
 
 if TYPE_CHECKING:
     from alembic.environment import NameFilterParentNames, NameFilterType
@@ -117,7 +117,7 @@ def locked(
     import psycopg
     from sqlalchemy import create_engine, pool
 
-    from pgjobs._db import connection_kwargs
+    from pgjobs.db.driver import connection_kwargs
 
     settings = connection_kwargs(pooler)
     engine = create_engine(
@@ -214,7 +214,7 @@ def current(url: str, pooler: str | None = None) -> str | None:
     """The revision the database is at, or None before the first migration."""
     import psycopg
 
-    from pgjobs._db import connection_kwargs
+    from pgjobs.db.driver import connection_kwargs
 
     with psycopg.connect(url, autocommit=True, **connection_kwargs(pooler)) as conn:
         exists = conn.execute("SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL").fetchone()

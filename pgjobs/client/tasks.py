@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from pgjobs.errors import ConfigurationError, InvalidArguments, SerializationError
-from pgjobs.jobs import JobList, Status, new_job_id
-from pgjobs.retry import RetryPolicy
+from pgjobs.core.errors import ConfigurationError, InvalidArguments, SerializationError
+from pgjobs.core.jobs import JobList, Status, new_job_id
+from pgjobs.core.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from pgjobs.app import App
-    from pgjobs.cron import CronSchedule
-    from pgjobs.jobs import Job
-    from pgjobs.workflows import Call
+    from pgjobs.client.app import App
+    from pgjobs.client.workflows import Call
+    from pgjobs.core.cron import CronSchedule
+    from pgjobs.core.jobs import Job
 
 _P = inspect.Parameter
 
@@ -487,7 +487,7 @@ def encode_call(
     # json.dumps escapes non-ASCII by default, so characters are bytes here.
     size = len(args_json) + len(kwargs_json)
     if size > app.max_payload_bytes:
-        from pgjobs.errors import PayloadTooLarge
+        from pgjobs.core.errors import PayloadTooLarge
 
         raise PayloadTooLarge(
             f"task {name!r}: arguments are {size} bytes as JSON, over the limit of "
@@ -652,7 +652,7 @@ class Enqueuer:
 
     def s(self, *args: Any, **kwargs: Any) -> Call:
         """This call as a workflow step, with these options (see pgjobs.chain)."""
-        from pgjobs.workflows import Call
+        from pgjobs.client.workflows import Call
 
         return Call(self.task, args, dict(kwargs), self.opts)
 
