@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ import click
 from click.core import ParameterSource
 
 from pgjobs.client.app import App
+from pgjobs.client.loading import load_app
 from pgjobs.core.errors import ConfigurationError, InvalidArguments, PgJobsError
 from pgjobs.core.jobs import Status
 from pgjobs.observe import horizon
@@ -79,26 +79,6 @@ class _Group(click.Group):
 
 class _CheckCommand(click.Command):
     """`pgjobs check`: a usage mistake exits 2, as every other reason it cannot check does."""
-
-
-def load_app(spec: str) -> App:
-    """Import `module:attribute` and return the App it names."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"--app must look like 'package.module:app', got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
-    try:
-        app = getattr(module, attr)
-    except AttributeError:
-        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(app, App):
-        raise ConfigurationError(f"{spec} is a {type(app).__name__}, not a pgjobs.App")
-    return app
 
 
 def _app(spec: str | None, url: str | None, pooler: str | None = None) -> App:
