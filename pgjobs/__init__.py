@@ -2,7 +2,7 @@
 
 import logging as _logging
 
-from pgjobs.client.app import App, Page, QueueStats
+from pgjobs.client.app import App, use_worker
 from pgjobs.client.context import JobContext, current_job
 from pgjobs.client.tasks import Task
 from pgjobs.client.workflows import Call, Workflow, WorkflowInfo, chain, chord, group
@@ -26,11 +26,16 @@ from pgjobs.core.errors import (
     WorkerCrashed,
 )
 from pgjobs.core.jobs import DeadLetter, Job, JobList, Status
+from pgjobs.core.pages import Page, QueueStats
 from pgjobs.core.retry import Backoff, RetryPolicy
 from pgjobs.db.driver import DatabaseUnavailable, SchemaMissing
 from pgjobs.worker import Worker
 
 __version__ = "0.1.0"
+
+# App.run_worker() runs the Worker: the client layer is below the worker and does not
+# import it, so the package, which imports both, wires them.
+use_worker(Worker)
 
 # A library logs; the application decides where the lines go.
 _logging.getLogger("pgjobs").addHandler(_logging.NullHandler())

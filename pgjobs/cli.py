@@ -479,7 +479,7 @@ def enqueue(
 
 
 def _parse_json(option: str, text: str, kind: type, name: str) -> Any:
-    from pgjobs.client.tasks import MAX_DEPTH
+    from pgjobs.client.encoding import MAX_DEPTH
 
     try:
         value = json.loads(text)

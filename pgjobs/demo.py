@@ -10,7 +10,8 @@ import time
 import uuid
 from typing import Any
 
-from pgjobs.client.app import App, task_summary_op
+from pgjobs.client.admin import task_summary_op
+from pgjobs.client.app import App
 from pgjobs.client.context import current_job
 from pgjobs.core.jobs import TERMINAL, Job
 from pgjobs.core.retry import Backoff
@@ -137,7 +138,7 @@ def run_demo(emails: int = 60, timeout: float = 50.0) -> int:
 
     worker.stop()
     thread.join(30)
-    rows = app._run(task_summary_op(ids))
+    rows = app.database.run(task_summary_op(ids))
     out.write("\n  summary\n")
     header = f"{'task':<16}{'jobs':>6}{'succeeded':>11}{'failed':>8}{'attempts':>10}"
     out.write(f"    {header}{'avg run':>10}\n")

@@ -37,7 +37,9 @@ from psycopg.rows import dict_row
 from pydantic import TypeAdapter
 
 from pgjobs.client.app import App
-from pgjobs.client.tasks import Enqueuer, Signature, Task, to_json
+from pgjobs.client.encoding import Signature, to_json
+from pgjobs.client.host import Host
+from pgjobs.client.tasks import Enqueuer, Task
 from pgjobs.core.errors import ConfigurationError
 from pgjobs.core.jobs import Job, Status
 from pgjobs.db import driver as _db
@@ -152,7 +154,7 @@ def _refuse_running_loop(name: str, twin: str) -> None:
     )
 
 
-def _run(app: App, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def _run(app: Host, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine on an event loop of its own, and close what it opened on that loop."""
 
     async def main() -> T:
@@ -162,10 +164,7 @@ def _run(app: App, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
             # An async task that enqueued opened the App's async pool on this
             # loop, which ends here: closed now rather than left to the
             # garbage collector with a dead loop.
-            if app._apool is not None and app._apool_loop is asyncio.get_running_loop():
-                await app._apool.close()
-                app._apool = None
-                app._apool_loop = None
+            await app.database.close_loop_pool()
 
     return asyncio.run(main())
 

@@ -17,7 +17,7 @@ from psycopg import pq
 from pydantic import ValidationError
 
 from pgjobs import Status
-from pgjobs.client.app import COLUMN_DEFAULTS, COPY_CHUNK
+from pgjobs.client.enqueue import COLUMN_DEFAULTS, COPY_CHUNK
 from tests import sample_app
 from tests.conftest import count
 
@@ -493,7 +493,7 @@ def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
         assert len(fresh.jobs(task="one").jobs) == 5
         assert kept.closed
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
-            fresh._run(bad_op())
+            fresh.database.run(bad_op())
         assert one.enqueue(9, 9).refresh().args == [9, 9]
         assert fresh.pool.get_stats()["pool_size"] == 1
     finally:
@@ -504,7 +504,7 @@ def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
         two = again.task(name="two")(sample_app.aadd.fn)
         try:
             await two.aenqueue(0, 0)
-            pool = await again._get_apool()
+            pool = await again.database.apool()
             async with pool.connection() as conn:
                 assert isinstance(conn, _db.AsyncPoolConnection)
                 akept = conn.ops_cursor()
@@ -694,7 +694,7 @@ def test_a_float_argument_is_stored_as_given_an_int_as_a_float_and_infinity_refu
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
     import pgjobs
-    from pgjobs.client.tasks import Signature
+    from pgjobs.client.encoding import Signature
 
     own = pgjobs.App(app.url)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgjobs.client.tasks import to_json, unstorable
+from pgjobs.client.encoding import to_json, unstorable
 
 
 @dataclass

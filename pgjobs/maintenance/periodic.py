@@ -99,7 +99,7 @@ def _read_op(periodics: Mapping[str, Periodic]) -> _db.Op:
 
 
 def _advance_op(app: Any, p: Periodic, expected: datetime, chosen: list[datetime]) -> _db.Op:
-    from pgjobs.client.app import _insert_op
+    from pgjobs.client.enqueue import insert_op
 
     jobs = [p.job_for(s) for s in chosen]
     row = yield (
@@ -109,5 +109,5 @@ def _advance_op(app: Any, p: Periodic, expected: datetime, chosen: list[datetime
     )
     if row is None:
         return 0  # another worker moved this periodic on: its slots are taken
-    yield from _insert_op(app, jobs)
+    yield from insert_op(app, jobs)
     return len(jobs)

@@ -14,8 +14,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgjobs.client.app import App, WorkerInfo
-from pgjobs.client.tasks import MAX_DELAY
+from pgjobs.client.app import App
+from pgjobs.client.encoding import MAX_DELAY
 from pgjobs.core.errors import (
     IllegalTransition,
     InvalidArguments,
@@ -24,6 +24,7 @@ from pgjobs.core.errors import (
     UnknownTask,
 )
 from pgjobs.core.jobs import DeadLetter, Job, Status
+from pgjobs.core.pages import WorkerInfo
 from pgjobs.observe import horizon
 from pgjobs.observe.health import QueueLevel, evaluate, levels_op
 from pgjobs.observe.horizon import Horizon
@@ -614,7 +615,7 @@ def router(
         """Every queue: jobs by status, depth, age of the oldest ready job, thresholds, and
         whether a live worker serves it."""
         stats = await app.aqueues()
-        served: dict[str, QueueLevel] = await app._arun(levels_op())
+        served: dict[str, QueueLevel] = await app.database.arun(levels_op())
         levels = {
             q.queue: QueueLevel(q.queue, q.depth, q.counts.get("pending", 0), q.oldest_pending_age)
             for q in stats
@@ -684,7 +685,7 @@ def router(
     @api.get("/api/horizon", response_model=HorizonView, tags=["health"])
     async def xmin_horizon() -> Any:
         """Who holds the xmin horizon back, and whether for longer than the threshold."""
-        now: Horizon = await app._arun(horizon.read_op(app.horizon_max_age))
+        now: Horizon = await app.database.arun(horizon.read_op(app.horizon_max_age))
         held = {h.key for h in now.held}
         return {
             "held": now.is_held,

@@ -77,7 +77,7 @@ class JobsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read the database and yield every metric family."""
         with self._lock:
-            snapshot = self.app._run(self._read())
+            snapshot = self.app.database.run(self._read())
         yield from snapshot
 
     def _read(self) -> _db.Op:
