@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pgjobs.client.encoding import NewJob, Options, Target, prepare
 from pgjobs.client.host import Host
 from pgjobs.core.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
-from pgjobs.core.jobs import TERMINAL, Job, Status, new_job_id
+from pgjobs.core.jobs import TERMINAL, Job, JobSource, Status, new_job_id
 from pgjobs.db import driver
 
 
@@ -361,7 +361,7 @@ def _status(shape: dict[str, Any], statuses: Mapping[str, Status]) -> str:
     return "cancelled"
 
 
-def get_workflow_op(workflow_id: uuid.UUID, app: Host | None = None) -> driver.Op:
+def get_workflow_op(workflow_id: uuid.UUID, app: JobSource | None = None) -> driver.Op:
     """The workflow with that id and its steps (Jobs bound to `app`); raises JobNotFound."""
     row = yield "get_workflow", {"id": workflow_id}, "one"
     if row is None:
