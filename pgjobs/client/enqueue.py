@@ -111,7 +111,7 @@ def insert_one_op(app: Host, r: NewJob) -> driver.Op:
     started = logs.clock()
     row = yield "enqueue_job", one_job_params(r), "one"
     logs.enqueued((r,), started)
-    return fresh_job(r, row["created_at"], set(_JOB_FIELDS_SET), app)
+    return fresh_job(r, row["created_at"], set(_JOB_FIELDS_SET), {"_app": app})
 
 
 def insert_op(app: Host, rows: list[NewJob]) -> driver.Op:
@@ -171,7 +171,7 @@ def insert_op(app: Host, rows: list[NewJob]) -> driver.Op:
     logs.enqueued(fresh, started)
     out: list[Job] = []
     built: dict[uuid.UUID, Job] = {}
-    fields_set = set(_JOB_FIELDS_SET)
+    fields_set, private = set(_JOB_FIELDS_SET), {"_app": app}
     made_at = created_at if fresh else None
     for r in rows:
         if r.id in found:
@@ -183,7 +183,7 @@ def insert_op(app: Host, rows: list[NewJob]) -> driver.Op:
             twin._app = app
             out.append(twin)
             continue
-        job = fresh_job(r, made_at, fields_set, app)
+        job = fresh_job(r, made_at, fields_set, private)
         built[r.id] = job
         out.append(job)
     return out
@@ -410,19 +410,9 @@ def _job_template() -> tuple[dict[str, Any], frozenset[str]]:
 _JOB_BASE, _JOB_FIELDS_SET = _job_template()
 
 
-def _job(fields: dict[str, Any], fields_set: set[str], app: Host) -> Job:
-    """A Job of these fields, bound to `app`, without validating them again.
-
-    The values come from our own validated rows: model_construct() takes them as
-    they are. `fields_set` may be shared by the jobs of one call: pydantic changes
-    it in place on no frozen model (model_copy() copies it).
-    """
-    job = Job.model_construct(fields_set, **fields)
-    job._app = app
-    return job
-
-
-def fresh_job(r: NewJob, created_at: datetime | None, fields_set: set[str], app: Host) -> Job:
+def fresh_job(
+    r: NewJob, created_at: datetime | None, fields_set: set[str], private: dict[str, Any]
+) -> Job:
     """The Job of a row just inserted, as the database now holds it."""
     # A copy of a dict that has every key, then stores over its values: cheaper than
     # building the dict from `**base` and the new values.
@@ -438,7 +428,7 @@ def fresh_job(r: NewJob, created_at: datetime | None, fields_set: set[str], app:
     fields["max_attempts"] = r.max_attempts
     fields["run_at"] = r.run_at or created_at
     fields["dedup_key"] = r.dedup_key
-    return _job(fields, fields_set, app)
+    return Job.assemble(fields, fields_set, private)
 
 
 def batch_maker(
@@ -460,6 +450,7 @@ def batch_maker(
     base["run_at"] = run_at or created_at
     base["dedup_key"] = None
     fields_set = set(_JOB_FIELDS_SET)
+    private = {"_app": app}
 
     def make(job_id: int, args_json: str, kwargs_json: str) -> Job:
         # The arguments as written: their JSON text, read back.
@@ -467,6 +458,6 @@ def batch_maker(
         fields["id"] = uuid_of(job_id)
         fields["args"] = json.loads(args_json)
         fields["kwargs"] = json.loads(kwargs_json)
-        return _job(fields, fields_set, app)
+        return Job.assemble(fields, fields_set, private)
 
     return make
