@@ -140,8 +140,8 @@ def insert_op(app: Host, rows: list[NewJob]) -> driver.Op:
         if existing is None:  # cannot happen while the key row holds its job
             raise RuntimeError(f"dedup key {r.dedup_key!r} points at no job")
         job = Job.from_row(existing, app)
+        # A copy keeps the original's private attributes: its App too.
         found[r.id] = job.model_copy(update={"deduplicated": True})
-        found[r.id]._app = app
     started = logs.clock()
     if len(fresh) == 1:
         r = fresh[0]
@@ -179,9 +179,7 @@ def insert_op(app: Host, rows: list[NewJob]) -> driver.Op:
             continue
         if r.id in same_as:
             first = built[same_as[r.id].id]
-            twin = first.model_copy(update={"deduplicated": True})
-            twin._app = app
-            out.append(twin)
+            out.append(first.model_copy(update={"deduplicated": True}))
             continue
         job = fresh_job(r, made_at, fields_set, private)
         built[r.id] = job

@@ -195,7 +195,7 @@ def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
 
 
 def levels_op() -> _db.Op:
-    """Each queue with waiting jobs and its level, for App._run() / _arun()."""
+    """Each queue with waiting jobs and its level, for Database.run() / arun()."""
     rows = yield "queue_levels", {}, "all"
     return levels_of(rows)
 

@@ -13,7 +13,8 @@ from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pgjobs.client.context import JobContext, _current
+from pgjobs.client.context import JobContext
+from pgjobs.client.context import running_job as _current
 from pgjobs.client.tasks import Task
 from pgjobs.core.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask, WorkerLost
 from pgjobs.core.jobs import Status, check_transition

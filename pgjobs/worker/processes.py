@@ -64,7 +64,8 @@ def _child_main(app_spec: str, conn: multiprocessing.connection.Connection) -> N
     # The parent handles signals and decides when children stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from pgjobs.client.context import JobContext, _current
+    from pgjobs.client.context import JobContext
+    from pgjobs.client.context import running_job as _current
     from pgjobs.client.loading import load_app
 
     app = load_app(app_spec)
