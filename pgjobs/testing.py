@@ -42,7 +42,8 @@ from pgjobs.client.host import Host
 from pgjobs.client.tasks import Enqueuer, Task
 from pgjobs.core.errors import ConfigurationError
 from pgjobs.core.jobs import Job, Status
-from pgjobs.db import driver as _db
+from pgjobs.db import driver
+from pgjobs.db.connections import connect
 from pgjobs.worker.executor import Executor, Outcome
 from pgjobs.worker.worker import Worker
 
@@ -466,11 +467,11 @@ def temporary_database(server_url: str) -> Iterator[str]:
     It is named pgjobs_test_<pid>_<random>, so runs side by side (pytest-xdist
     workers too) never meet. Yields its URL. The role needs CREATEDB.
     """
-    _db.check_url(server_url)
+    driver.check_url(server_url)
     name = f"pgjobs_test_{os.getpid()}_{secrets.token_hex(4)}"
-    where = _db.describe(server_url)
+    where = driver.describe(server_url)
     try:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+        with connect(server_url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
     except psycopg.Error as exc:
         raise ConfigurationError(
@@ -485,7 +486,7 @@ def temporary_database(server_url: str) -> Iterator[str]:
 
 
 def _drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+    with connect(server_url, autocommit=True, connect_timeout=10) as conn:
         drop = psql.SQL("DROP DATABASE IF EXISTS {}").format(psql.Identifier(name))
         if conn.info.server_version >= 130000:
             conn.execute(drop + psql.SQL(" WITH (FORCE)"))

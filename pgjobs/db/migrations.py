@@ -32,6 +32,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from alembic import command
+from pgjobs.db.connections import connect
 from pgjobs.db.queries import resource_dir
 
 if TYPE_CHECKING:
@@ -114,15 +115,11 @@ def locked(
         return
     if url is None:
         raise ValueError("give a url or a connection")
-    import psycopg
     from sqlalchemy import create_engine, pool
 
-    from pgjobs.db.driver import connection_kwargs
-
-    settings = connection_kwargs(pooler)
     engine = create_engine(
         "postgresql+psycopg://",
-        creator=lambda: psycopg.connect(url, **settings),
+        creator=lambda: connect(url, pooler=pooler),
         poolclass=pool.NullPool,
     )
     try:
@@ -212,11 +209,7 @@ def exclude_pgjobs(
 
 def current(url: str, pooler: str | None = None) -> str | None:
     """The revision the database is at, or None before the first migration."""
-    import psycopg
-
-    from pgjobs.db.driver import connection_kwargs
-
-    with psycopg.connect(url, autocommit=True, **connection_kwargs(pooler)) as conn:
+    with connect(url, pooler=pooler, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL").fetchone()
         if not exists or not exists[0]:
             return None

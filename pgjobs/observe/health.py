@@ -11,7 +11,8 @@ from typing import Any, Literal
 import psycopg
 
 from pgjobs.core.errors import PgJobsError
-from pgjobs.db import driver as _db
+from pgjobs.db import driver
+from pgjobs.db.connections import aconnect, connect
 from pgjobs.db.queries import sql
 from pgjobs.observe.horizon import Horizon
 from pgjobs.observe.horizon import read as read_horizon
@@ -194,7 +195,7 @@ def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
     }
 
 
-def levels_op() -> _db.Op:
+def levels_op() -> driver.Op:
     """Each queue with waiting jobs and its level, for Database.run() / arun()."""
     rows = yield "queue_levels", {}, "all"
     return levels_of(rows)
@@ -221,17 +222,17 @@ def unserved_tasks(tasks: Iterable[Any], queues: Iterable[str]) -> dict[str, lis
 def _translate(exc: psycopg.Error, where: str) -> Exception:
     if isinstance(exc, psycopg.errors.UndefinedTable):
         # Schema missing, or older than the revision that made the view.
-        return _db.SchemaMissing(
-            f"the database at {_db.describe(where)} has no pgjobs.queue_oldest view: "
+        return driver.SchemaMissing(
+            f"the database at {driver.describe(where)} has no pgjobs.queue_oldest view: "
             "run `pgjobs migrate`"
         )
     if isinstance(exc, psycopg.errors.QueryCanceled):
-        return _db.DatabaseUnavailable(
-            f"Postgres at {_db.describe(where)} did not answer in time: {exc}".strip()
+        return driver.DatabaseUnavailable(
+            f"Postgres at {driver.describe(where)} did not answer in time: {exc}".strip()
         )
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return _db.translate(exc, where) or PgJobsError(
-        f"reading pgjobs.queue_oldest at {_db.describe(where)} failed: {first_line}"
+    return driver.translate(exc, where) or PgJobsError(
+        f"reading pgjobs.queue_oldest at {driver.describe(where)} failed: {first_line}"
     )
 
 
@@ -249,12 +250,12 @@ def read_levels(
     connection of the caller's is used as it is, in its transaction.
     """
     if isinstance(source, str):
-        source = _db.normalize_url(source)
+        source = driver.normalize_url(source)
     where = source if isinstance(source, str) else source.info.dsn
     try:
         if isinstance(source, str):
-            connect, statement = _limits(connect_timeout)
-            with psycopg.connect(source, connect_timeout=connect) as conn:
+            limit, statement = _limits(connect_timeout)
+            with connect(source, connect_timeout=limit) as conn:
                 # A probe must not hang on a lock (a migration, a TRUNCATE). The
                 # setting is local to this transaction: behind a transaction-pooling
                 # PgBouncer a session setting would stay on a connection others get.
@@ -270,14 +271,12 @@ async def aread_levels(
 ) -> dict[str, QueueLevel]:
     """Async twin of read_levels()."""
     if isinstance(source, str):
-        source = _db.normalize_url(source)
+        source = driver.normalize_url(source)
     where = source if isinstance(source, str) else source.info.dsn
     try:
         if isinstance(source, str):
-            connect, statement = _limits(connect_timeout)
-            async with await psycopg.AsyncConnection.connect(
-                source, connect_timeout=connect
-            ) as conn:
+            limit, statement = _limits(connect_timeout)
+            async with await aconnect(source, connect_timeout=limit) as conn:
                 await conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
                 return _levels(await (await conn.execute(LEVELS_SQL)).fetchall())
         return _levels(await (await source.execute(LEVELS_SQL)).fetchall())
@@ -298,12 +297,12 @@ def check_health(
     if horizon_max_age is None:
         return evaluate(read_levels(source, connect_timeout=connect_timeout), thresholds, queues)
     if isinstance(source, str):
-        source = _db.normalize_url(source)
+        source = driver.normalize_url(source)
     where = source if isinstance(source, str) else source.info.dsn
     try:
         if isinstance(source, str):
-            connect, statement = _limits(connect_timeout)
-            with psycopg.connect(source, connect_timeout=connect) as conn:
+            limit, statement = _limits(connect_timeout)
+            with connect(source, connect_timeout=limit) as conn:
                 conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
                 levels = read_levels(conn)
                 held = read_horizon(conn, horizon_max_age)
