@@ -287,7 +287,7 @@ class PoolConnection(psycopg.Connection[Any]):
         return cur
 
     def run_prepared(self, query: str, values: tuple[Any, ...]) -> list[DictRow]:
-        """Rows of a positional query, prepared on this connection (pgjobs._prepared)."""
+        """Rows of a positional query, prepared on this connection (pgjobs.db.prepared)."""
         s = self._statements
         if s is None:
             s = self._statements = _prepared.Statements(self)

@@ -100,7 +100,7 @@ def locked(
     holder committed; the block's work is committed at its end, then the
     lock released.
 
-    With a `pooler` mode (pgjobs._db.pooler_mode) the URL may lead through a
+    With a `pooler` mode (pgjobs.db.driver.pooler_mode) the URL may lead through a
     transaction pooler, where a session lock would stay on whichever server
     connection took it: the lock is then pg_advisory_xact_lock, the first
     statement of the one transaction the block's work runs in (Alembic's

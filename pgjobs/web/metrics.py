@@ -7,7 +7,7 @@ they cost the workers nothing. A scrape reads up to `lag` seconds ago: a job
 whose finishing transaction commits within that lag is still counted, once.
 Each process that serves /metrics counts from its own first scrape (a
 restart is a counter reset, which Prometheus' rate() expects). The xmin
-horizon is read as pgjobs.maintenance.horizon reads it for the leader and
+horizon is read as pgjobs.observe.horizon reads it for the leader and
 `pgjobs check`.
 """
 
@@ -27,7 +27,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pgjobs.db import driver as _db
+from pgjobs.db import driver
 from pgjobs.observe import horizon
 from pgjobs.observe.health import QueueLevel, evaluate, levels_of
 
@@ -80,7 +80,7 @@ class JobsCollector(Collector):
             snapshot = self.app.database.run(self._read())
         yield from snapshot
 
-    def _read(self) -> _db.Op:
+    def _read(self) -> driver.Op:
         row = yield "db_now", {}, "one"
         until = row["now"] - self.lag
         if self._since is None:
