@@ -1,4 +1,4 @@
-"""The one-job enqueue's statement, prepared on the App's pooled connections (pgjobs._prepared)."""
+"""The one-job enqueue's statement, prepared on the App's pooled connections (db/prepared.py)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ bulk:   the transaction `enqueue_many()` runs for 1,000 jobs (`copy_jobs_begin`,
         made by pgjobs' own code before the clock starts: no validation, no JSON, no ids
         and no `Job` objects while it is timed.
 single: the `enqueue_job` statement, autocommit, on one held connection, sent the way
-        pgjobs sends it (prepared on the connection, through libpq: pgjobs._prepared),
+        pgjobs sends it (prepared on the connection, through libpq: pgjobs.db.prepared),
         for jobs made by pgjobs' own code beforehand: no validation, no pool and no `Job`
         while it is timed.
 
