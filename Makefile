@@ -44,6 +44,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check pgjobs tests bench alembic
 	$(BIN)/ruff format --check pgjobs tests bench alembic
+	$(BIN)/lint-imports
+	$(BIN)/python tools/import_cycles.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

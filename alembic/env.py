@@ -13,7 +13,7 @@ import psycopg
 from sqlalchemy import create_engine, pool, text
 
 from alembic import context
-from pgjobs.migrations import LOCK_KEY, VERSION_SCHEMA, VERSION_TABLE
+from pgjobs.db.migrations import LOCK_KEY, VERSION_SCHEMA, VERSION_TABLE
 
 config = context.config
 

@@ -5,7 +5,7 @@ Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

@@ -52,11 +52,11 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     os.environ["PGJOBS_URL"] = url
     from bench.peers.pgjobs_peer import app
     from bench.peers.pgjobs_sql_peer import copy_chunks
-    from pgjobs._db import PoolConnection, copy_statement, statement
-    from pgjobs.app import _copy_shared, _one_job_params
-    from pgjobs.migrations import upgrade
-    from pgjobs.queries import sql
-    from pgjobs.tasks import prepare_many
+    from pgjobs.client.encoding import prepare_many
+    from pgjobs.client.enqueue import copy_shared, one_job_params
+    from pgjobs.db.driver import PoolConnection, copy_statement, statement
+    from pgjobs.db.migrations import upgrade
+    from pgjobs.db.queries import sql
 
     upgrade(url)
     task = app.tasks["noop"]
@@ -65,8 +65,8 @@ def workload(case: str, calls: int, made: int, url: str) -> int:
     per_call = CASES[case][1]
     # What the calls need, plus a warm-up call's worth, made in both runs alike.
     rows = prepare_many(task, task.defaults, [(i,) for i in range((made + 1) * per_call)])
-    columns = tuple(_copy_shared(task, task.defaults, None))
-    params = [_one_job_params(r) for r in rows]
+    columns = tuple(copy_shared(task, task.defaults, None))
+    params = [one_job_params(r) for r in rows]
     chunks = [copy_chunks(rows[s : s + per_call], columns) for s in range(0, len(rows), per_call)]
     # Out of the collector's sight: a full collection walking all that happens in one of the
     # two runs and not in the other, by millions of instructions (a COPY case came out

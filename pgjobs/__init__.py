@@ -2,10 +2,11 @@
 
 import logging as _logging
 
-from pgjobs._db import DatabaseUnavailable, SchemaMissing
-from pgjobs.app import App, Page, QueueStats
-from pgjobs.context import JobContext, current_job
-from pgjobs.errors import (
+from pgjobs.client.app import App, use_worker
+from pgjobs.client.context import JobContext, current_job
+from pgjobs.client.tasks import Task
+from pgjobs.client.workflows import Call, Workflow, WorkflowInfo, chain, chord, group
+from pgjobs.core.errors import (
     CancelledByRequest,
     ConfigurationError,
     HardTimeout,
@@ -24,13 +25,17 @@ from pgjobs.errors import (
     WaitTimeout,
     WorkerCrashed,
 )
-from pgjobs.jobs import DeadLetter, Job, JobList, Status
-from pgjobs.retry import Backoff, RetryPolicy
-from pgjobs.tasks import Task
+from pgjobs.core.jobs import DeadLetter, Job, JobList, Status
+from pgjobs.core.pages import Page, QueueStats
+from pgjobs.core.retry import Backoff, RetryPolicy
+from pgjobs.db.driver import DatabaseUnavailable, SchemaMissing
 from pgjobs.worker import Worker
-from pgjobs.workflows import Call, Workflow, WorkflowInfo, chain, chord, group
 
 __version__ = "0.1.0"
+
+# App.run_worker() runs the Worker: the client layer is below the worker and does not
+# import it, so the package, which imports both, wires them.
+use_worker(Worker)
 
 # A library logs; the application decides where the lines go.
 _logging.getLogger("pgjobs").addHandler(_logging.NullHandler())

@@ -8,12 +8,14 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any
+from itertools import chain
+from typing import Any, TextIO
 
-from pgjobs.app import App, task_summary_op
-from pgjobs.context import current_job
-from pgjobs.jobs import TERMINAL, Job
-from pgjobs.retry import Backoff
+from pgjobs.client.admin import task_summary_op
+from pgjobs.client.app import App
+from pgjobs.client.context import current_job
+from pgjobs.core.jobs import TERMINAL, Job
+from pgjobs.core.retry import Backoff
 from pgjobs.worker import Worker
 
 BAR = 28
@@ -106,7 +108,22 @@ def run_demo(emails: int = 60, timeout: float = 50.0) -> int:
     )
     ids: list[uuid.UUID] = [j.id for j in reports + mails + hooks]
     out.write(f"  enqueued {len(ids)} jobs: 3 report exports, {emails} emails, 20 webhooks\n")
+    _watch(app, out, reports, {"emails": list(mails), "webhooks": list(hooks)}, timeout)
 
+    worker.stop()
+    thread.join(30)
+    unfinished = _summary(app, out, ids, started)
+    app.close()
+    if unfinished:
+        out.write(f"  {unfinished} jobs did not finish in {timeout:.0f} s\n")
+        return 1
+    return 0
+
+
+def _watch(
+    app: App, out: TextIO, reports: list[Job], groups: dict[str, list[Job]], timeout: float
+) -> None:
+    """Draw the jobs' progress until they have all ended or `timeout` has passed."""
     tty = out.isatty()
     drawn = 0
     last_plain = 0.0
@@ -114,14 +131,9 @@ def run_demo(emails: int = 60, timeout: float = 50.0) -> int:
     while True:
         fresh = {j.id: j for j in app.jobs(limit=1000).jobs}
         now_reports = [fresh.get(j.id, j) for j in reports]
-        groups = {
-            "emails": [fresh.get(j.id, j) for j in mails],
-            "webhooks": [fresh.get(j.id, j) for j in hooks],
-        }
-        lines = _frame(now_reports, groups)
-        finished = all(
-            j.status in TERMINAL for j in now_reports + groups["emails"] + groups["webhooks"]
-        )
+        now = {name: [fresh.get(j.id, j) for j in jobs] for name, jobs in groups.items()}
+        lines = _frame(now_reports, now)
+        finished = all(j.status in TERMINAL for j in chain(now_reports, *now.values()))
         if tty:
             if drawn:
                 out.write(f"\x1b[{drawn}A")
@@ -132,12 +144,13 @@ def run_demo(emails: int = 60, timeout: float = 50.0) -> int:
             last_plain = time.monotonic()
         out.flush()
         if finished or time.monotonic() > deadline:
-            break
+            return
         time.sleep(0.2)
 
-    worker.stop()
-    thread.join(30)
-    rows = app._run(task_summary_op(ids))
+
+def _summary(app: App, out: TextIO, ids: list[uuid.UUID], started: float) -> int:
+    """Write the per-task summary table; returns how many jobs have not finished."""
+    rows = app.database.run(task_summary_op(ids))
     out.write("\n  summary\n")
     header = f"{'task':<16}{'jobs':>6}{'succeeded':>11}{'failed':>8}{'attempts':>10}"
     out.write(f"    {header}{'avg run':>10}\n")
@@ -158,8 +171,4 @@ def run_demo(emails: int = 60, timeout: float = 50.0) -> int:
             " `pgjobs dead-letters replay --task call_webhook`."
         )
     out.write("\n")
-    app.close()
-    if unfinished:
-        out.write(f"  {unfinished} jobs did not finish in {timeout:.0f} s\n")
-        return 1
-    return 0
+    return int(unfinished)

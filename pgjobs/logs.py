@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import IO, Any, Protocol
 
-from pgjobs.errors import ConfigurationError
-from pgjobs.jobs import Status
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.core.jobs import Status
 
 #: The logger every transition goes to. Set its level to WARNING to keep only
 #: jobs that failed for good and rescues.

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from pgjobs.app import App
-from pgjobs.errors import PgJobsError
+from pgjobs.client.app import App
+from pgjobs.core.errors import PgJobsError
 from pgjobs.testing import reset, temporary_database
 
 
@@ -74,7 +74,7 @@ def _app_from_spec(spec: str) -> Callable[[str], App]:
         )
 
     def make(url: str) -> App:
-        from pgjobs.cli import load_app
+        from pgjobs.client.loading import load_app
 
         app = load_app(spec)
         app.url = url  # refused, with a clear error, once the App has connected

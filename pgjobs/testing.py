@@ -36,11 +36,14 @@ from psycopg import sql as psql
 from psycopg.rows import dict_row
 from pydantic import TypeAdapter
 
-from pgjobs import _db
-from pgjobs.app import App
-from pgjobs.errors import ConfigurationError
-from pgjobs.jobs import Job, Status
-from pgjobs.tasks import Enqueuer, Signature, Task, to_json
+from pgjobs.client.app import App
+from pgjobs.client.encoding import Signature, to_json
+from pgjobs.client.host import Host
+from pgjobs.client.tasks import Enqueuer, Task
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.core.jobs import Job, Status
+from pgjobs.db import driver
+from pgjobs.db.connections import connect
 from pgjobs.worker.executor import Executor, Outcome
 from pgjobs.worker.worker import Worker
 
@@ -152,7 +155,7 @@ def _refuse_running_loop(name: str, twin: str) -> None:
     )
 
 
-def _run(app: App, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def _run(app: Host, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine on an event loop of its own, and close what it opened on that loop."""
 
     async def main() -> T:
@@ -162,10 +165,7 @@ def _run(app: App, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
             # An async task that enqueued opened the App's async pool on this
             # loop, which ends here: closed now rather than left to the
             # garbage collector with a dead loop.
-            if app._apool is not None and app._apool_loop is asyncio.get_running_loop():
-                await app._apool.close()
-                app._apool = None
-                app._apool_loop = None
+            await app.database.close_loop_pool()
 
     return asyncio.run(main())
 
@@ -467,11 +467,11 @@ def temporary_database(server_url: str) -> Iterator[str]:
     It is named pgjobs_test_<pid>_<random>, so runs side by side (pytest-xdist
     workers too) never meet. Yields its URL. The role needs CREATEDB.
     """
-    _db.check_url(server_url)
+    driver.check_url(server_url)
     name = f"pgjobs_test_{os.getpid()}_{secrets.token_hex(4)}"
-    where = _db.describe(server_url)
+    where = driver.describe(server_url)
     try:
-        with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+        with connect(server_url, autocommit=True, connect_timeout=10) as conn:
             conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
     except psycopg.Error as exc:
         raise ConfigurationError(
@@ -486,7 +486,7 @@ def temporary_database(server_url: str) -> Iterator[str]:
 
 
 def _drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True, connect_timeout=10) as conn:
+    with connect(server_url, autocommit=True, connect_timeout=10) as conn:
         drop = psql.SQL("DROP DATABASE IF EXISTS {}").format(psql.Identifier(name))
         if conn.info.server_version >= 130000:
             conn.execute(drop + psql.SQL(" WITH (FORCE)"))

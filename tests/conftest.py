@@ -50,7 +50,7 @@ def _server_url() -> tuple[str, str]:
         container = PostgresContainer("postgres:16", driver=None)
         container.start()
         return container.get_connection_url(), "testcontainers"
-    from pgjobs import embedded
+    from pgjobs.db import embedded
 
     data = Path(tempfile.gettempdir()) / "pgjobs-test-embedded"
     return embedded.start(data), f"embedded Postgres in {data}"

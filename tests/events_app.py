@@ -10,7 +10,7 @@ import psycopg
 from pydantic import BaseModel
 
 import pgjobs
-from pgjobs.events import JobEvent
+from pgjobs.observe.events import JobEvent
 
 app = pgjobs.App()
 

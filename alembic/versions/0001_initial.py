@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-24
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0001_initial"
 down_revision = None

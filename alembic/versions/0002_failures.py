@@ -5,7 +5,7 @@ Revises: 0001_initial
 Create Date: 2026-11-25
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0002_failures"
 down_revision = "0001_initial"

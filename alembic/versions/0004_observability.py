@@ -5,7 +5,7 @@ Revises: 0003_time_and_limits
 Create Date: 2026-11-25
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0004_observability"
 down_revision = "0003_time_and_limits"

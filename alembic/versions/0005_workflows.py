@@ -5,7 +5,7 @@ Revises: 0004_observability
 Create Date: 2026-11-25
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0005_workflows"
 down_revision = "0004_observability"

@@ -5,7 +5,7 @@ Revises: 0005_workflows
 Create Date: 2026-11-25
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0006_self_notify"
 down_revision = "0005_workflows"

@@ -5,7 +5,7 @@ Revises: 0006_self_notify
 Create Date: 2026-11-25
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0007_constant_checks"
 down_revision = "0006_self_notify"

@@ -5,7 +5,7 @@ Revises: 0007_constant_checks
 Create Date: 2026-12-01
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0008_claim_clock"
 down_revision = "0007_constant_checks"

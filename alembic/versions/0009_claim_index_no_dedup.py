@@ -5,7 +5,7 @@ Revises: 0008_claim_clock
 Create Date: 2026-12-01
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0009_claim_index_no_dedup"
 down_revision = "0008_claim_clock"

@@ -5,7 +5,7 @@ Revises: 0009_claim_index_no_dedup
 Create Date: 2026-12-02
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0010_no_insert_trigger"
 down_revision = "0009_claim_index_no_dedup"

@@ -5,7 +5,7 @@ Revises: 0010_no_insert_trigger
 Create Date: 2026-12-02
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0011_domains"
 down_revision = "0010_no_insert_trigger"

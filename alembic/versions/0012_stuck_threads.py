@@ -5,7 +5,7 @@ Revises: 0011_domains
 Create Date: 2026-12-07
 """
 
-from pgjobs.migrations import Step
+from pgjobs.db.migrations import Step
 
 revision = "0012_stuck_threads"
 down_revision = "0011_domains"

@@ -5,7 +5,7 @@ bulk:   the transaction `enqueue_many()` runs for 1,000 jobs (`copy_jobs_begin`,
         made by pgjobs' own code before the clock starts: no validation, no JSON, no ids
         and no `Job` objects while it is timed.
 single: the `enqueue_job` statement, autocommit, on one held connection, sent the way
-        pgjobs sends it (prepared on the connection, through libpq: pgjobs._prepared),
+        pgjobs sends it (prepared on the connection, through libpq: pgjobs.db.prepared),
         for jobs made by pgjobs' own code beforehand: no validation, no pool and no `Job`
         while it is timed.
 
@@ -26,28 +26,28 @@ from psycopg.rows import dict_row
 
 from bench.peers._common import PgCounter, main
 from bench.peers.pgjobs_peer import app
-from pgjobs._db import PoolConnection, copy_statement, statement
-from pgjobs.app import (
+from pgjobs.client.encoding import NewJob, prepare_many
+from pgjobs.client.enqueue import (
     COPY_CHUNK,
     COPY_END,
     COPY_START,
-    _copy_row_parts,
-    _copy_rows,
-    _copy_shared,
-    _one_job_params,
+    copy_row_parts,
+    copy_rows,
+    copy_shared,
+    one_job_params,
 )
-from pgjobs.queries import sql
-from pgjobs.tasks import NewJob, prepare_many
+from pgjobs.db.driver import PoolConnection, copy_statement, statement
+from pgjobs.db.queries import sql
 
 
 def copy_chunks(rows: list[NewJob], columns: tuple[str, ...]) -> list[bytes]:
     """One call's rows as the COPY data enqueue_many() writes for them, chunk by chunk."""
     task = app.tasks["noop"]
-    shared = _copy_shared(task, task.defaults, None)
+    shared = copy_shared(task, task.defaults, None)
     assert tuple(shared) == columns
-    head, tail = _copy_row_parts(task.name, shared, "utf-8")
+    head, tail = copy_row_parts(task.name, shared, "utf-8")
     chunks = [
-        _copy_rows(
+        copy_rows(
             [r.id.int for r in part],
             [r.args_json for r in part],
             [r.kwargs_json for r in part],
@@ -80,7 +80,7 @@ class PgjobsSqlPeer:
 
     def setup(self, args: argparse.Namespace) -> None:
         """Migrate, empty the tables, and write the bulk rows' COPY data in advance."""
-        from pgjobs.migrations import upgrade
+        from pgjobs.db.migrations import upgrade
 
         self.url = args.pg_url
         self.count = PgCounter(self.url)
@@ -99,7 +99,7 @@ class PgjobsSqlPeer:
             # pgjobs' own rows, validated and written as COPY data by its own code,
             # before the clock starts.
             rows = prepare_many(task, task.defaults, [(i,) for i in range(args.count)])
-            self.columns = tuple(_copy_shared(task, task.defaults, None))
+            self.columns = tuple(copy_shared(task, task.defaults, None))
             for start in range(0, args.count, 1000):
                 self.calls.append(copy_chunks(rows[start : start + 1000], self.columns))
 
@@ -116,7 +116,7 @@ class PgjobsSqlPeer:
     def enqueue_one(self, task: str, arg: float) -> None:
         """The enqueue_job statement for the next job made in setup, autocommit."""
         assert self.conn is not None
-        params = _one_job_params(next(self.singles))
+        params = one_job_params(next(self.singles))
         self.conn.run_prepared(statement("enqueue_job", params.names), params.values)
 
     def start_workers(self, processes: int, concurrency: int) -> list[subprocess.Popen[bytes]]:

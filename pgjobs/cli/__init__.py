@@ -7,7 +7,6 @@ check, dead-letters, workflow and web live in modules of their own.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -18,9 +17,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import click
 
-from pgjobs.app import App
-from pgjobs.errors import ConfigurationError, InvalidArguments, PgJobsError
-from pgjobs.jobs import Status
+from pgjobs.client.app import App
+from pgjobs.client.loading import load_app
+from pgjobs.core.errors import ConfigurationError, InvalidArguments, PgJobsError
+from pgjobs.core.jobs import Status
 
 
 class _Mistake(click.ClickException):
@@ -83,26 +83,6 @@ class _CheckCommand(click.Command):
     """`pgjobs check`: a usage mistake exits 2, as every other reason it cannot check does."""
 
 
-def load_app(spec: str) -> App:
-    """Import `module:attribute` and return the App it names."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"--app must look like 'package.module:app', got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from None
-    try:
-        app = getattr(module, attr)
-    except AttributeError:
-        raise ConfigurationError(f"module {module_name!r} has no attribute {attr!r}") from None
-    if not isinstance(app, App):
-        raise ConfigurationError(f"{spec} is a {type(app).__name__}, not a pgjobs.App")
-    return app
-
-
 def _app(spec: str | None, url: str | None, pooler: str | None = None) -> App:
     handlers = logging.getLogger("pgjobs").handlers + logging.getLogger().handlers
     if all(isinstance(h, logging.NullHandler) for h in handlers):
@@ -120,7 +100,7 @@ def _app(spec: str | None, url: str | None, pooler: str | None = None) -> App:
         app.url = url  # an explicit --url '' is refused by the App, not ignored
     if pooler is not None:
         # As --url: an explicit --pooler wins over the App's own and $PGJOBS_POOLER.
-        from pgjobs._db import pooler_mode
+        from pgjobs.db.driver import pooler_mode
 
         app.pooler = pooler_mode(pooler, "--pooler")
         # The worker's child processes (--processes) load the App anew: they read it here.
@@ -377,7 +357,7 @@ def _say_database(command: str, app: App) -> None:
     """A long-running command's first line: which database it uses (never the password).
 
     The worker says it in its log, so that a JSON log stays JSON."""
-    from pgjobs._db import describe
+    from pgjobs.db.driver import describe
 
     url = app.url
     where = "the embedded Postgres at " if app.embedded else ""
@@ -395,7 +375,7 @@ def _wait_for_database(app: Any) -> None:
     deploy, a supervisor that starts everything at once) waits for it and says
     so, instead of exiting; a schema that is missing is still an error at once.
     """
-    from pgjobs._db import DatabaseUnavailable, describe
+    from pgjobs.db.driver import DatabaseUnavailable, describe
 
     log = logging.getLogger("pgjobs.worker")
     waited = 0.0
@@ -444,7 +424,7 @@ def _queues(text: str) -> list[str] | dict[str, float]:
 @app_option
 def migrate(url: str | None, pooler: str | None, app_spec: str | None) -> None:
     """Create or upgrade the pgjobs schema."""
-    from pgjobs import migrations
+    from pgjobs.db import migrations
 
     app = _app(app_spec, url, pooler)
     app.migrate()
@@ -501,7 +481,7 @@ def enqueue(
 
 
 def _parse_json(option: str, text: str, kind: type, name: str) -> Any:
-    from pgjobs.tasks import MAX_DEPTH
+    from pgjobs.client.encoding import MAX_DEPTH
 
     try:
         value = json.loads(text)

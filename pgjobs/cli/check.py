@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from pgjobs.cli import _age, _CheckCommand, load_app, main
-from pgjobs.errors import PgJobsError
-from pgjobs.health import ANY_QUEUE, Threshold, check_health, merge_thresholds
-from pgjobs.maintenance import horizon
+from pgjobs.core.errors import PgJobsError
+from pgjobs.observe import horizon
+from pgjobs.observe.health import ANY_QUEUE, Threshold, check_health, merge_thresholds
 
 
 class _CheckError(Exception):

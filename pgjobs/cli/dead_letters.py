@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pgjobs.cli import _age, _app, _echo_json, app_option, main, url_option
-from pgjobs.errors import InvalidArguments
+from pgjobs.core.errors import InvalidArguments
 
 
 def _when(value: str | None, option: str) -> datetime | None:

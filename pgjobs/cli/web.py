@@ -6,7 +6,7 @@ import click
 from click.core import ParameterSource
 
 from pgjobs.cli import _app, _say_database, main, url_option
-from pgjobs.errors import ConfigurationError
+from pgjobs.core.errors import ConfigurationError
 
 
 @main.command()

@@ -32,7 +32,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from pgjobs._db import KEEPALIVE, connection_kwargs
+from pgjobs.db.connections import aconnect
+from pgjobs.db.driver import KEEPALIVE
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -76,12 +77,12 @@ class Leader:
         try:
             if self.conn is None or self.conn.closed:
                 self.is_leader = False
-                self.conn = await psycopg.AsyncConnection.connect(
+                self.conn = await aconnect(
                     self.url,
+                    pooler=self.pooler,
                     autocommit=True,
                     connect_timeout=max(1, int(self.connect_timeout)),
                     **KEEPALIVE,
-                    **connection_kwargs(self.pooler),
                 )
             if self.is_leader:
                 # A cheap round trip: if the connection died, so did the lock.

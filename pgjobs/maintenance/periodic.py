@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from pgjobs import _db
-from pgjobs.tasks import Periodic
+from pgjobs.client.tasks import Periodic
+from pgjobs.db import driver
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -33,7 +33,7 @@ class CronEnqueuer:
         if not self.periodics:
             self._next_due = float("inf")
             return 0
-        state = await _db.arun(_read_op(self.periodics), conn)
+        state = await driver.arun(_read_op(self.periodics), conn)
         now: datetime = state["now"]
         enqueued = 0
         next_slot: datetime | None = None
@@ -48,7 +48,7 @@ class CronEnqueuer:
                 else:
                     chosen = [latest]  # missed slots are folded into this one
                 async with conn.transaction():
-                    made: int = await _db.arun(_advance_op(self.app, p, last, chosen), conn)
+                    made: int = await driver.arun(_advance_op(self.app, p, last, chosen), conn)
                 if made:
                     enqueued += made
                     log.info(
@@ -68,7 +68,7 @@ class CronEnqueuer:
         return enqueued
 
 
-def _read_op(periodics: Mapping[str, Periodic]) -> _db.Op:
+def _read_op(periodics: Mapping[str, Periodic]) -> driver.Op:
     clock = yield "db_now", {}, "one"
     now: datetime = clock["now"]
     last: dict[str, datetime] = {}
@@ -98,8 +98,8 @@ def _read_op(periodics: Mapping[str, Periodic]) -> _db.Op:
     return {"now": now, "last": last}
 
 
-def _advance_op(app: Any, p: Periodic, expected: datetime, chosen: list[datetime]) -> _db.Op:
-    from pgjobs.app import _insert_op
+def _advance_op(app: Any, p: Periodic, expected: datetime, chosen: list[datetime]) -> driver.Op:
+    from pgjobs.client.enqueue import insert_op
 
     jobs = [p.job_for(s) for s in chosen]
     row = yield (
@@ -109,5 +109,5 @@ def _advance_op(app: Any, p: Periodic, expected: datetime, chosen: list[datetime
     )
     if row is None:
         return 0  # another worker moved this periodic on: its slots are taken
-    yield from _insert_op(app, jobs)
+    yield from insert_op(app, jobs)
     return len(jobs)

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgjobs.queries import sql
+from pgjobs.db.queries import sql
 
 log = logging.getLogger("pgjobs.maintenance")
 

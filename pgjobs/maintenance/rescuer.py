@@ -9,8 +9,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgjobs import logs
-from pgjobs.jobs import Status
-from pgjobs.queries import sql
+from pgjobs.core.jobs import Status
+from pgjobs.db.queries import sql
 
 #: Attempts a job may lose with their worker in a row before it fails for good.
 MAX_LOST = 3

@@ -8,7 +8,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgjobs import logs
-from pgjobs.queries import sql
+from pgjobs.db.queries import sql
 
 
 async def run_once(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> int:

@@ -11,10 +11,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs.maintenance import horizon, pruner, rescuer, scheduler, upkeep
+from pgjobs.db.queries import sql
+from pgjobs.maintenance import pruner, rescuer, scheduler, upkeep
 from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
 from pgjobs.maintenance.periodic import CronEnqueuer
-from pgjobs.queries import sql
+from pgjobs.observe import horizon
 
 log = logging.getLogger("pgjobs.maintenance")
 

@@ -36,9 +36,9 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from pgjobs._db import KEEPALIVE, connection_kwargs
-from pgjobs.maintenance import horizon
-from pgjobs.queries import sql
+from pgjobs.db.driver import KEEPALIVE, connection_kwargs
+from pgjobs.db.queries import sql
+from pgjobs.observe import horizon
 
 log = logging.getLogger("pgjobs.maintenance")
 

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
-from pgjobs.app import App
+from pgjobs.client.app import App
 from pgjobs.web import routes
 from pgjobs.web.availability import DatabaseGate, guarded_route
 from pgjobs.web.context import WebContext

@@ -28,9 +28,10 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from pgjobs._db import DatabaseUnavailable, SchemaMissing, describe, translate
-from pgjobs.app import App
-from pgjobs.errors import PgJobsError
+from pgjobs.client.app import App
+from pgjobs.core.errors import PgJobsError
+from pgjobs.db.connections import aconnect
+from pgjobs.db.driver import DatabaseUnavailable, SchemaMissing, describe, translate
 from pgjobs.web.security import Guard
 
 T = TypeVar("T")
@@ -150,9 +151,7 @@ def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None
 
 async def _select_one(url: str) -> None:
     # connect_timeout bounds a probe given up on, which runs on alone.
-    async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, connect_timeout=2
-    ) as conn:
+    async with await aconnect(url, autocommit=True, connect_timeout=2) as conn:
         await conn.execute("SELECT 1")
 
 

@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
-from pgjobs.app import App
+from pgjobs.client.app import App
 
 # The request scope's key for the context of the router that serves the request.
 _SCOPE_KEY = "pgjobs.web.context"

@@ -7,7 +7,7 @@ they cost the workers nothing. A scrape reads up to `lag` seconds ago: a job
 whose finishing transaction commits within that lag is still counted, once.
 Each process that serves /metrics counts from its own first scrape (a
 restart is a counter reset, which Prometheus' rate() expects). The xmin
-horizon is read as pgjobs.maintenance.horizon reads it for the leader and
+horizon is read as pgjobs.observe.horizon reads it for the leader and
 `pgjobs check`.
 """
 
@@ -27,12 +27,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from pgjobs import _db
-from pgjobs.health import QueueLevel, evaluate, levels_of
-from pgjobs.maintenance import horizon
+from pgjobs.db import driver
+from pgjobs.observe import horizon
+from pgjobs.observe.health import QueueLevel, evaluate, levels_of
 
 if TYPE_CHECKING:
-    from pgjobs.app import App
+    from pgjobs.client.app import App
 
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 15, 60, 300, 3600)
@@ -77,10 +77,10 @@ class JobsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Read the database and yield every metric family."""
         with self._lock:
-            snapshot = self.app._run(self._read())
+            snapshot = self.app.database.run(self._read())
         yield from snapshot
 
-    def _read(self) -> _db.Op:
+    def _read(self) -> driver.Op:
         row = yield "db_now", {}, "one"
         until = row["now"] - self.lag
         if self._since is None:

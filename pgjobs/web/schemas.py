@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from pgjobs.jobs import DeadLetter, Status
-from pgjobs.tasks import MAX_DELAY
+from pgjobs.client.encoding import MAX_DELAY
+from pgjobs.core.jobs import DeadLetter, Status
 
 
 class EnqueueRequest(BaseModel):

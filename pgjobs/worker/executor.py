@@ -11,15 +11,28 @@ import traceback
 import uuid
 from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from pgjobs.context import JobContext, _current
-from pgjobs.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask, WorkerLost
-from pgjobs.jobs import Status, check_transition
-from pgjobs.tasks import Task
+from pgjobs.client.context import JobContext
+from pgjobs.client.context import running_job as _current
+from pgjobs.client.tasks import Task
+from pgjobs.core.errors import CancelledByRequest, HardTimeout, SoftTimeout, UnknownTask, WorkerLost
+from pgjobs.core.jobs import Status, check_transition
 
-if TYPE_CHECKING:
-    from pgjobs.worker.processes import ProcessPool
+
+class EncodedResult(Protocol):
+    """A result a child process encoded as JSON text (pgjobs.worker.processes.Encoded)."""
+
+    @property
+    def text(self) -> str: ...
+
+
+class ProcessPool(Protocol):
+    """What the executor needs of pgjobs.worker.processes.ProcessPool, which imports it."""
+
+    async def run(self, task: Task, attempt: Attempt, args: Any, kwargs: Any) -> EncodedResult: ...
+
+    def stop_replacing(self) -> None: ...
 
 
 @dataclass(slots=True)

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from pgjobs.errors import ConfigurationError, HardTimeout, WorkerCrashed
+from pgjobs.core.errors import ConfigurationError, HardTimeout, WorkerCrashed
 
 if TYPE_CHECKING:
-    from pgjobs.app import App
-    from pgjobs.tasks import Task
+    from pgjobs.client.app import App
+    from pgjobs.client.tasks import Task
     from pgjobs.worker.executor import Attempt
 
 log = logging.getLogger("pgjobs.worker")
@@ -64,8 +64,9 @@ def _child_main(app_spec: str, conn: multiprocessing.connection.Connection) -> N
     # The parent handles signals and decides when children stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from pgjobs.cli import load_app
-    from pgjobs.context import JobContext, _current
+    from pgjobs.client.context import JobContext
+    from pgjobs.client.context import running_job as _current
+    from pgjobs.client.loading import load_app
 
     app = load_app(app_spec)
     conn.send(("ready", os.getpid()))

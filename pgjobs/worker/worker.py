@@ -27,14 +27,15 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db, logs
-from pgjobs._db import ADAPTERS, KEEPALIVE, acheck_idle
-from pgjobs.app import App
-from pgjobs.errors import ConfigurationError
-from pgjobs.events import HookRunner, JobEvent, decode
-from pgjobs.jobs import Status
+from pgjobs import logs
+from pgjobs.client.app import App
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.core.jobs import Status
+from pgjobs.db import driver as _db
+from pgjobs.db.driver import ADAPTERS, KEEPALIVE, acheck_idle
+from pgjobs.db.queries import sql
 from pgjobs.maintenance import Maintenance, scheduler
-from pgjobs.queries import sql
+from pgjobs.observe.events import HookRunner, JobEvent, decode
 from pgjobs.worker.executor import Attempt, Executor, Outcome
 from pgjobs.worker.processes import ProcessPool, find_app_spec
 
@@ -290,7 +291,7 @@ class Worker:
             await self._wait_for(self._listening, timeout=self.app.connect_timeout)
         # Jobs of a task enqueued to a queue no worker serves wait, silently:
         # say so once, before "started", where whoever starts a worker looks.
-        from pgjobs.health import unserved_tasks
+        from pgjobs.observe.health import unserved_tasks
 
         unserved = unserved_tasks(self.app.tasks.values(), self.queues)
         if unserved:

@@ -19,7 +19,7 @@ from pgjobs import (
     SerializationError,
     UnknownTask,
 )
-from pgjobs.tasks import MAX_DEPTH
+from pgjobs.client.encoding import MAX_DEPTH
 from tests import sample_app
 from tests.support.common import count
 
@@ -196,7 +196,7 @@ def test_the_nesting_limit_is_200_levels_for_typed_and_untyped_arguments(
 
 
 def test_the_depth_check_reads_only_what_lies_outside_strings() -> None:
-    from pgjobs.tasks import nested_deeper_than, to_json
+    from pgjobs.client.encoding import nested_deeper_than, to_json
 
     deep = to_json(nested(300))
     assert nested_deeper_than(deep, 299) and not nested_deeper_than(deep, 300)

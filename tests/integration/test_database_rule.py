@@ -17,7 +17,7 @@ import pytest
 
 import pgjobs
 from pgjobs import ConfigurationError
-from pgjobs._db import describe
+from pgjobs.db.driver import describe
 from tests.support.common import ROOT, count, wait_for
 
 NO_EMBEDDED = str(ROOT / "tests" / "support" / "no_embedded")
@@ -125,7 +125,7 @@ def test_app_with_an_empty_or_missing_configuration_raises_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PGJOBS_URL", raising=False)
-    from pgjobs import embedded
+    from pgjobs.db import embedded
 
     monkeypatch.setattr(embedded, "available", lambda: False)
     with pytest.raises(ConfigurationError, match="no database configured"):

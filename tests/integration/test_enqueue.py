@@ -17,7 +17,7 @@ from psycopg import pq
 from pydantic import ValidationError
 
 from pgjobs import Status
-from pgjobs.app import COLUMN_DEFAULTS, COPY_CHUNK
+from pgjobs.client.enqueue import COLUMN_DEFAULTS, COPY_CHUNK
 from tests import sample_app
 from tests.support.common import count
 
@@ -109,7 +109,7 @@ def test_a_prepared_job_carries_each_option_in_its_own_field() -> None:
 def test_job_ids_behave_as_ordinary_uuids() -> None:
     import pickle
 
-    from pgjobs.jobs import new_job_id, new_job_ints, uuid_of
+    from pgjobs.core.jobs import new_job_id, new_job_ints, uuid_of
 
     made = new_job_id()
     same = uuid.UUID(str(made))
@@ -122,7 +122,7 @@ def test_job_ids_behave_as_ordinary_uuids() -> None:
 
 def test_ids_made_in_bulk_keep_the_order_and_form_of_single_ones() -> None:
     """More ids than one millisecond's counter holds (4,096), between single ones."""
-    from pgjobs.jobs import new_job_id, new_job_ints
+    from pgjobs.core.jobs import new_job_id, new_job_ints
 
     first = new_job_id().int
     bulk = new_job_ints(10_000)
@@ -313,9 +313,9 @@ def test_one_connection_is_set_aside_between_calls_and_goes_back_to_the_pool_in_
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import pgjobs
-    import pgjobs._db
+    import pgjobs.db.driver
 
-    monkeypatch.setattr(pgjobs._db, "KEEP_FOR", 0.3)
+    monkeypatch.setattr(pgjobs.db.driver, "KEEP_FOR", 0.3)
     fresh = pgjobs.App(db_url)
     one = fresh.task(name="one")(sample_app.add.fn)
     try:
@@ -420,7 +420,7 @@ def test_threads_enqueueing_at_once_never_share_a_connection(
     import threading
 
     import pgjobs
-    from pgjobs import _db
+    from pgjobs.db import driver as _db
 
     in_use: dict[int, int] = {}
     shared: list[int] = []
@@ -467,7 +467,7 @@ def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
 ) -> None:
     """Enqueues reuse one cursor; a listing's rows are let go; a failed statement spoils nothing."""
     import pgjobs
-    from pgjobs import _db
+    from pgjobs.db import driver as _db
 
     def bad_op() -> _db.Op:
         yield "get_job", {"id": "not a uuid"}, "one"
@@ -493,7 +493,7 @@ def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
         assert len(fresh.jobs(task="one").jobs) == 5
         assert kept.closed
         with pytest.raises(psycopg.errors.InvalidTextRepresentation):
-            fresh._run(bad_op())
+            fresh.database.run(bad_op())
         assert one.enqueue(9, 9).refresh().args == [9, 9]
         assert fresh.pool.get_stats()["pool_size"] == 1
     finally:
@@ -504,7 +504,7 @@ def test_a_pool_connection_keeps_one_cursor_but_no_result_of_many_rows(
         two = again.task(name="two")(sample_app.aadd.fn)
         try:
             await two.aenqueue(0, 0)
-            pool = await again._get_apool()
+            pool = await again.database.apool()
             async with pool.connection() as conn:
                 assert isinstance(conn, _db.AsyncPoolConnection)
                 akept = conn.ops_cursor()
@@ -694,7 +694,7 @@ def test_a_float_argument_is_stored_as_given_an_int_as_a_float_and_infinity_refu
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
     import pgjobs
-    from pgjobs.tasks import Signature
+    from pgjobs.client.encoding import Signature
 
     own = pgjobs.App(app.url)
 
@@ -774,7 +774,7 @@ def test_pgjobs_reads_jsonb_as_json_loads_reads_postgres_text(
     db: psycopg.Connection[Any], binary: bool
 ) -> None:
     """The scanner-only jsonb loader agrees with json.loads on what Postgres prints."""
-    from pgjobs._db import ADAPTERS
+    from pgjobs.db.driver import ADAPTERS
 
     with psycopg.connect(db.info.dsn, autocommit=True, context=ADAPTERS) as conn:
         # Numbers Postgres prints otherwise than they went in (1e+300 in full, -0.0 as 0.0).

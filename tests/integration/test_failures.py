@@ -13,7 +13,7 @@ import pytest
 
 import pgjobs
 from pgjobs import Backoff, HardTimeout, Permanent, Retry, RetryPolicy, SoftTimeout, Status
-from pgjobs.retry import Backoff as _Backoff
+from pgjobs.core.retry import Backoff as _Backoff
 from tests import sample_app
 from tests.support.common import count, wait_for
 from tests.support.workers import drain, start_in_thread

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from pgjobs import Status, Worker
-from pgjobs.jobs import can_transition
+from pgjobs.core.jobs import can_transition
 from pgjobs.logs import EXTRA_KEY, JsonFormatter, configure_logging, parse_levels, transition
 from pgjobs.maintenance import rescuer
 from tests import sample_app
@@ -382,7 +382,7 @@ def test_a_transition_record_carries_its_fields_under_one_key(
 
 
 def test_configure_logging_picks_the_format_and_levels(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pgjobs.errors import ConfigurationError
+    from pgjobs.core.errors import ConfigurationError
 
     assert parse_levels("warning,pgjobs.jobs=error, pgjobs.worker = debug") == (
         logging.WARNING,

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from psycopg import sql as psql
 
 from pgjobs import migrations
-from pgjobs._db import COLUMN_TYPES, statement
-from pgjobs.queries import names, resource_dir, sql
+from pgjobs.db.driver import COLUMN_TYPES, statement
+from pgjobs.db.queries import names, resource_dir, sql
 from tests.support.common import ROOT
 
 HEAD = "0013_sql_enqueue"

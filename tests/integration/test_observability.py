@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from psycopg import sql as psql
 
-from pgjobs._db import DatabaseUnavailable
-from pgjobs.health import (
+from pgjobs.db.driver import DatabaseUnavailable
+from pgjobs.observe.health import (
     Breach,
     QueueLevel,
     Threshold,
@@ -689,7 +689,7 @@ def test_check_with_an_empty_database_is_ok(db: psycopg.Connection[Any], db_url:
 APP_MODULE = """
 import os
 import pgjobs
-from pgjobs.health import Threshold
+from pgjobs.observe.health import Threshold
 
 app = pgjobs.App(
     os.environ["OBS_APP_URL"],

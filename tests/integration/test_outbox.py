@@ -227,7 +227,7 @@ def test_an_idle_worker_with_a_60s_poll_starts_a_committed_job_within_2s(
 def test_a_bad_item_in_a_large_batch_leaves_the_callers_transaction_usable(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:
-    from pgjobs.errors import InvalidArguments
+    from pgjobs.core.errors import InvalidArguments
 
     items: list[Any] = [(i, i) for i in range(300)]
     items[150] = (1, "not a number")
@@ -246,7 +246,7 @@ def test_a_bad_item_in_a_large_batch_leaves_the_callers_transaction_usable(
 def test_a_bad_item_streamed_into_copy_inserts_nothing(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:
-    from pgjobs.errors import InvalidArguments
+    from pgjobs.core.errors import InvalidArguments
 
     items: list[Any] = [(i, i) for i in range(3000)]
     items[2999] = (1, "not a number")

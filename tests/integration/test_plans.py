@@ -20,8 +20,8 @@ from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
 from pgjobs import App, Worker
-from pgjobs._db import AsyncPoolConnection
-from pgjobs.queries import sql
+from pgjobs.db.driver import AsyncPoolConnection
+from pgjobs.db.queries import sql
 from pgjobs.worker.worker import _unless_all_null, finish_and_claim, reuse_plans
 from tests import sample_app
 from tests.support.common import count, numbered, register

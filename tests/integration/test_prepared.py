@@ -1,4 +1,4 @@
-"""The one-job enqueue's statement, prepared on the App's pooled connections (pgjobs._prepared)."""
+"""The one-job enqueue's statement, prepared on the App's pooled connections (db/prepared.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 import pgjobs
-from pgjobs import _prepared
+from pgjobs.db import prepared as _prepared
 from tests import sample_app
 from tests.support.common import count
 

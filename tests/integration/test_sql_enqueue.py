@@ -20,8 +20,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 import pgjobs
-from pgjobs.jobs import new_job_id
-from pgjobs.queries import sql
+from pgjobs.core.jobs import new_job_id
+from pgjobs.db.queries import sql
 from tests import sample_app
 from tests.support.common import ROOT, count, migrated_database, wait_for
 

@@ -405,7 +405,7 @@ def start_after_creation(db: psycopg.Connection[Any], job_id: Any) -> timedelta:
 def test_a_claim_stamps_the_start_when_it_takes_the_job_not_when_its_transaction_began(
     app: Any, db: psycopg.Connection[Any], db_url: str
 ) -> None:
-    from pgjobs.queries import sql
+    from pgjobs.db.queries import sql
     from tests.support.common import register
     from tests.support.plans import WORKER, claim_params
 

@@ -28,8 +28,8 @@ import pytest
 from psycopg import sql as pgsql
 from psycopg.conninfo import make_conninfo
 
+from pgjobs.db.queries import sql
 from pgjobs.maintenance import upkeep
-from pgjobs.queries import sql
 from tests import sample_app
 from tests.support.common import ROOT, TABLES, count, numbered, wait_for
 from tests.support.netcut import NetCut
@@ -209,8 +209,8 @@ def test_a_worker_vacuums_only_when_asked_to(
 @pytest.fixture(scope="module")
 def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated embedded Postgres (18: it has the MAINTAIN privilege of 17 and later)."""
-    from pgjobs import embedded
-    from pgjobs.migrations import upgrade
+    from pgjobs.db import embedded
+    from pgjobs.db.migrations import upgrade
 
     url = embedded.start(tmp_path_factory.mktemp("embedded") / "pgdata")
     upgrade(url)

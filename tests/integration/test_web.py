@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import pgjobs
-from pgjobs.health import Threshold
+from pgjobs.observe.health import Threshold
 from pgjobs.web import create_app, router
 from tests import sample_app
 from tests.support.common import ROOT, count, migrated_database, wait_for

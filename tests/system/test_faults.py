@@ -180,7 +180,7 @@ def test_an_outcome_from_a_worker_that_lost_its_lease_is_ignored_and_logged(
 
 
 def test_finishing_is_fenced_by_worker_and_attempt(app: Any, db: psycopg.Connection[Any]) -> None:
-    from pgjobs.queries import sql
+    from pgjobs.db.queries import sql
 
     job = sample_app.add.enqueue(1, 2)
     db.execute(
@@ -229,7 +229,7 @@ def test_finishing_is_fenced_by_worker_and_attempt(app: Any, db: psycopg.Connect
 def test_finish_and_claim_in_one_statement_is_fenced_and_claims_only_pending_jobs(
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
-    from pgjobs.queries import sql
+    from pgjobs.db.queries import sql
 
     # Composed from the two statements it joins, each written once.
     combined = sql("finish_and_claim")

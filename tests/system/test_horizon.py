@@ -31,7 +31,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 import pgjobs
-from pgjobs.maintenance import horizon, upkeep
+from pgjobs.maintenance import upkeep
+from pgjobs.observe import horizon
 from pgjobs.web import create_app
 from tests.support.common import ROOT, count, migrated_database, wait_for
 from tests.support.workers import WorkerProcess

@@ -25,9 +25,9 @@ from psycopg import sql as psql
 from psycopg_pool import AsyncConnectionPool
 
 import pgjobs
-from pgjobs.app import App
-from pgjobs.errors import ConfigurationError
-from pgjobs.jobs import Status
+from pgjobs.client.app import App
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.core.jobs import Status
 from pgjobs.maintenance import Maintenance
 from pgjobs.maintenance.leader import LOCK_KEY
 from tests.pooler_app import make_app, make_limited_app

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pgjobs.cron import CronError, CronSchedule
+from pgjobs.core.cron import CronError, CronSchedule
 
 
 def utc(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> datetime:

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pgjobs import IllegalTransition, Status
-from pgjobs.jobs import TERMINAL, TRANSITIONS, can_transition, check_transition, sources
+from pgjobs.core.jobs import TERMINAL, TRANSITIONS, can_transition, check_transition, sources
 
 LEGAL = {
     ("blocked", "pending"),  # a workflow step whose steps before it ended

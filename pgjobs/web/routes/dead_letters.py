@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from pgjobs.errors import IllegalTransition, InvalidArguments, JobNotFound
+from pgjobs.core.errors import IllegalTransition, InvalidArguments, JobNotFound
 from pgjobs.web.context import CurrentApp
 from pgjobs.web.routing import Routes, not_found, unprocessable
 from pgjobs.web.schemas import Count, DeadLetterPage, Limit, PurgeRequest, ReplayRequest, documented

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgjobs.maintenance import horizon
-from pgjobs.maintenance.horizon import Horizon
+from pgjobs.observe import horizon
+from pgjobs.observe.horizon import Horizon
 from pgjobs.web.context import CurrentApp
 from pgjobs.web.routing import Routes
 from pgjobs.web.schemas import HorizonView
@@ -16,7 +16,7 @@ routes = Routes()
 @routes.get("/api/horizon", response_model=HorizonView, tags=["health"])
 async def xmin_horizon(app: CurrentApp) -> Any:
     """Who holds the xmin horizon back, and whether for longer than the threshold."""
-    now: Horizon = await app._arun(horizon.read_op(app.horizon_max_age))
+    now: Horizon = await app.database.arun(horizon.read_op(app.horizon_max_age))
     held = {h.key for h in now.held}
     return {
         "held": now.is_held,

@@ -7,14 +7,14 @@ from typing import Any
 
 from fastapi import HTTPException, Request, Response
 
-from pgjobs.errors import (
+from pgjobs.core.errors import (
     IllegalTransition,
     InvalidArguments,
     JobNotFound,
     PayloadTooLarge,
     UnknownTask,
 )
-from pgjobs.jobs import Job, Status
+from pgjobs.core.jobs import Job, Status
 from pgjobs.web.context import CurrentApp
 from pgjobs.web.routing import Routes, not_found, unprocessable
 from pgjobs.web.schemas import (

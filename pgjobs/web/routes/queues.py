@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from pgjobs.health import QueueLevel, evaluate, levels_op
+from pgjobs.observe.health import QueueLevel, evaluate, levels_op
 from pgjobs.web.context import CurrentApp
 from pgjobs.web.routing import Routes, unprocessable
 from pgjobs.web.schemas import QueueView, SeriesPoint, TaskView
@@ -19,7 +19,7 @@ async def queues(app: CurrentApp) -> Any:
     """Every queue: jobs by status, depth, age of the oldest ready job, thresholds, and
     whether a live worker serves it."""
     stats = await app.aqueues()
-    served: dict[str, QueueLevel] = await app._arun(levels_op())
+    served: dict[str, QueueLevel] = await app.database.arun(levels_op())
     levels = {
         q.queue: QueueLevel(q.queue, q.depth, q.counts.get("pending", 0), q.oldest_pending_age)
         for q in stats

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgjobs.app import WorkerInfo
+from pgjobs.core.pages import WorkerInfo
 from pgjobs.web.context import CurrentApp
 from pgjobs.web.routing import Routes
 

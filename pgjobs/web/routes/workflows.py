@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pgjobs.errors import JobNotFound
+from pgjobs.core.errors import JobNotFound
 from pgjobs.web.context import CurrentApp
 from pgjobs.web.routing import Routes, not_found
 from pgjobs.web.schemas import (

@@ -9,7 +9,7 @@ entries that nothing can remove: claims walk them and slow down, and the
 table and its indexes grow for as long as it lasts.
 
 read_op() is the one read of it, as a step of pgjobs' operations (see
-pgjobs._db): the leader (Watch below), `pgjobs check` (pgjobs.health), the
+pgjobs.db.driver): the leader (Watch below), `pgjobs check` (pgjobs.health), the
 Prometheus metrics and the web API all use it. A hold counts as held past
 the threshold (PGJOBS_HORIZON_MAX_AGE, 5 minutes by default) once it has
 lasted longer than that. Where Postgres records no start (a replication slot in use,
@@ -30,8 +30,8 @@ from typing import Any
 
 import psycopg
 
-from pgjobs import _db
-from pgjobs.errors import ConfigurationError
+from pgjobs.core.errors import ConfigurationError
+from pgjobs.db import driver
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -225,21 +225,21 @@ class Horizon:
         return Horizon(tuple(holders), self.max_age)
 
 
-def read_op(max_age: float) -> _db.Op:
-    """The horizon now: run by pgjobs._db.run()/arun() or as a step of another operation."""
+def read_op(max_age: float) -> driver.Op:
+    """The horizon now: run by pgjobs.db.driver.run()/arun() or as a step of another operation."""
     rows = yield "xmin_horizon", {}, "all"
     return Horizon(tuple(Holder.from_row(r) for r in rows), max_age)
 
 
 def read(conn: psycopg.Connection[Any], max_age: float) -> Horizon:
     """The horizon now, read on `conn`."""
-    horizon: Horizon = _db.run(read_op(max_age), conn)
+    horizon: Horizon = driver.run(read_op(max_age), conn)
     return horizon
 
 
 async def aread(conn: psycopg.AsyncConnection[Any], max_age: float) -> Horizon:
     """Async twin of read()."""
-    horizon: Horizon = await _db.arun(read_op(max_age), conn)
+    horizon: Horizon = await driver.arun(read_op(max_age), conn)
     return horizon
 
 

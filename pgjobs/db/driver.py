@@ -25,9 +25,9 @@ from psycopg.types.json import JsonbBinaryLoader, JsonbLoader
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from psycopg_pool.base import AttemptWithBackoff
 
-from pgjobs import _prepared
-from pgjobs.errors import ConfigurationError, PgJobsError
-from pgjobs.queries import sql
+from pgjobs.core.errors import ConfigurationError, PgJobsError
+from pgjobs.db import prepared as _prepared
+from pgjobs.db.queries import sql
 
 # "copy": the step's params are "chunks", a function of the connection's
 # client encoding (its Python codec name) that gives the data, written in turn
@@ -287,7 +287,7 @@ class PoolConnection(psycopg.Connection[Any]):
         return cur
 
     def run_prepared(self, query: str, values: tuple[Any, ...]) -> list[DictRow]:
-        """Rows of a positional query, prepared on this connection (pgjobs._prepared)."""
+        """Rows of a positional query, prepared on this connection (pgjobs.db.prepared)."""
         s = self._statements
         if s is None:
             s = self._statements = _prepared.Statements(self)

@@ -13,7 +13,7 @@ caller's connection, whose state (a pipeline, a transaction, its own prepared
 statements) is the caller's.
 
 On a connection that prepares nothing (psycopg's prepare_threshold=None, which
-pgjobs sets behind a transaction pooler: pgjobs._db.connection_kwargs) the
+pgjobs sets behind a transaction pooler: pgjobs.db.driver.connection_kwargs) the
 statement is sent unprepared, parsed with its parameters in the same message
 (libpq's PQsendQueryParams, an unnamed statement, which no pooler needs to
 follow), and keeps the rest: the connection's adapters, binary results, the

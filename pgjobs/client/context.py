@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgjobs.tasks import to_json, unstorable
+from pgjobs.client.encoding import to_json, unstorable
 
 
 @dataclass
@@ -80,12 +80,13 @@ class JobContext:
         return self._cancelled
 
 
-_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgjobs_current_job")
+#: The job the running task belongs to: the worker's executor sets it around each attempt.
+running_job: contextvars.ContextVar[JobContext] = contextvars.ContextVar("pgjobs_current_job")
 
 
 def current_job() -> JobContext:
     """The job the calling task is running for; raises RuntimeError outside a task."""
     try:
-        return _current.get()
+        return running_job.get()
     except LookupError:
         raise RuntimeError("current_job() is only available inside a running task") from None

@@ -9,7 +9,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from pgjobs.errors import ConfigurationError
+from pgjobs.core.errors import ConfigurationError
 
 log = logging.getLogger("pgjobs.embedded")
 

@@ -15,16 +15,20 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from pgjobs import _db
-from pgjobs.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
-from pgjobs.jobs import TERMINAL, Job, Status, new_job_id
-from pgjobs.tasks import NewJob, Options, prepare
+from pgjobs.client.encoding import NewJob, Options, Target, prepare
+from pgjobs.client.host import Host
+from pgjobs.core.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
+from pgjobs.core.jobs import TERMINAL, Job, JobSource, Status, new_job_id
+from pgjobs.db import driver
 
-if TYPE_CHECKING:
-    from pgjobs.app import App
-    from pgjobs.tasks import Task
+
+class StepTask(Target, Protocol):
+    """What a workflow step needs of its task (pgjobs.client.tasks.Task has it)."""
+
+    @property
+    def defaults(self) -> Options: ...
 
 
 class Canvas:
@@ -33,16 +37,16 @@ class Canvas:
     def enqueue(self, *, conn: Any = None, name: str | None = None) -> Workflow:
         """Insert the whole workflow in one transaction (conn=: the caller's) and return it."""
         app, plan = self._plan(name)
-        app._run(_insert_op(plan), conn, atomic=True)
+        app.database.run(insert_plan_op(plan), conn, atomic=True)
         return Workflow(plan.id, app)
 
     async def aenqueue(self, *, conn: Any = None, name: str | None = None) -> Workflow:
         """Async twin of enqueue()."""
         app, plan = self._plan(name)
-        await app._arun(_insert_op(plan), conn, atomic=True)
+        await app.database.arun(insert_plan_op(plan), conn, atomic=True)
         return Workflow(plan.id, app)
 
-    def _plan(self, name: str | None) -> tuple[App, _Plan]:
+    def _plan(self, name: str | None) -> tuple[Host, _Plan]:
         app = self._app()
         plan = _Plan(new_job_id(), self._kind(), name)
         _, _, plan.canvas = self._compile(plan, [], None, "cancel")
@@ -51,7 +55,7 @@ class Canvas:
     def _kind(self) -> str:
         return "chain"
 
-    def _app(self) -> App:
+    def _app(self) -> Host:
         raise NotImplementedError
 
     def _compile(
@@ -68,7 +72,7 @@ class Call(Canvas):
     In a workflow, a step after others gets their result as its first argument.
     """
 
-    task: Task
+    task: StepTask
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     options: Options | None = None
@@ -76,7 +80,7 @@ class Call(Canvas):
     def _kind(self) -> str:
         return "chain"
 
-    def _app(self) -> App:
+    def _app(self) -> Host:
         return self.task.app
 
     def _compile(
@@ -134,7 +138,7 @@ class chain(Canvas):
     def __init__(self, *steps: Canvas) -> None:
         self.steps = _parts("chain", steps)
 
-    def _app(self) -> App:
+    def _app(self) -> Host:
         return self.steps[0]._app()
 
     def _compile(
@@ -158,7 +162,7 @@ class group(Canvas):
     def _kind(self) -> str:
         return "group"
 
-    def _app(self) -> App:
+    def _app(self) -> Host:
         return self.members[0]._app()
 
     def _compile(
@@ -194,7 +198,7 @@ class chord(Canvas):
     def _kind(self) -> str:
         return "chord"
 
-    def _app(self) -> App:
+    def _app(self) -> Host:
         return self.header._app()
 
     def _compile(
@@ -226,7 +230,7 @@ class _Plan:
     canvas: dict[str, Any] = field(default_factory=dict)
 
 
-def _insert_op(plan: _Plan) -> _db.Op:
+def insert_plan_op(plan: _Plan) -> driver.Op:
     yield (
         "insert_workflow",
         {"id": plan.id, "kind": plan.kind, "name": plan.name, "canvas": json.dumps(plan.canvas)},
@@ -357,7 +361,7 @@ def _status(shape: dict[str, Any], statuses: Mapping[str, Status]) -> str:
     return "cancelled"
 
 
-def get_workflow_op(workflow_id: uuid.UUID, app: App | None = None) -> _db.Op:
+def get_workflow_op(workflow_id: uuid.UUID, app: JobSource | None = None) -> driver.Op:
     """The workflow with that id and its steps (Jobs bound to `app`); raises JobNotFound."""
     row = yield "get_workflow", {"id": workflow_id}, "one"
     if row is None:
@@ -394,7 +398,7 @@ class WorkflowSummary:
     finished_at: datetime | None  # when its last step ended, once none can run
 
 
-def list_workflows_op(limit: int, cursor: uuid.UUID | None) -> _db.Op:
+def list_workflows_op(limit: int, cursor: uuid.UUID | None) -> driver.Op:
     """Workflows, newest first, and the cursor of the next page."""
     if not 1 <= limit <= 1000:
         raise InvalidArguments(f"limit must be between 1 and 1000, got {limit}", field="limit")
@@ -423,7 +427,7 @@ def list_workflows_op(limit: int, cursor: uuid.UUID | None) -> _db.Op:
 WAITING = [s.value for s in (Status.BLOCKED, Status.SCHEDULED, Status.PENDING, Status.RETRYING)]
 
 
-def cancel_workflow_op(workflow_id: uuid.UUID) -> _db.Op:
+def cancel_workflow_op(workflow_id: uuid.UUID) -> driver.Op:
     """Cancel a workflow's waiting jobs and ask its running ones to stop; (cancelled, asked)."""
     row = yield "get_workflow", {"id": workflow_id}, "one"
     if row is None:
@@ -435,7 +439,7 @@ def cancel_workflow_op(workflow_id: uuid.UUID) -> _db.Op:
 class Workflow:
     """A workflow that was enqueued: its id, and ways to follow it."""
 
-    def __init__(self, workflow_id: uuid.UUID, app: App) -> None:
+    def __init__(self, workflow_id: uuid.UUID, app: Host) -> None:
         self.id = workflow_id
         self._app = app
 
@@ -444,15 +448,16 @@ class Workflow:
 
     def get(self) -> WorkflowInfo:
         """The workflow as it is now."""
-        return self._app.get_workflow(self.id)
+        return self._app.database.run(get_workflow_op(self.id, self._app))  # type: ignore[no-any-return]
 
     async def aget(self) -> WorkflowInfo:
         """Async twin of get()."""
-        return await self._app.aget_workflow(self.id)
+        op = get_workflow_op(self.id, self._app)
+        return await self._app.database.arun(op)  # type: ignore[no-any-return]
 
     def cancel(self) -> tuple[int, int]:
         """Cancel every step that has not ended; returns (cancelled now, asked to stop)."""
-        return self._app.cancel_workflow(self.id)
+        return self._app.database.run(cancel_workflow_op(self.id))  # type: ignore[no-any-return]
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the workflow ends; its result, or JobFailed / JobCancelled."""

@@ -10,7 +10,8 @@ import functools
 import re
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+# pgjobs/ itself: this module is pgjobs/db/queries.py.
+_HERE = Path(__file__).resolve().parent.parent
 
 
 def resource_dir(name: str) -> Path:

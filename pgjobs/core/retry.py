@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from pgjobs.errors import HardTimeout, Permanent, Retry, SoftTimeout, WorkerCrashed
+from pgjobs.core.errors import HardTimeout, Permanent, Retry, SoftTimeout, WorkerCrashed
 
 ExceptionTypes = tuple[type[BaseException], ...]
 

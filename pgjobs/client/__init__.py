@@ -1,0 +1,5 @@
+"""The client: the App, its task registry, tasks, enqueuing, admin calls, current_job().
+
+It imports pgjobs.core, pgjobs.db, pgjobs.observe and pgjobs.logs; maintenance and the
+worker build on it.
+"""
