@@ -8,7 +8,6 @@ no `option` is for Python callers only.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -214,10 +213,6 @@ class WorkerConfig:
             values["max_stuck_threads"] = max(1, values["concurrency"] // 2)
         names, weights, order = queue_plan(queues, queue_order)
         return cls(queues=names, weights=weights, queue_order=order, app_spec=app_spec, **values)
-
-    def replace(self, **changes: Any) -> WorkerConfig:
-        """A copy with some fields changed (not checked again)."""
-        return dataclasses.replace(self, **changes)
 
 
 def _checked(setting: Setting, value: Any) -> Any:
