@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -27,11 +26,11 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db, logs
+from pgjobs import _db, pipeline
 from pgjobs._db import ADAPTERS, KEEPALIVE, acheck_idle
 from pgjobs.app import App
 from pgjobs.errors import ConfigurationError
-from pgjobs.events import HookRunner, JobEvent, decode
+from pgjobs.events import HookRunner
 from pgjobs.jobs import Status
 from pgjobs.maintenance import Maintenance, scheduler
 from pgjobs.queries import sql
@@ -160,8 +159,10 @@ class Worker:
     async def arun(self, *, install_signal_handlers: bool | None = None) -> None:
         """Async twin of run()."""
         self._loop = asyncio.get_running_loop()
-        if self.app.hooks:
-            self._hooks = HookRunner(self.app.hooks, self._loop)
+        # Every transition this worker makes, maintenance's included, goes through
+        # one pipeline: the log and the App's hooks (async ones on this loop).
+        self._events = pipeline.Pipeline(self.app.hooks)
+        self._hooks = self._events.bind(self._loop)
         self._stopping = asyncio.Event()
         self._stop_deadline: float | None = None
         self._final_deadline = 0.0
@@ -266,6 +267,7 @@ class Worker:
             keep_failed=self.keep_failed,
             vacuum=self.vacuum,
             pooler=self.app.pooler,
+            events=self._events,
         )
 
         if install_signal_handlers is None:
@@ -569,7 +571,9 @@ class Worker:
             # only what it really gave back is reported.
             back = await self._hand_back(orphans, "unstarted")
             if back:
-                logs.from_rows(back, Status.RUNNING, reason="its claim reply was lost")
+                self._events.rows(
+                    back, Status.RUNNING, by=pipeline.WORKER, reason="its claim reply was lost"
+                )
                 log.warning(
                     "worker %s: gave back %d claimed jobs whose claim reply was lost",
                     self.id,
@@ -610,14 +614,8 @@ class Worker:
             deferral.add_done_callback(self._deferrals.discard)
         # Once per batch: a worker whose transitions are not logged pays
         # nothing per job for them.
-        if rows and logs.log.isEnabledFor(logging.INFO):
-            logs.claimed(rows)
-        hooks = self._hooks
-        if rows and hooks is not None and hooks.wants("job.started"):
-            for row in rows:
-                hooks.submit(
-                    JobEvent("job.started", row["id"], row["task"], row["queue"], row["attempt"])
-                )
+        if rows:
+            self._events.started(rows)
 
     def _start(self, row: dict[str, Any]) -> None:
         job_id = row["id"]
@@ -717,19 +715,13 @@ class Worker:
                         )
                         return
                     await asyncio.sleep(_retry_delay(failures))
-            for r in back:
-                logs.transition(
-                    r["id"],
-                    r["task"],
-                    r["queue"],
-                    Status.RUNNING,
-                    r["status"],
-                    r["attempt"],
-                    r["duration"],
-                    error="UnknownTask",
-                    reason="no task of that name is registered in this worker",
-                    level=logging.WARNING if r["status"] == Status.FAILED else logging.INFO,
-                )
+            self._events.rows(
+                back,
+                Status.RUNNING,
+                by=pipeline.WORKER,
+                error="UnknownTask",
+                reason="no task of that name is registered in this worker",
+            )
         finally:
             for r in rows:
                 self._deferring.pop(r["id"], None)
@@ -886,43 +878,17 @@ class Worker:
                     cur = await conn.execute(sql("finish_jobs"), params)
                     applied = {r["id"]: r["status"] for r in await cur.fetchall()}
             statuses = [applied.get(o.job_id) for o in batch]
-        # Once per batch: below INFO only jobs that failed for good are logged.
-        every = logs.log.isEnabledFor(logging.INFO)
-        failures = not every and logs.log.isEnabledFor(logging.WARNING)
-        for o, status in zip(batch, statuses, strict=True):
-            if status is None:
-                log.warning(
-                    "job %s: outcome of attempt %d ignored: this worker no longer holds its lease",
-                    o.job_id,
-                    o.attempt,
-                )
-            elif every or (failures and status == Status.FAILED):
-                _log_finished(o, status)
-        if self._hooks is not None:
-            self._emit_outcomes(batch, statuses)
+        if None in statuses:
+            for o, status in zip(batch, statuses, strict=True):
+                if status is None:
+                    log.warning(
+                        "job %s: outcome of attempt %d ignored: this worker no longer holds "
+                        "its lease",
+                        o.job_id,
+                        o.attempt,
+                    )
+        self._events.outcomes(batch, statuses)
         return rows
-
-    def _emit_outcomes(self, batch: list[Outcome], statuses: list[str | None]) -> None:
-        """Hand the committed outcomes to the App's hooks."""
-        hooks = self._hooks
-        assert hooks is not None
-        for o, status in zip(batch, statuses, strict=True):
-            name = f"job.{status}"
-            if status is None or not hooks.wants(name):
-                continue
-            row = o.row or {}
-            hooks.submit(
-                JobEvent(
-                    name,
-                    o.job_id,
-                    row.get("task", "?"),
-                    row.get("queue", "?"),
-                    o.attempt,
-                    result=decode(o.result) if status == Status.SUCCEEDED else None,
-                    error=decode(o.error) if status != Status.SUCCEEDED else None,
-                    retry_in=o.retry_in if status == Status.RETRYING else None,
-                )
-            )
 
     async def _flush_outcomes(self) -> None:
         # Outcomes left unwritten are not lost (the jobs stay 'running' under
@@ -1092,7 +1058,7 @@ class Worker:
 
     async def _release_due(self) -> int:
         async with self.pool.connection() as conn:
-            return await scheduler.run_once(conn, limit=1000)
+            return await scheduler.run_once(conn, limit=1000, events=self._events)
 
     async def _listen_loop(self) -> None:
         url = self.app.listen_url or self.app.url
@@ -1195,7 +1161,9 @@ class Worker:
                         sql("hand_back_jobs"), self._hand_back_params(hand_back, "handed_back")
                     )
                     back = await cur.fetchall()
-                    logs.from_rows(back, Status.RUNNING, reason="the worker is stopping")
+                    self._events.rows(
+                        back, Status.RUNNING, by=pipeline.WORKER, reason="the worker is stopping"
+                    )
                     log.info(
                         "worker %s handed %d running jobs back to the queue", self.id, len(back)
                     )
@@ -1302,27 +1270,6 @@ def _unless_all_null(values: list[Any]) -> list[Any]:
     # A batch of successes has no errors, progress or retries; an empty list
     # is cheaper to send than 50 NULLs (psycopg packs each one in Python).
     return [] if values.count(None) == len(values) else values
-
-
-def _log_finished(o: Outcome, status: str) -> None:
-    """Log the transition an outcome made, as the database applied it."""
-    row = o.row or {}
-    error = reason = None
-    if o.error is not None and status != Status.SUCCEEDED:
-        info = json.loads(o.error)
-        error, reason = info.get("type"), info.get("message")
-    logs.transition(
-        o.job_id,
-        row.get("task", "?"),
-        row.get("queue", "?"),
-        Status.RUNNING,
-        status,
-        o.attempt,
-        o.elapsed,
-        error=error,
-        reason=reason,
-        retry_in=o.retry_in if status == Status.RETRYING else None,
-    )
 
 
 def _short(exc: BaseException) -> str:
