@@ -8,14 +8,12 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import pipeline
+from pgjobs import _db, pipeline
 from pgjobs.maintenance import horizon, pruner, rescuer, scheduler, upkeep
 from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
 from pgjobs.maintenance.periodic import CronEnqueuer
-from pgjobs.queries import sql
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -184,18 +182,12 @@ class Maintenance:
 
     async def _announce(self, leader_pid: int | None) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
-                sql("set_leader"), {"worker_id": self.worker_id, "leader_pid": leader_pid}
-            )
+            await _db.arun(announce_op(self.worker_id, leader_pid), conn)
 
     async def depose_stale_leader(self) -> int:
         """End the lock session of a leader whose heartbeat lapsed; returns how many were ended."""
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                sql("depose_stale_leader"),
-                {"key_high": LOCK_KEY_HIGH, "key_low": LOCK_KEY_LOW},
-            )
-            rows = await cur.fetchall()
+        async with self.pool.connection() as conn:
+            rows = await _db.arun(depose_op(), conn)
         for r in rows:
             log.warning(
                 "worker %s: the leader %s missed its lease; ended its lock session",
@@ -203,3 +195,15 @@ class Maintenance:
                 r["id"],
             )
         return len(rows)
+
+
+def announce_op(worker_id: str, leader_pid: int | None) -> _db.Op:
+    """Record on the worker's row the backend pid of its leader's lock (None: it does not lead)."""
+    yield "set_leader", {"worker_id": worker_id, "leader_pid": leader_pid}, "none"
+
+
+def depose_op() -> _db.Op:
+    """End the lock sessions of leaders whose heartbeat lapsed: the rows of those ended."""
+    return (
+        yield "depose_stale_leader", {"key_high": LOCK_KEY_HIGH, "key_low": LOCK_KEY_LOW}, "all"
+    )
