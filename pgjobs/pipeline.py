@@ -33,6 +33,7 @@ import atexit
 import contextlib
 import contextvars
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -164,7 +165,7 @@ class Pipeline:
                     r["task"],
                     r["queue"],
                     r["attempt"],
-                    error=_error(r.get("error"), error, reason) if name != "job.pending" else None,
+                    error=_error(r.get("error"), error, reason),
                     previous=str(source if source is not None else r["from_status"]),
                     by=by,
                     reason=reason,
@@ -262,6 +263,7 @@ def _log_finished(o: Finished, status: str) -> None:
 LOG_ONLY = Pipeline()
 
 _pipelines: weakref.WeakKeyDictionary[Any, Pipeline] = weakref.WeakKeyDictionary()
+_pipelines_lock = threading.Lock()  # one pipeline per App, whichever thread asks first
 
 
 def of(app: Any) -> Pipeline:
@@ -272,7 +274,10 @@ def of(app: Any) -> Pipeline:
         return LOG_ONLY
     found = _pipelines.get(app)
     if found is None:
-        found = _pipelines[app] = Pipeline(app.hooks, at_exit=True)
+        with _pipelines_lock:
+            found = _pipelines.get(app)
+            if found is None:
+                found = _pipelines[app] = Pipeline(app.hooks, at_exit=True)
     return found
 
 
