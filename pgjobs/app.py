@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from pgjobs import _db, logs
+from pgjobs import _db, logs, pipeline
 from pgjobs.errors import (
     ConfigurationError,
     IllegalTransition,
@@ -939,12 +939,14 @@ class App:
     def replay_many(self, job_ids: Sequence[uuid.UUID | str]) -> list[Job]:
         """replay() for several jobs at once: all of them, or (on any error) none."""
         ids = [_as_id(i) for i in job_ids]
-        return self._run(_replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return self._run(_replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
 
     async def areplay_many(self, job_ids: Sequence[uuid.UUID | str]) -> list[Job]:
         """Async twin of replay_many()."""
         ids = [_as_id(i) for i in job_ids]
-        return await self._arun(_replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return await self._arun(_replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
 
     def replay_dead_letters(
         self,
@@ -957,7 +959,8 @@ class App:
     ) -> list[uuid.UUID]:
         """Replay the dead letters matching the filters (all: everything=True); returns the ids."""
         op = _bulk_replay_op(task, queue, since, before, everything)
-        return self._run(op, atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return self._run(op, atomic=True)  # type: ignore[no-any-return]
 
     async def areplay_dead_letters(
         self,
@@ -970,7 +973,8 @@ class App:
     ) -> list[uuid.UUID]:
         """Async twin of replay_dead_letters()."""
         op = _bulk_replay_op(task, queue, since, before, everything)
-        return await self._arun(op, atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return await self._arun(op, atomic=True)  # type: ignore[no-any-return]
 
     def purge_dead_letters(
         self,
@@ -1595,7 +1599,7 @@ def _cancel_op(app: App, job_id: uuid.UUID) -> _db.Op:
     waiting = [s for s in sources(Status.CANCELLED) if s != Status.RUNNING]
     row = yield "cancel_job", {"id": job_id, "from_statuses": waiting}, "one"
     if row is not None:
-        logs.from_rows([row])
+        pipeline.of(app).rows([row], by=pipeline.ADMIN)  # committed: autocommit
         return Job.from_row(row, app)
     asked = yield "request_cancel", {"id": job_id}, "one"
     if asked is not None:
@@ -1672,8 +1676,8 @@ def _replay_op(app: App, job_ids: list[uuid.UUID]) -> _db.Op:
                 f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be replayed"
             )
         jobs.append(job)
-    # Logged only now: until here an IllegalTransition would undo every replay.
-    logs.from_rows(rows, reason="replayed")
+    # Reported only now: until here an IllegalTransition would undo every replay.
+    pipeline.admin(rows, reason="replayed")
     return jobs
 
 
@@ -1697,7 +1701,7 @@ def _bulk_replay_op(
     _require_scope("replaying dead letters", params, everything)
     params.update(ids=None, from_statuses=_REPLAYABLE)
     rows = yield "replay_jobs", params, "all"
-    logs.from_rows(rows, reason="replayed")
+    pipeline.admin(rows, reason="replayed")
     return [r["id"] for r in rows]
 
 

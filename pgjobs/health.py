@@ -14,7 +14,6 @@ from pgjobs import _db
 from pgjobs.errors import PgJobsError
 from pgjobs.maintenance.horizon import Horizon
 from pgjobs.maintenance.horizon import read as read_horizon
-from pgjobs.queries import sql
 
 ANY_QUEUE = "*"
 
@@ -174,11 +173,6 @@ def evaluate(
     return Health(levels=seen, thresholds=applied, breaches=breaches)
 
 
-#: The read behind every health check (the queue_levels statement): the
-#: pgjobs.queue_oldest view, which reads waiting jobs only, and each queue's live workers.
-LEVELS_SQL = sql("queue_levels")
-
-
 def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
     """QueueLevels from rows of the queue_levels statement read as dicts."""
     return {
@@ -194,17 +188,20 @@ def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
     }
 
 
-def levels_op() -> _db.Op:
-    """Each queue with waiting jobs and its level, for App._run() / _arun()."""
+def levels_op(timeout_ms: str | None = None) -> _db.Op:
+    """Each queue with waiting jobs and its level, for App._run() / _arun(): the read behind
+    every health check (the queue_levels statement: the pgjobs.queue_oldest view, which
+    reads waiting jobs only, and each queue's live workers). With `timeout_ms`, the
+    transaction's statements are bounded first (a probe's, on a connection of its own)."""
+    if timeout_ms is not None:
+        yield from _probe_timeout_op(timeout_ms)
     rows = yield "queue_levels", {}, "all"
     return levels_of(rows)
 
 
-def _levels(rows: Iterable[tuple[Any, ...]]) -> dict[str, QueueLevel]:
-    return {
-        queue: QueueLevel(queue, int(depth), int(pending), age, oldest_id, int(workers))
-        for queue, depth, pending, age, oldest_id, workers in rows
-    }
+def _probe_timeout_op(timeout_ms: str) -> _db.Op:
+    # Local to the probe's transaction (see probe_timeout in sql/).
+    yield "probe_timeout", {"milliseconds": timeout_ms}, "none"
 
 
 def unserved_tasks(tasks: Iterable[Any], queues: Iterable[str]) -> dict[str, list[str]]:
@@ -255,12 +252,10 @@ def read_levels(
         if isinstance(source, str):
             connect, statement = _limits(connect_timeout)
             with psycopg.connect(source, connect_timeout=connect) as conn:
-                # A probe must not hang on a lock (a migration, a TRUNCATE). The
-                # setting is local to this transaction: behind a transaction-pooling
-                # PgBouncer a session setting would stay on a connection others get.
-                conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
-                return _levels(conn.execute(LEVELS_SQL).fetchall())
-        return _levels(source.execute(LEVELS_SQL).fetchall())
+                # A probe must not hang on a lock (a migration, a TRUNCATE).
+                levels: dict[str, QueueLevel] = _db.run(levels_op(statement), conn)
+                return levels
+        return _db.run(levels_op(), source)  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise _translate(exc, where) from None
 
@@ -278,9 +273,9 @@ async def aread_levels(
             async with await psycopg.AsyncConnection.connect(
                 source, connect_timeout=connect
             ) as conn:
-                await conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
-                return _levels(await (await conn.execute(LEVELS_SQL)).fetchall())
-        return _levels(await (await source.execute(LEVELS_SQL)).fetchall())
+                levels: dict[str, QueueLevel] = await _db.arun(levels_op(statement), conn)
+                return levels
+        return await _db.arun(levels_op(), source)  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise _translate(exc, where) from None
 
@@ -304,7 +299,7 @@ def check_health(
         if isinstance(source, str):
             connect, statement = _limits(connect_timeout)
             with psycopg.connect(source, connect_timeout=connect) as conn:
-                conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
+                _db.run(_probe_timeout_op(statement), conn)
                 levels = read_levels(conn)
                 held = read_horizon(conn, horizon_max_age)
         else:

@@ -22,7 +22,7 @@ says where pgjobs' schema stands:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,7 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from alembic import command
-from pgjobs.queries import resource_dir
+from pgjobs.queries import resource_dir, sql
 
 if TYPE_CHECKING:
     from alembic.environment import NameFilterParentNames, NameFilterType
@@ -214,14 +214,20 @@ def current(url: str, pooler: str | None = None) -> str | None:
     """The revision the database is at, or None before the first migration."""
     import psycopg
 
-    from pgjobs._db import connection_kwargs
+    from pgjobs import _db
 
-    with psycopg.connect(url, autocommit=True, **connection_kwargs(pooler)) as conn:
-        exists = conn.execute("SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL").fetchone()
-        if not exists or not exists[0]:
-            return None
-        row = conn.execute("SELECT version_num FROM pgjobs.alembic_version").fetchone()
-        return None if row is None else str(row[0])
+    with psycopg.connect(url, autocommit=True, **_db.connection_kwargs(pooler)) as conn:
+        revision: str | None = _db.run(revision_op(), conn)
+        return revision
+
+
+def revision_op() -> Generator[Any, Any, str | None]:
+    """The revision pgjobs.alembic_version records; None for none (or no table)."""
+    exists = yield "schema_version", {}, "one"
+    if not exists or not exists["migrated"]:
+        return None
+    row = yield "schema_revision", {}, "one"
+    return None if row is None else str(row["version_num"])
 
 
 @dataclass(frozen=True)
@@ -350,12 +356,10 @@ _VERSION = f"{VERSION_SCHEMA}.{VERSION_TABLE}"
 
 def _version(connection: Connection) -> str | None:
     """The revision pgjobs.alembic_version records; None for none (or no table)."""
-    from sqlalchemy import text
-
-    exists = connection.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": _VERSION})
-    if not exists.scalar_one():
+    # The named statements of revision_op(), run on Alembic's connection.
+    if not connection.exec_driver_sql(sql("schema_version")).scalar_one():
         return None
-    row = connection.execute(text(f"SELECT version_num FROM {_VERSION}")).scalar_one_or_none()
+    row = connection.exec_driver_sql(sql("schema_revision")).scalar_one_or_none()
     return None if row is None else str(row)
 
 

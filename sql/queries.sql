@@ -249,7 +249,7 @@ dead AS (
     ON CONFLICT (job_id) DO UPDATE
         SET error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = now()
 )
-SELECT r.id, r.task, r.queue, r.attempt, r.status, r.worker_id,
+SELECT r.id, r.task, r.queue, r.attempt, r.status, r.worker_id, r.error,
        date_part('epoch', now() - r.started_at) AS duration,
        CASE WHEN r.status = 'pending' THEN pg_notify('pgjobs', r.queue) IS NULL END AS notified
 FROM rescued r;

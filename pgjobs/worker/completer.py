@@ -9,7 +9,6 @@ backlog, or a burst) the statement that records a batch also claims the next job
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -17,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db, logs
-from pgjobs.events import HookRunner, JobEvent, decode
-from pgjobs.jobs import Status
+from pgjobs import _db, pipeline
 from pgjobs.worker import ops
 from pgjobs.worker.control import DB_ERRORS, Control, retry_delay, short
 from pgjobs.worker.executor import Outcome
@@ -84,6 +81,7 @@ class Completer:
         running: Running,
         lease: Lease,
         control: Control,
+        events: pipeline.Pipeline,
         burst: bool,
         max_batch: int,
     ) -> None:
@@ -97,14 +95,14 @@ class Completer:
         self.running = running
         self.lease = lease
         self.control = control
+        #: where the worker's transitions go: the log and the App's hooks
+        self.events = events
         self.burst = burst
         # At most half the capacity per batch, so there is a second.
         self.batch_size = max(1, min(max_batch, producer.concurrency // 2))
         self.max_batch = max_batch
         self.writers: set[asyncio.Task[None]] = set()
         self.failures = 0  # batches in a row that failed to be written
-        #: the App's hooks, set by the worker when it starts (only if the App has any)
-        self.hooks: HookRunner | None = None
 
     async def run(self) -> None:
         """Start writers as outcomes arrive, until cancelled."""
@@ -250,9 +248,9 @@ class Completer:
         else:
             rows, applied = await self._finish_then_claim(params, claim)
             statuses = [applied.get(o.job_id) for o in batch]
-        _log_outcomes(batch, statuses)
-        if self.hooks is not None:
-            self._emit(batch, statuses)
+        if None in statuses:
+            _warn_ignored(batch, statuses)
+        self.events.outcomes(batch, statuses)
         return rows
 
     async def _finish_then_claim(
@@ -271,33 +269,9 @@ class Completer:
                 done = await _db.arun_pooled(ops.finish_op(params), conn)
         return rows, {r["id"]: r["status"] for r in done}
 
-    def _emit(self, batch: list[Outcome], statuses: list[str | None]) -> None:
-        """Hand the committed outcomes to the App's hooks."""
-        hooks = self.hooks
-        assert hooks is not None
-        for o, status in zip(batch, statuses, strict=True):
-            name = f"job.{status}"
-            if status is None or not hooks.wants(name):
-                continue
-            row = o.row or {}
-            hooks.submit(
-                JobEvent(
-                    name,
-                    o.job_id,
-                    row.get("task", "?"),
-                    row.get("queue", "?"),
-                    o.attempt,
-                    result=decode(o.result) if status == Status.SUCCEEDED else None,
-                    error=decode(o.error) if status != Status.SUCCEEDED else None,
-                    retry_in=o.retry_in if status == Status.RETRYING else None,
-                )
-            )
 
-
-def _log_outcomes(batch: list[Outcome], statuses: list[str | None]) -> None:
-    # Once per batch: below INFO only jobs that failed for good are logged.
-    every = logs.log.isEnabledFor(logging.INFO)
-    failures = not every and logs.log.isEnabledFor(logging.WARNING)
+def _warn_ignored(batch: list[Outcome], statuses: list[str | None]) -> None:
+    """Say which outcomes did not apply: this worker no longer held their jobs' lease."""
     for o, status in zip(batch, statuses, strict=True):
         if status is None:
             log.warning(
@@ -305,8 +279,6 @@ def _log_outcomes(batch: list[Outcome], statuses: list[str | None]) -> None:
                 o.job_id,
                 o.attempt,
             )
-        elif every or (failures and status == Status.FAILED):
-            _log_finished(o, status)
 
 
 def unless_all_null(values: list[Any]) -> list[Any]:
@@ -314,24 +286,3 @@ def unless_all_null(values: list[Any]) -> list[Any]:
     # A batch of successes has no errors, progress or retries; an empty list
     # is cheaper to send than 50 NULLs (psycopg packs each one in Python).
     return [] if values.count(None) == len(values) else values
-
-
-def _log_finished(o: Outcome, status: str) -> None:
-    """Log the transition an outcome made, as the database applied it."""
-    row = o.row or {}
-    error = reason = None
-    if o.error is not None and status != Status.SUCCEEDED:
-        info = json.loads(o.error)
-        error, reason = info.get("type"), info.get("message")
-    logs.transition(
-        o.job_id,
-        row.get("task", "?"),
-        row.get("queue", "?"),
-        Status.RUNNING,
-        status,
-        o.attempt,
-        o.elapsed,
-        error=error,
-        reason=reason,
-        retry_in=o.retry_in if status == Status.RETRYING else None,
-    )

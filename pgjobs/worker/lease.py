@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db, logs
+from pgjobs import _db, pipeline
 from pgjobs._db import KEEPALIVE
 from pgjobs.jobs import Status
 from pgjobs.worker import ops
@@ -45,6 +45,7 @@ class Lease:
         pool: AsyncConnectionPool[Any],
         running: Running,
         control: Control,
+        events: pipeline.Pipeline,
         *,
         queues: Sequence[str],
         concurrency: int,
@@ -59,6 +60,8 @@ class Lease:
         self.pool = pool
         self.running = running
         self.control = control
+        #: where the worker's transitions go: the log and the App's hooks
+        self.events = events
         self.queues = list(queues)
         self.concurrency = concurrency
         self.lease_ttl = lease_ttl
@@ -233,7 +236,9 @@ class Lease:
                 if hand_back:
                     op = ops.hand_back_op(self.worker_id, hand_back, "handed_back")
                     back = await _db.arun(op, conn)
-                    logs.from_rows(back, Status.RUNNING, reason="the worker is stopping")
+                    self.events.rows(
+                        back, Status.RUNNING, by=pipeline.WORKER, reason="the worker is stopping"
+                    )
                     log.info(
                         "worker %s handed %d running jobs back to the queue",
                         self.worker_id,

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db, logs
+from pgjobs import _db, pipeline
 from pgjobs._db import Op
 from pgjobs.jobs import Status
 from pgjobs.maintenance import scheduler
@@ -43,6 +43,7 @@ class Producer:
         outcomes: Outcomes,
         lease: Lease,
         control: Control,
+        events: pipeline.Pipeline,
         limited_tasks: Sequence[str],
     ) -> None:
         self.worker_id = worker_id
@@ -51,6 +52,8 @@ class Producer:
         self.outcomes = outcomes
         self.lease = lease
         self.control = control
+        #: where the worker's transitions go: the log and the App's hooks
+        self.events = events
         self.concurrency = config.concurrency
         self.queues = config.queues
         self.weights = config.weights
@@ -162,7 +165,7 @@ class Producer:
     async def release_due(self) -> int:
         """Release scheduled jobs now due (a burst worker does not wait for the leader)."""
         async with self.pool.connection() as conn:
-            return await scheduler.run_once(conn, limit=1000)
+            return await scheduler.run_once(conn, limit=1000, events=self.events)
 
     # -- claims -----------------------------------------------------------------------
 
@@ -262,7 +265,9 @@ class Producer:
             op = ops.hand_back_op(self.worker_id, orphans, "unstarted")
             back = await _db.arun_pooled(op, conn)
         if back:
-            logs.from_rows(back, Status.RUNNING, reason="its claim reply was lost")
+            self.events.rows(
+                back, Status.RUNNING, by=pipeline.WORKER, reason="its claim reply was lost"
+            )
             log.warning(
                 "worker %s: gave back %d claimed jobs whose claim reply was lost",
                 self.worker_id,

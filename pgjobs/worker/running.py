@@ -14,8 +14,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db, logs
-from pgjobs.events import HookRunner, JobEvent
+from pgjobs import _db, pipeline
 from pgjobs.jobs import Status
 from pgjobs.worker import ops
 from pgjobs.worker.completer import Outcomes
@@ -37,6 +36,7 @@ class Running:
         outcomes: Outcomes,
         progress: Progress,
         control: Control,
+        events: pipeline.Pipeline,
         unknown_task_timeout: float,
     ) -> None:
         self.worker_id = worker_id
@@ -45,6 +45,8 @@ class Running:
         self.outcomes = outcomes
         self.progress = progress
         self.control = control
+        #: where the worker's transitions go: the log and the App's hooks
+        self.events = events
         self.unknown_task_timeout = unknown_task_timeout
         #: the attempts running, each with the asyncio task that runs it
         self.attempts: dict[uuid.UUID, Attempt] = {}
@@ -53,8 +55,6 @@ class Running:
         self.deferrals: set[asyncio.Task[None]] = set()
         self._unknown_warned: set[str] = set()
         self.jobs_done = 0
-        #: the App's hooks, set by the worker when it starts (only if the App has any)
-        self.hooks: HookRunner | None = None
 
     def tasks(self) -> list[asyncio.Task[None]]:
         """The asyncio tasks of the running attempts."""
@@ -79,14 +79,8 @@ class Running:
             deferral.add_done_callback(self.deferrals.discard)
         # Once per batch: a worker whose transitions are not logged pays
         # nothing per job for them.
-        if rows and logs.log.isEnabledFor(logging.INFO):
-            logs.claimed(rows)
-        hooks = self.hooks
-        if rows and hooks is not None and hooks.wants("job.started"):
-            for row in rows:
-                hooks.submit(
-                    JobEvent("job.started", row["id"], row["task"], row["queue"], row["attempt"])
-                )
+        if rows:
+            self.events.started(rows)
 
     def _start(self, row: dict[str, Any]) -> None:
         job_id = row["id"]
@@ -167,19 +161,13 @@ class Running:
             )
         try:
             back = await self._send_back(rows)
-            for r in back:
-                logs.transition(
-                    r["id"],
-                    r["task"],
-                    r["queue"],
-                    Status.RUNNING,
-                    r["status"],
-                    r["attempt"],
-                    r["duration"],
-                    error="UnknownTask",
-                    reason="no task of that name is registered in this worker",
-                    level=logging.WARNING if r["status"] == Status.FAILED else logging.INFO,
-                )
+            self.events.rows(
+                back,
+                Status.RUNNING,
+                by=pipeline.WORKER,
+                error="UnknownTask",
+                reason="no task of that name is registered in this worker",
+            )
         finally:
             for r in rows:
                 self.deferring.pop(r["id"], None)

@@ -28,7 +28,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs import _db
+from pgjobs import _db, pipeline
 from pgjobs._db import ADAPTERS, KEEPALIVE, acheck_idle
 from pgjobs.app import App
 from pgjobs.events import HookRunner
@@ -83,6 +83,9 @@ class Worker:
             processes = ProcessPool(config.processes, config.app_spec or find_app_spec(app))
         self.progress = Progress(self.id, self.pool, lambda: self.running.attempts)
         self.executor = Executor(app.tasks, config.concurrency, self.progress.report, processes)
+        # Every transition this worker makes, maintenance's included, goes through
+        # one pipeline: the log and the App's hooks (async ones on the worker's loop).
+        self.events = pipeline.Pipeline(app.hooks)
         self.maintenance = Maintenance(
             self._session_url,
             self.pool,
@@ -96,6 +99,7 @@ class Worker:
             keep_failed=config.keep_failed,
             vacuum=config.vacuum,
             pooler=app.pooler,
+            events=self.events,
         )
         self._make_services()
 
@@ -152,6 +156,7 @@ class Worker:
             self.outcomes,
             self.progress,
             control,
+            self.events,
             config.unknown_task_timeout,
         )
         self.lease = Lease(
@@ -159,6 +164,7 @@ class Worker:
             self.pool,
             self.running,
             control,
+            self.events,
             queues=config.queues,
             concurrency=config.concurrency,
             lease_ttl=config.lease_ttl,
@@ -169,7 +175,15 @@ class Worker:
             on_rejoin=lambda: self.producer.reconcile_soon(),
         )
         self.producer = Producer(
-            self.id, config, self.pool, self.running, self.outcomes, self.lease, control, limited
+            self.id,
+            config,
+            self.pool,
+            self.running,
+            self.outcomes,
+            self.lease,
+            control,
+            self.events,
+            limited,
         )
         self.completer = Completer(
             self.id,
@@ -180,6 +194,7 @@ class Worker:
             self.running,
             self.lease,
             control,
+            self.events,
             config.burst,
             config.max_batch,
         )
@@ -235,9 +250,9 @@ class Worker:
     async def arun(self, *, install_signal_handlers: bool | None = None) -> None:
         """Async twin of run()."""
         self._loop = loop = asyncio.get_running_loop()
-        hooks = HookRunner(self.app.hooks, loop) if self.app.hooks else None
-        # Only a worker whose App has hooks pays for events: checked once per batch.
-        self.running.hooks = self.completer.hooks = hooks
+        # The hook sink, None while the App has no hooks: only a worker whose App
+        # has hooks pays for events.
+        hooks = self.events.bind(loop)
         if self._stop_requested.is_set():
             self.control.request_stop()
         if install_signal_handlers is None:
