@@ -197,6 +197,30 @@ def demo(count: int, data_dir: str | None) -> None:
     sys.exit(run_demo(emails=count))
 
 
+def _worker_settings(command: Any) -> Any:
+    """The `worker` command's options for the Worker's settings, made from their one
+    definition (pgjobs.worker.config.SETTINGS): name, type, default, bound and help."""
+    from pgjobs.worker.config import SETTINGS, default_text
+
+    for s in reversed([s for s in SETTINGS if s.option is not None]):
+        assert s.option is not None
+        names = [s.option, *([s.short] if s.short else []), s.name]
+        extra: dict[str, Any] = {}
+        if s.default is not None:
+            extra = {"default": default_text(s), "show_default": True}
+        if s.kind == "flag":
+            extra = {"is_flag": True}
+        elif s.kind == "switch":
+            names[0] = f"{s.option}/--no-{s.option[2:]}"
+        elif s.kind == "count":
+            extra["type"] = click.IntRange(int(s.minimum or 0))
+        else:
+            forever = s.kind == "retention"
+            extra["type"] = _Duration(s.minimum or 0.0, forever=forever)
+        command = click.option(*names, help=s.help, **extra)(command)
+    return command
+
+
 @main.command()
 @click.argument("app_spec", metavar="APP")
 @url_option
@@ -211,65 +235,7 @@ def demo(count: int, data_dir: str | None) -> None:
 @click.option(
     "--strict", is_flag=True, help="Claim the first queue's jobs before any of the next's."
 )
-@click.option("--concurrency", "-c", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--burst", is_flag=True, help="Run what is ready, then exit.")
-@click.option("--poll-interval", default=2.0, show_default=True, type=_Duration(0.01))
-@click.option(
-    "--processes",
-    "-p",
-    type=click.IntRange(1),
-    help="Run `def` tasks in N child processes (a hard time limit then kills them).",
-)
-@click.option("--grace-period", default=30.0, show_default=True, type=_Duration(0))
-@click.option("--heartbeat-interval", default=5.0, show_default=True, type=_Duration(0.05))
-@click.option(
-    "--lease-ttl",
-    default=30.0,
-    show_default=True,
-    type=_Duration(0.1),
-    help="Seconds without a heartbeat before a worker is taken for dead and its jobs rescued.",
-)
-@click.option(
-    "--keep-succeeded",
-    default="1d",
-    show_default=True,
-    type=_Duration(forever=True),
-    help="How long succeeded jobs are kept (90, 30m, 2h, 7d, forever).",
-)
-@click.option(
-    "--keep-failed",
-    default="30d",
-    show_default=True,
-    type=_Duration(forever=True),
-    help="How long failed and cancelled jobs, and their dead letters, are kept.",
-)
-@click.option(
-    "--vacuum/--no-vacuum",
-    default=True,
-    show_default=True,
-    help="Vacuum and analyze pgjobs' tables where autovacuum is off, as autovacuum would.",
-)
-@click.option(
-    "--max-lost",
-    default=3,
-    show_default=True,
-    type=click.IntRange(1),
-    help="The crash budget: a job whose attempts are lost with their worker this many times "
-    "in a row fails for good (WorkerLost). Lost attempts spend no retries.",
-)
-@click.option(
-    "--unknown-task-timeout",
-    default="1h",
-    show_default=True,
-    type=_Duration(),
-    help="How long jobs of a task no worker knows wait for one that does before they fail.",
-)
-@click.option(
-    "--max-stuck-threads",
-    type=click.IntRange(0),
-    help="Threads stuck past a hard time limit that the worker tolerates before it stops "
-    "claiming and exits with status 75 to be restarted [default: half the concurrency].",
-)
+@_worker_settings
 @click.option(
     "--log-level",
     default="INFO",
@@ -292,25 +258,13 @@ def worker(
     pooler: str | None,
     queues: str,
     strict: bool,
-    concurrency: int,
-    burst: bool,
-    poll_interval: float,
-    processes: int | None,
-    grace_period: float,
-    heartbeat_interval: float,
-    lease_ttl: float,
-    keep_succeeded: float | None,
-    keep_failed: float | None,
-    vacuum: bool,
-    max_lost: int,
-    unknown_task_timeout: float,
-    max_stuck_threads: int | None,
     log_level: str,
     log_format: str,
+    **settings: Any,
 ) -> None:
     """Run a worker for APP (package.module:app) until SIGTERM or SIGINT."""
-    from pgjobs.logs import configure_logging
-    from pgjobs.worker import Worker
+    from pgjobs.observe.logs import configure_logging
+    from pgjobs.worker import Worker, WorkerConfig
 
     plan = _queues(queues)  # a mistake there is reported before any connection is made
     configure_logging(log_level, log_format)
@@ -318,25 +272,10 @@ def worker(
     if app.embedded:
         app.migrate()
     _wait_for_database(app)
-    w = Worker(
-        app,
-        queues=plan,
-        queue_order="strict" if strict else None,
-        keep_succeeded=keep_succeeded,
-        keep_failed=keep_failed,
-        vacuum=vacuum,
-        concurrency=concurrency,
-        processes=processes,
-        app_spec=app_spec,
-        burst=burst,
-        poll_interval=poll_interval,
-        grace_period=grace_period,
-        heartbeat_interval=heartbeat_interval,
-        lease_ttl=lease_ttl,
-        max_lost=max_lost,
-        unknown_task_timeout=unknown_task_timeout,
-        max_stuck_threads=max_stuck_threads,
+    config = WorkerConfig.make(
+        queues=plan, queue_order="strict" if strict else None, app_spec=app_spec, **settings
     )
+    w = Worker(app, config)
     # Said once the database answers, has the schema and the options are sound: a mistake
     # before that stays one line.
     _say_database("worker", app)

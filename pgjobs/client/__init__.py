@@ -1,5 +1,5 @@
 """The client: the App, its task registry, tasks, enqueuing, admin calls, current_job().
 
-It imports pgjobs.core, pgjobs.db, pgjobs.observe and pgjobs.logs; maintenance and the
+It imports pgjobs.core, pgjobs.db, and pgjobs.observe; maintenance and the
 worker build on it.
 """

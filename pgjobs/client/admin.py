@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pgjobs import logs
 from pgjobs.core.errors import IllegalTransition, InvalidArguments, JobNotFound
 from pgjobs.core.jobs import DeadLetter, Job, JobSource, Status, can_transition, sources
 from pgjobs.core.pages import Attempt, DeadLetterPage, Page, QueueStats, WorkerInfo
 from pgjobs.db import driver
+from pgjobs.observe import pipeline
 
 
 def as_id(job_id: uuid.UUID | str) -> uuid.UUID:
@@ -134,7 +134,7 @@ def cancel_op(app: JobSource, job_id: uuid.UUID) -> driver.Op:
     waiting = [s for s in sources(Status.CANCELLED) if s != Status.RUNNING]
     row = yield "cancel_job", {"id": job_id, "from_statuses": waiting}, "one"
     if row is not None:
-        logs.from_rows([row])
+        pipeline.of(app).rows([row], by=pipeline.ADMIN)  # committed: autocommit
         return Job.from_row(row, app)
     asked = yield "request_cancel", {"id": job_id}, "one"
     if asked is not None:
@@ -211,8 +211,8 @@ def replay_op(app: JobSource, job_ids: list[uuid.UUID]) -> driver.Op:
                 f"job {job_id} is {job.status.value}: only failed or cancelled jobs can be replayed"
             )
         jobs.append(job)
-    # Logged only now: until here an IllegalTransition would undo every replay.
-    logs.from_rows(rows, reason="replayed")
+    # Reported only now: until here an IllegalTransition would undo every replay.
+    pipeline.admin(rows, reason="replayed")
     return jobs
 
 
@@ -236,7 +236,7 @@ def bulk_replay_op(
     _require_scope("replaying dead letters", params, everything)
     params.update(ids=None, from_statuses=_REPLAYABLE)
     rows = yield "replay_jobs", params, "all"
-    logs.from_rows(rows, reason="replayed")
+    pipeline.admin(rows, reason="replayed")
     return [r["id"] for r in rows]
 
 

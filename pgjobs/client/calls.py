@@ -23,6 +23,7 @@ from pgjobs.client.workflows import (
 from pgjobs.core.jobs import DeadLetter, Job, Status
 from pgjobs.core.pages import Attempt, DeadLetterPage, Page, QueueStats, WorkerInfo
 from pgjobs.db.connections import Database
+from pgjobs.observe import pipeline
 
 
 class JobCalls:
@@ -175,12 +176,14 @@ class JobCalls:
     def replay_many(self, job_ids: Sequence[uuid.UUID | str]) -> list[Job]:
         """replay() for several jobs at once: all of them, or (on any error) none."""
         ids = [as_id(i) for i in job_ids]
-        return self.database.run(admin.replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return self.database.run(admin.replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
 
     async def areplay_many(self, job_ids: Sequence[uuid.UUID | str]) -> list[Job]:
         """Async twin of replay_many()."""
         ids = [as_id(i) for i in job_ids]
-        return await self.database.arun(admin.replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return await self.database.arun(admin.replay_op(self, ids), atomic=True)  # type: ignore[no-any-return]
 
     def replay_dead_letters(
         self,
@@ -193,7 +196,8 @@ class JobCalls:
     ) -> list[uuid.UUID]:
         """Replay the dead letters matching the filters (all: everything=True); returns the ids."""
         op = admin.bulk_replay_op(task, queue, since, before, everything)
-        return self.database.run(op, atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return self.database.run(op, atomic=True)  # type: ignore[no-any-return]
 
     async def areplay_dead_letters(
         self,
@@ -206,7 +210,8 @@ class JobCalls:
     ) -> list[uuid.UUID]:
         """Async twin of replay_dead_letters()."""
         op = admin.bulk_replay_op(task, queue, since, before, everything)
-        return await self.database.arun(op, atomic=True)  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return await self.database.arun(op, atomic=True)  # type: ignore[no-any-return]
 
     def purge_dead_letters(
         self,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgjobs import logs
 from pgjobs.client.encoding import (
     Encoded,
     NewJob,
@@ -29,6 +28,7 @@ from pgjobs.client.encoding import (
 from pgjobs.client.host import Host
 from pgjobs.core.jobs import Job, JobList, Status, new_job_ints, uuid_of
 from pgjobs.db import driver
+from pgjobs.observe import logs
 
 
 def insert(app: Host, rows: list[NewJob], conn: Any) -> list[Job]:

@@ -13,17 +13,32 @@ Day-of-month and day-of-week combine as in Vixie cron: when both fields are
 restricted (neither starts with ``*``), a day matches if either matches;
 otherwise both must. So ``0 0 */2 * MON`` fires on odd-numbered Mondays,
 because ``*/2`` starts with ``*`` and counts as unrestricted.
+
+cronsim parses the fields and finds the matching wall times; this module
+adds what pgjobs promises beyond it:
+
+- the syntax check, with messages that name the field and the value (cronsim
+  says "Bad minute"), which also refuses what pgjobs does not accept and
+  cronsim does (``L``, ``LW``, ``#``);
+- a translation of the day-of-week forms cronsim reads otherwise: a range
+  that ends on Sunday (``FRI-SUN``, ``5-0``), a step from Sunday as 7
+  (``7/2``) and an open-ended step (``1/2``, which stops at Saturday here and
+  would wrap round to Sunday as 7 there) go to it as the list of their days;
+- the daylight-saving rules above. cronsim searches wall-clock times without
+  a zone here, and each one found is placed in the zone by those rules
+  (cronsim's own follow Debian cron: a skipped time fires after the gap).
 """
 
 from __future__ import annotations
 
 import calendar
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from itertools import pairwise
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
 
 __all__ = ["CronError", "CronSchedule"]
 
@@ -78,6 +93,7 @@ _HOUR = _Field("hour", 0, 23, 23)
 _DOM = _Field("day-of-month", 1, 31, 31)
 _MONTH = _Field("month", 1, 12, 12, _MONTH_NAMES, " or a month name (JAN-DEC)")
 _DOW = _Field("day-of-week", 0, 7, 6, _DAY_NAMES, " or a day name (SUN-SAT)")
+_FIELDS = (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW)
 
 
 def _error(field: _Field, detail: str, expression: str) -> CronError:
@@ -135,23 +151,18 @@ def _parse_part(part: str, field: _Field, expression: str) -> set[int]:
     return values
 
 
-def _parse_field(text: str, field: _Field, expression: str) -> tuple[int, ...]:
-    values: set[int] = set()
+def _check_field(text: str, field: _Field, expression: str) -> str:
+    """The field checked, as cronsim is to read it: day-of-week parts other than `*` and
+    `*/n` as the list of their days (see the module's docstring); the others as given."""
+    parts = []
     for part in text.split(","):
         if not part:
             raise _error(field, f"empty list item in {text!r}", expression)
-        values |= _parse_part(part, field, expression)
-    return tuple(sorted(values))
-
-
-def _ceil(values: tuple[int, ...], v: int) -> int | None:
-    i = bisect_left(values, v)
-    return values[i] if i < len(values) else None
-
-
-def _floor(values: tuple[int, ...], v: int) -> int | None:
-    i = bisect_right(values, v) - 1
-    return values[i] if i >= 0 else None
+        values = _parse_part(part, field, expression)
+        if field is _DOW and not part.startswith("*"):
+            part = ",".join(map(str, sorted(values)))
+        parts.append(part)
+    return ",".join(parts)
 
 
 def _days_in(year: int, month: int) -> int:
@@ -172,20 +183,7 @@ def _require_aware(dt: datetime, what: str) -> None:
 class CronSchedule:
     """A parsed cron expression bound to a time zone."""
 
-    __slots__ = (
-        "_dom_star",
-        "_doms",
-        "_dow_star",
-        "_dows",
-        "_expression",
-        "_hours",
-        "_minutes",
-        "_months",
-        "_period",
-        "_seconds",
-        "_timezone",
-        "_tz",
-    )
+    __slots__ = ("_cron", "_expression", "_fields", "_period", "_timezone", "_tz")
 
     def __init__(self, expression: str, timezone: str = "UTC") -> None:
         """Parse `expression`; raise CronError if it or `timezone` is unusable."""
@@ -207,22 +205,27 @@ class CronSchedule:
                 f"cron expression needs 5 fields (minute hour day-of-month month "
                 f"day-of-week) or 6 with seconds first, got {len(fields)} in {expression!r}"
             )
-        sec, minute, hour, dom, month, dow = fields
-        self._seconds = _parse_field(sec, _SECOND, expression)
-        self._minutes = _parse_field(minute, _MINUTE, expression)
-        self._hours = _parse_field(hour, _HOUR, expression)
-        self._doms = _parse_field(dom, _DOM, expression)
-        self._months = _parse_field(month, _MONTH, expression)
-        self._dows = _parse_field(dow, _DOW, expression)
-        # Vixie cron decides "restricted" by the first character, so `*/2`
-        # counts as unrestricted; following it keeps crontabs portable.
-        self._dom_star = dom.startswith("*")
-        self._dow_star = dow.startswith("*")
-
-        if self._and_days() and not any(
-            d <= (29 if m == 2 else _days_in(2001, m)) for m in self._months for d in self._doms
+        checked = [
+            _check_field(value, field, expression)
+            for value, field in zip(fields, _FIELDS, strict=True)
+        ]
+        self._fields = " ".join(checked)
+        try:
+            # Parsed once here for its fields (period_hint, the check below);
+            # each search is a CronSim of its own, from where it starts.
+            self._cron = CronSim(self._fields, datetime(2001, 1, 1))
+        except CronSimError as exc:
+            # The checks above leave cronsim one refusal: days of the month that
+            # no month of the month field has, where both day fields must match.
+            dom, month = fields[3], fields[4]
+            raise _error(_DOM, f"{dom!r} never occurs in month {month!r}", expression) from exc
+        if self._cron.day_and and not any(
+            d <= (29 if m == 2 else _days_in(2001, m))
+            for m in self._cron.months
+            for d in self._cron.days
         ):
             # Accepting it would make every search run to its bound and fail.
+            dom, month = fields[3], fields[4]
             raise _error(_DOM, f"{dom!r} never occurs in month {month!r}", expression)
 
     @property
@@ -251,7 +254,7 @@ class CronSchedule:
         _require_aware(dt, "next_after")
         local = dt.astimezone(self._tz)
         last_year = min(local.year + _FORWARD_YEARS, datetime.max.year)
-        slot = self._next(dt, last_year)
+        slot = next(self._slots(dt, last_year), None)
         if slot is None:
             raise CronError(
                 f"cron expression {self._expression!r} has no slot in {self._timezone} "
@@ -272,7 +275,7 @@ class CronSchedule:
         floor = datetime.min + _LOOKBACK
         bound = wall - _LOOKBACK if wall >= floor else datetime.min
         while True:
-            found = self._prev_wall(wall, bound.year)
+            found = next(self._walls(wall, bound.year, reverse=True), None)
             if found is None or found < bound:
                 return None
             instant = self._instant(found)
@@ -288,13 +291,14 @@ class CronSchedule:
             raise ValueError(f"limit must be at least 0, got {limit}")
         last_year = min(end.astimezone(self._tz).year + 1, datetime.max.year)
         slots: list[datetime] = []
-        cursor = start
-        while len(slots) < limit:
-            slot = self._next(cursor, last_year)
-            if slot is None or slot > end:
+        if limit == 0:
+            return slots
+        for slot in self._slots(start, last_year):
+            if slot > end:
                 break
             slots.append(slot)
-            cursor = slot
+            if len(slots) == limit:
+                break
         return slots
 
     def period_hint(self) -> float:
@@ -305,7 +309,35 @@ class CronSchedule:
 
     # -- searching ---------------------------------------------------------
 
-    def _next(self, dt: datetime, last_year: int) -> datetime | None:
+    def _walls(self, start: datetime, year: int, *, reverse: bool = False) -> Iterator[datetime]:
+        """The matching wall times from `start` on (back from it with `reverse`), `start`
+        included, ignoring DST, up to the end (or back to the start) of `year`."""
+        try:
+            sim = self._at(start, reverse)
+        except OverflowError:
+            return  # at year 9999's end or year 1's start
+        while True:
+            try:
+                found: datetime = next(sim)
+            except StopIteration:
+                # cronsim gives up after 50 years without a match; the bound
+                # here is the caller's.
+                if (sim.dt.year < year) if reverse else (sim.dt.year > year):
+                    return
+                sim = self._at(sim.dt, reverse)
+                continue
+            except (OverflowError, ValueError):
+                return  # past year 9999 or before year 1
+            if (found.year < year) if reverse else (found.year > year):
+                return
+            yield found
+
+    def _at(self, wall: datetime, reverse: bool) -> CronSim:
+        """A search from `wall` on, included (cronsim's starts strictly after its datetime)."""
+        return CronSim(self._fields, wall + (_ONE_SECOND if reverse else -_ONE_SECOND), reverse)
+
+    def _slots(self, dt: datetime, last_year: int) -> Iterator[datetime]:
+        """The slots strictly after `dt`, in order, in UTC, up to the end of `last_year`."""
         local = dt.astimezone(self._tz)
         wall = local.replace(tzinfo=None, microsecond=0)
         if local.fold:
@@ -315,143 +347,18 @@ class CronSchedule:
         else:
             wall += _ONE_SECOND
         while True:
-            found = self._next_wall(wall, last_year)
-            if found is None:
-                return None
-            instant = self._instant(found)
-            if instant is not None:
-                return instant
-            wall = max(self._anomaly_end(found), found + _ONE_SECOND)
-
-    def _and_days(self) -> bool:
-        return self._dom_star or self._dow_star
-
-    def _day_matches(self, day: int, weekday: int) -> bool:
-        # `weekday` is cron's: 0 is Sunday.
-        in_dom = day in self._doms
-        in_dow = weekday in self._dows
-        return (in_dom and in_dow) if self._and_days() else (in_dom or in_dow)
-
-    def _first_weekday(self, year: int, month: int) -> int:
-        # calendar counts Monday as 0; cron counts Sunday as 0.
-        return (calendar.weekday(year, month, 1) + 1) % 7
-
-    def _ceil_day(self, year: int, month: int, day: int) -> int | None:
-        first = self._first_weekday(year, month)
-        for d in range(day, _days_in(year, month) + 1):
-            if self._day_matches(d, (first + d - 1) % 7):
-                return d
-        return None
-
-    def _floor_day(self, year: int, month: int, day: int) -> int | None:
-        first = self._first_weekday(year, month)
-        for d in range(day, 0, -1):
-            if self._day_matches(d, (first + d - 1) % 7):
-                return d
-        return None
-
-    def _next_wall(self, start: datetime, last_year: int) -> datetime | None:
-        """Return the first matching wall time at or after `start`, ignoring DST."""
-        y, mo, d = start.year, start.month, start.day
-        h, mi, s = start.hour, start.minute, start.second
-        while True:
-            # A field that ran past its end carries into the next one up.
-            if s > 59:
-                s, mi = 0, mi + 1
-            if mi > 59:
-                mi, h = 0, h + 1
-            if h > 23:
-                h, d = 0, d + 1
-            if mo > 12:
-                mo, y = 1, y + 1
-            if d > _days_in(y, mo):
-                d, mo = 1, mo + 1
-                if mo > 12:
-                    mo, y = 1, y + 1
-            if y > last_year:
-                return None
-
-            month = _ceil(self._months, mo)
-            if month is None:
-                y, mo, d, h, mi, s = y + 1, 1, 1, 0, 0, 0
-                continue
-            if month != mo:
-                mo, d, h, mi, s = month, 1, 0, 0, 0
-            day = self._ceil_day(y, mo, d)
-            if day is None:
-                mo, d, h, mi, s = mo + 1, 1, 0, 0, 0
-                continue
-            if day != d:
-                d, h, mi, s = day, 0, 0, 0
-            hour = _ceil(self._hours, h)
-            if hour is None:
-                d, h, mi, s = d + 1, 0, 0, 0
-                continue
-            if hour != h:
-                h, mi, s = hour, 0, 0
-            minute = _ceil(self._minutes, mi)
-            if minute is None:
-                h, mi, s = h + 1, 0, 0
-                continue
-            if minute != mi:
-                mi, s = minute, 0
-            second = _ceil(self._seconds, s)
-            if second is None:
-                mi, s = mi + 1, 0
-                continue
-            return datetime(y, mo, d, h, mi, second)
-
-    def _prev_wall(self, start: datetime, first_year: int) -> datetime | None:
-        """Return the last matching wall time at or before `start`, ignoring DST."""
-        y, mo, d = start.year, start.month, start.day
-        h, mi, s = start.hour, start.minute, start.second
-        while True:
-            if s < 0:
-                s, mi = 59, mi - 1
-            if mi < 0:
-                mi, h = 59, h - 1
-            if h < 0:
-                h, d = 23, d - 1
-            if d < 1:
-                # 31 stands for "the last day" and is clamped below, once the
-                # month is known.
-                d, mo = 31, mo - 1
-            if mo < 1:
-                mo, y = 12, y - 1
-            if y < first_year:
-                return None
-            d = min(d, _days_in(y, mo))
-
-            month = _floor(self._months, mo)
-            if month is None:
-                y, mo, d, h, mi, s = y - 1, 12, 31, 23, 59, 59
-                continue
-            if month != mo:
-                mo, d, h, mi, s = month, 31, 23, 59, 59
-                continue
-            day = self._floor_day(y, mo, d)
-            if day is None:
-                mo, d, h, mi, s = mo - 1, 31, 23, 59, 59
-                continue
-            if day != d:
-                d, h, mi, s = day, 23, 59, 59
-            hour = _floor(self._hours, h)
-            if hour is None:
-                d, h, mi, s = d - 1, 23, 59, 59
-                continue
-            if hour != h:
-                h, mi, s = hour, 59, 59
-            minute = _floor(self._minutes, mi)
-            if minute is None:
-                h, mi, s = h - 1, 59, 59
-                continue
-            if minute != mi:
-                mi, s = minute, 59
-            second = _floor(self._seconds, s)
-            if second is None:
-                mi, s = mi - 1, 59
-                continue
-            return datetime(y, mo, d, h, mi, second)
+            restart = None
+            for found in self._walls(wall, last_year):
+                instant = self._instant(found)
+                if instant is None:
+                    # A gap skips it, and every wall time up to the gap's end.
+                    restart = max(self._anomaly_end(found), found + _ONE_SECOND)
+                    break
+                # In an overlap this is its first pass; the wall times after it follow.
+                yield instant
+            if restart is None:
+                return
+            wall = restart
 
     # -- daylight saving ---------------------------------------------------
 
@@ -491,7 +398,11 @@ class CronSchedule:
     # -- period ------------------------------------------------------------
 
     def _shortest_gap(self) -> int:
-        secs, mins, hours = self._seconds, self._minutes, self._hours
+        secs, mins, hours = (
+            tuple(sorted(self._cron.seconds)),
+            tuple(sorted(self._cron.minutes)),
+            tuple(sorted(self._cron.hours)),
+        )
         first_tod = hours[0] * 3600 + mins[0] * 60 + secs[0]
         last_tod = hours[-1] * 3600 + mins[-1] * 60 + secs[-1]
         gaps: list[int] = []
@@ -505,20 +416,20 @@ class CronSchedule:
         return min(gaps)
 
     def _shortest_day_gap(self) -> int:
-        if self._months == tuple(range(1, 13)) and all(
-            self._day_matches(d, w) for d in range(1, 32) for w in range(7)
-        ):
-            return 1
         # Four years, one of them leap, hold every month length and weekday
         # combination often enough for a rough figure.
         start = date(2001, 1, 1)
-        days = [n for n in range(4 * 365 + 1) if self._matches_date(start + timedelta(days=n))]
-        if len(days) < 2:
-            return 4 * 365 + 1
-        return min(b - a for a, b in pairwise(days))
-
-    def _matches_date(self, day: date) -> bool:
-        return day.month in self._months and self._day_matches(day.day, (day.weekday() + 1) % 7)
+        previous: int | None = None
+        shortest = 4 * 365 + 1
+        for n in range(4 * 365 + 1):
+            day = start + timedelta(days=n)
+            if day.month in self._cron.months and self._cron.match_day(day):
+                if previous is not None:
+                    shortest = min(shortest, n - previous)
+                    if shortest == 1:
+                        break
+                previous = n
+        return shortest
 
 
 def _first_true(lo: datetime, hi: datetime, pred: Callable[[datetime], bool]) -> datetime:

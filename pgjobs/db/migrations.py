@@ -22,7 +22,7 @@ says where pgjobs' schema stands:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,9 @@ from alembic.config import Config
 from alembic.util import CommandError
 
 from alembic import command
+from pgjobs.db import driver
 from pgjobs.db.connections import connect
-from pgjobs.db.queries import resource_dir
+from pgjobs.db.queries import resource_dir, sql
 
 if TYPE_CHECKING:
     from alembic.environment import NameFilterParentNames, NameFilterType
@@ -210,11 +211,17 @@ def exclude_pgjobs(
 def current(url: str, pooler: str | None = None) -> str | None:
     """The revision the database is at, or None before the first migration."""
     with connect(url, pooler=pooler, autocommit=True) as conn:
-        exists = conn.execute("SELECT to_regclass('pgjobs.alembic_version') IS NOT NULL").fetchone()
-        if not exists or not exists[0]:
-            return None
-        row = conn.execute("SELECT version_num FROM pgjobs.alembic_version").fetchone()
-        return None if row is None else str(row[0])
+        revision: str | None = driver.run(revision_op(), conn)
+        return revision
+
+
+def revision_op() -> Generator[Any, Any, str | None]:
+    """The revision pgjobs.alembic_version records; None for none (or no table)."""
+    exists = yield "schema_version", {}, "one"
+    if not exists or not exists["migrated"]:
+        return None
+    row = yield "schema_revision", {}, "one"
+    return None if row is None else str(row["version_num"])
 
 
 @dataclass(frozen=True)
@@ -343,12 +350,10 @@ _VERSION = f"{VERSION_SCHEMA}.{VERSION_TABLE}"
 
 def _version(connection: Connection) -> str | None:
     """The revision pgjobs.alembic_version records; None for none (or no table)."""
-    from sqlalchemy import text
-
-    exists = connection.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": _VERSION})
-    if not exists.scalar_one():
+    # The named statements of revision_op(), run on Alembic's connection.
+    if not connection.exec_driver_sql(sql("schema_version")).scalar_one():
         return None
-    row = connection.execute(text(f"SELECT version_num FROM {_VERSION}")).scalar_one_or_none()
+    row = connection.exec_driver_sql(sql("schema_revision")).scalar_one_or_none()
     return None if row is None else str(row)
 
 

@@ -7,9 +7,8 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
-from pgjobs.db.queries import sql
+from pgjobs.db import driver as _db
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -18,6 +17,18 @@ log = logging.getLogger("pgjobs.maintenance")
 BATCH = 1000
 #: A run stops after this many batches and leaves the rest to the next run.
 MAX_BATCHES = 50
+
+
+def prune_op(keep_succeeded: float | None, keep_failed: float | None, batch: int) -> _db.Op:
+    """One batch of ended jobs past their retention deleted: how many."""
+    params = {"keep_succeeded": keep_succeeded, "keep_failed": keep_failed, "batch": batch}
+    row = yield "prune_jobs", params, "one"
+    return int(row["pruned"]) if row else 0
+
+
+def prune_keys_op(batch: int) -> _db.Op:
+    """Up to `batch` expired dedup keys deleted."""
+    yield "prune_dedup_keys", {"batch": batch}, "none"
 
 
 async def run_once(
@@ -33,18 +44,14 @@ async def run_once(
     """
     if keep_succeeded is None and keep_failed is None:
         return 0
-    params = {"keep_succeeded": keep_succeeded, "keep_failed": keep_failed, "batch": batch}
     total = 0
-    async with conn.cursor(row_factory=dict_row) as cur:
-        for _ in range(MAX_BATCHES):
-            await cur.execute(sql("prune_jobs"), params)
-            row = await cur.fetchone()
-            pruned = int(row["pruned"]) if row else 0
-            total += pruned
-            if pruned < batch:
-                break
-            await asyncio.sleep(0)  # let the worker's other duties in between batches
-        await cur.execute(sql("prune_dedup_keys"), {"batch": batch * MAX_BATCHES})
+    for _ in range(MAX_BATCHES):
+        pruned = await _db.arun(prune_op(keep_succeeded, keep_failed, batch), conn)
+        total += pruned
+        if pruned < batch:
+            break
+        await asyncio.sleep(0)  # let the worker's other duties in between batches
+    await _db.arun(prune_keys_op(batch * MAX_BATCHES), conn)
     if total:
         log.info("pruned %d ended jobs past their retention", total)
     return total

@@ -6,14 +6,20 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
-from pgjobs import logs
 from pgjobs.core.jobs import Status
-from pgjobs.db.queries import sql
+from pgjobs.db import driver as _db
+from pgjobs.observe import pipeline
 
 #: Attempts a job may lose with their worker in a row before it fails for good.
 MAX_LOST = 3
+
+
+def rescue_op(worker_id: str, lease_seconds: float, max_lost: int) -> _db.Op:
+    """The running jobs of dead workers, rescued: the rows of their transitions."""
+    params = {"worker_id": worker_id, "lease_seconds": lease_seconds, "max_lost": max_lost}
+    rows = yield "rescue_jobs", params, "all"
+    return rows
 
 
 async def run_once(
@@ -22,32 +28,29 @@ async def run_once(
     worker_id: str = "",
     lease_seconds: float = 30.0,
     max_lost: int = MAX_LOST,
+    events: pipeline.Pipeline = pipeline.LOG_ONLY,
 ) -> int:
     """Rescue the running jobs of dead workers; returns how many were rescued.
 
     `worker_id` is the leader's own (never taken for dead); `lease_seconds` how
     long a job whose worker row is gone is left to that worker; `max_lost` the
-    crash budget (see rescue_jobs in sql/queries.sql).
+    crash budget (see rescue_jobs in sql/queries.sql). Each transition goes
+    to `events` (the App's pipeline: its log and its hooks) once committed.
     """
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            sql("rescue_jobs"),
-            {"worker_id": worker_id, "lease_seconds": lease_seconds, "max_lost": max_lost},
-        )
-        rows = await cur.fetchall()
+    rows = await _db.arun(rescue_op(worker_id, lease_seconds, max_lost), conn)
+    # One worker's jobs at a time, with its name in the reason; WARNING whatever
+    # the job's next status: a worker died under it.
+    by_worker: dict[tuple[str, bool], list[Any]] = {}
     for r in rows:
-        # WARNING whatever the job's next status: a worker died under it.
-        logs.transition(
-            r["id"],
-            r["task"],
-            r["queue"],
+        by_worker.setdefault((r["worker_id"], r["status"] == Status.FAILED), []).append(r)
+    for (lost_worker, spent), group in by_worker.items():
+        events.rows(
+            group,
             Status.RUNNING,
-            r["status"],
-            r["attempt"],
-            r["duration"],
+            by=pipeline.RESCUER,
             error="WorkerLost",
-            reason=f"rescued from worker {r['worker_id']} (its lease ran out)"
-            + ("; the crash budget is spent" if r["status"] == Status.FAILED else ""),
+            reason=f"rescued from worker {lost_worker} (its lease ran out)"
+            + ("; the crash budget is spent" if spent else ""),
             level=logging.WARNING,
         )
     return len(rows)

@@ -5,16 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
-from pgjobs import logs
-from pgjobs.db.queries import sql
+from pgjobs.db import driver as _db
+from pgjobs.observe import pipeline
 
 
-async def run_once(conn: psycopg.AsyncConnection[Any], limit: int = 1000) -> int:
-    """Release up to `limit` due jobs and wake their queues' workers; returns how many."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("release_due_jobs"), {"limit": limit})
-        rows = await cur.fetchall()
-    logs.from_rows(rows)
+def release_op(limit: int) -> _db.Op:
+    """Up to `limit` due jobs released, their queues' workers woken: their transitions' rows."""
+    rows = yield "release_due_jobs", {"limit": limit}, "all"
+    return rows
+
+
+async def run_once(
+    conn: psycopg.AsyncConnection[Any],
+    limit: int = 1000,
+    events: pipeline.Pipeline = pipeline.LOG_ONLY,
+) -> int:
+    """Release up to `limit` due jobs and wake their queues' workers; returns how many.
+
+    Each transition goes to `events` (the App's pipeline: its log and its hooks).
+    """
+    rows = await _db.arun(release_op(limit), conn)
+    events.rows(rows, by=pipeline.SCHEDULER)
     return len(rows)

@@ -8,14 +8,13 @@ import time
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgjobs.db.queries import sql
+from pgjobs.db import driver as _db
 from pgjobs.maintenance import pruner, rescuer, scheduler, upkeep
 from pgjobs.maintenance.leader import LOCK_KEY_HIGH, LOCK_KEY_LOW, Leader
 from pgjobs.maintenance.periodic import CronEnqueuer
-from pgjobs.observe import horizon
+from pgjobs.observe import horizon, pipeline
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -25,7 +24,8 @@ class Maintenance:
     rescues lost jobs, prunes old ones, warns of a held xmin horizon (horizon_max_age:
     seconds, else $PGJOBS_HORIZON_MAX_AGE or the App's), and vacuums and analyzes the pgjobs
     tables that autovacuum leaves alone, and reclaims what a released horizon left
-    (vacuum=False: never).
+    (vacuum=False: never). Its transitions go to `events` (the worker's pipeline; by
+    default the App's).
 
     `url` is where the leader's lock and the upkeep's connection keep their session; None
     behind a transaction pooler with no direct URL (`pooler`): the workers then take
@@ -52,6 +52,7 @@ class Maintenance:
         upkeep_interval: float = upkeep.INTERVAL,
         horizon_max_age: float | None = None,
         pooler: str | None = None,
+        events: pipeline.Pipeline | None = None,
     ) -> None:
         self.pool = pool
         self.worker_id = worker_id
@@ -61,6 +62,10 @@ class Maintenance:
         self.rescue_interval = rescue_interval or max(tick, lease_seconds / 4)
         self.leader = Leader(url, connect_timeout, pooler)
         self.cron = CronEnqueuer(app, app.periodics if app is not None else {})
+        # The rescuer's and the scheduler's transitions go to the log and the hooks
+        # through the worker's own pipeline (`events`): maintenance runs in the
+        # worker process, and its hooks on the worker's hook thread and loop.
+        self.events = events if events is not None else pipeline.of(app)
         self.keep_succeeded = keep_succeeded
         self.keep_failed = keep_failed
         self.prune_interval = prune_interval
@@ -114,10 +119,13 @@ class Maintenance:
                         await self._announce(self.leader_pid)
                         announced = self.leader_pid
                     if self.leader.per_round:
-                        async with self.pool.connection() as conn, conn.transaction():
-                            leading = await self.leader.try_round(conn)
-                            if leading:
-                                await self._duties(conn)
+                        # A round is one transaction: its transitions reach the
+                        # hooks once it has committed.
+                        with pipeline.after_commit():
+                            async with self.pool.connection() as conn, conn.transaction():
+                                leading = await self.leader.try_round(conn)
+                                if leading:
+                                    await self._duties(conn)
                     elif leading:
                         async with self.pool.connection() as conn:
                             await self._duties(conn)
@@ -150,7 +158,7 @@ class Maintenance:
 
     async def _duties(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """The leader's duties that are due, on `conn`."""
-        await scheduler.run_once(conn)
+        await scheduler.run_once(conn, events=self.events)
         if self.cron.seconds_until_due() == 0:
             await self.cron.run_once(conn)
         if time.monotonic() - self._last_rescue >= self.rescue_interval:
@@ -160,6 +168,7 @@ class Maintenance:
                 worker_id=self.worker_id,
                 lease_seconds=self.lease_seconds,
                 max_lost=self.max_lost,
+                events=self.events,
             )
         if time.monotonic() - self._last_prune >= self.prune_interval:
             self._last_prune = time.monotonic()
@@ -174,18 +183,12 @@ class Maintenance:
 
     async def _announce(self, leader_pid: int | None) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
-                sql("set_leader"), {"worker_id": self.worker_id, "leader_pid": leader_pid}
-            )
+            await _db.arun(announce_op(self.worker_id, leader_pid), conn)
 
     async def depose_stale_leader(self) -> int:
         """End the lock session of a leader whose heartbeat lapsed; returns how many were ended."""
-        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                sql("depose_stale_leader"),
-                {"key_high": LOCK_KEY_HIGH, "key_low": LOCK_KEY_LOW},
-            )
-            rows = await cur.fetchall()
+        async with self.pool.connection() as conn:
+            rows = await _db.arun(depose_op(), conn)
         for r in rows:
             log.warning(
                 "worker %s: the leader %s missed its lease; ended its lock session",
@@ -193,3 +196,15 @@ class Maintenance:
                 r["id"],
             )
         return len(rows)
+
+
+def announce_op(worker_id: str, leader_pid: int | None) -> _db.Op:
+    """Record on the worker's row the backend pid of its leader's lock (None: it does not lead)."""
+    yield "set_leader", {"worker_id": worker_id, "leader_pid": leader_pid}, "none"
+
+
+def depose_op() -> _db.Op:
+    """End the lock sessions of leaders whose heartbeat lapsed: the rows of those ended."""
+    return (
+        yield "depose_stale_leader", {"key_high": LOCK_KEY_HIGH, "key_low": LOCK_KEY_LOW}, "all"
+    )

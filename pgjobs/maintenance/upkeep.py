@@ -21,6 +21,12 @@ it smaller, so the claim index would keep the size of every row the hold
 kept. It does the same after each VACUUM of its own, where autovacuum is
 off. One rebuild at a time, never while a horizon is held, and an invalid
 index that an interrupted rebuild left behind is dropped first.
+
+Its reads are named statements in sql/ (upkeep_due, bloated_indexes, ...).
+VACUUM, ANALYZE, REINDEX and DROP INDEX are composed here, with the names
+quoted as identifiers (psycopg.sql): they name a table or an index that those
+reads found, and no statement can take a relation's name as a parameter; nor
+can they be planned (EXPLAIN) as the named statements are.
 """
 
 from __future__ import annotations
@@ -34,10 +40,9 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg.rows import dict_row
 
+from pgjobs.db import driver as _db
 from pgjobs.db.driver import KEEPALIVE, connection_kwargs
-from pgjobs.db.queries import sql
 from pgjobs.observe import horizon
 
 log = logging.getLogger("pgjobs.maintenance")
@@ -95,9 +100,7 @@ async def due(conn: psycopg.AsyncConnection[Any], told: set[str] | None = None) 
     once per name in `told`.
     """
     told = set() if told is None else told
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("upkeep_due"))
-        rows = await cur.fetchall()
+    rows = await _db.arun(_rows_op("upkeep_due", {}), conn)
     chores = []
     for r in rows:
         table = f"{r['schemaname']}.{r['relname']}"
@@ -184,9 +187,7 @@ async def bloated(
     """
     told = set() if told is None else told
     params = {"tables": sorted(tables), "ratio": ratio, "min_bytes": min_bytes}
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("bloated_indexes"), params)
-        rows = await cur.fetchall()
+    rows = await _db.arun(_rows_op("bloated_indexes", params), conn)
     found = []
     for r in rows:
         b = Bloated(
@@ -215,9 +216,7 @@ async def bloated(
 
 async def drop_leftovers(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Drop the invalid indexes that interrupted rebuilds left; returns their names."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("reindex_leftovers"))
-        rows = await cur.fetchall()
+    rows = await _db.arun(_rows_op("reindex_leftovers", {}), conn)
     dropped = []
     for r in rows:
         ident = pgsql.Identifier(r["schemaname"], r["indexname"])
@@ -234,9 +233,8 @@ async def reindex(conn: psycopg.AsyncConnection[Any], index: Bloated) -> int:
     started = time.monotonic()
     ident = pgsql.Identifier(index.schema, index.name)
     await conn.execute(pgsql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident))
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql("index_size"), {"index": f'"{index.schema}"."{index.name}"'})
-        row = await cur.fetchone()
+    params = {"index": f'"{index.schema}"."{index.name}"'}
+    row = await _db.arun(_rows_op("index_size", params, "one"), conn)
     after = int(row["bytes"]) if row and row["bytes"] is not None else 0
     log.info(
         "rebuilt %s (REINDEX CONCURRENTLY): %s for about %d entries, now %s, in %.0f ms",
@@ -247,6 +245,11 @@ async def reindex(conn: psycopg.AsyncConnection[Any], index: Bloated) -> int:
         (time.monotonic() - started) * 1000,
     )
     return after
+
+
+def _rows_op(name: str, params: dict[str, Any], fetch: _db.Fetch = "all") -> _db.Op:
+    """What one named statement of upkeep's returns."""
+    return (yield name, params, fetch)
 
 
 def _size(n: int) -> str:
@@ -353,7 +356,7 @@ class Upkeep:
                 # A vacuum of a large table, or a rebuild of a large index, may
                 # rightly outlast a timeout the role sets for its statements; it
                 # would fail at every look.
-                await conn.execute("SET statement_timeout = 0")
+                await _db.arun(_rows_op("upkeep_session", {}, "none"), conn)
                 await run(conn, chores)
                 if reclaim and not any(c.vacuum and (c.schema, c.name) == JOBS for c in chores):
                     await vacuum_after_release(conn)

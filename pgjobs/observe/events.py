@@ -1,9 +1,11 @@
 """Events: hooks on job transitions, and durable publish/subscribe through jobs.
 
-Hooks (`@app.on("job.failed")`) run in the worker after the transition has
-committed, on a thread of their own: never inside the claim or finish
-transaction, and never in the way of the next claim. A hook that raises is
-logged; it changes nothing about the job.
+Hooks (`@app.on("job.failed")`) run after the transition has committed, on a
+thread of their own: never inside the claim or finish transaction, and never
+in the way of the next claim. Every transition reaches them through the one
+pipeline (pgjobs.pipeline), whoever made it: a worker, the leader's rescuer
+or scheduler, or an administrator. A hook that raises is logged; it changes
+nothing about the job.
 
 Publish/subscribe is jobs: `app.publish(name, payload, conn=conn)` inserts one
 job per subscriber in the caller's transaction, so a rolled-back transaction
@@ -26,7 +28,14 @@ from typing import Any
 log = logging.getLogger("pgjobs.events")
 
 #: The transitions a hook can follow; "job.*" follows them all.
-JOB_EVENTS = ("job.started", "job.succeeded", "job.retrying", "job.failed", "job.cancelled")
+JOB_EVENTS = (
+    "job.started",
+    "job.succeeded",
+    "job.retrying",
+    "job.failed",
+    "job.cancelled",
+    "job.pending",
+)
 ANY_JOB_EVENT = "job.*"
 
 Hook = Callable[["JobEvent"], Any]
@@ -44,6 +53,9 @@ class JobEvent:
     result: Any = None  # for job.succeeded
     error: dict[str, Any] | None = None  # type, message, traceback: failed, retrying
     retry_in: float | None = None  # for job.retrying: seconds until the next attempt
+    previous: str | None = None  # the status the job left
+    by: str = "worker"  # who moved it: worker, rescuer, scheduler or admin
+    reason: str | None = None  # why, where it was not the job's own outcome
 
 
 def check_event(name: str) -> str:
@@ -67,11 +79,18 @@ def decode(text: str | None) -> Any:
 
 
 class HookRunner:
-    """Calls an App's hooks, in order, on one thread of their own."""
+    """Calls an App's hooks, in order, on one thread of their own.
 
-    def __init__(self, hooks: Mapping[str, list[Hook]], loop: asyncio.AbstractEventLoop) -> None:
+    An async hook runs on `loop` (a worker's event loop) when there is one,
+    else on an event loop of the hook thread's own.
+    """
+
+    def __init__(
+        self, hooks: Mapping[str, list[Hook]], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
         self.hooks = hooks
         self.loop = loop
+        self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[JobEvent | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -81,28 +100,63 @@ class HookRunner:
 
     def submit(self, event: JobEvent) -> None:
         """Queue an event for the hooks; returns at once."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="pgjobs-hooks", daemon=True)
-            self._thread.start()
-        self._queue.put(event)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run,
+                    args=(self._queue, self.loop),
+                    name="pgjobs-hooks",
+                    daemon=True,
+                )
+                self._thread.start()
+            self._queue.put(event)
 
     def close(self, timeout: float) -> None:
-        """Let the queued events reach their hooks, waiting at most `timeout` seconds."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("hooks still running after %.1f s; leaving them", timeout)
+        """Let the queued events reach their hooks, waiting at most `timeout` seconds.
 
-    def _run(self) -> None:
-        while (event := self._queue.get()) is not None:
-            for hook in (*self.hooks.get(event.name, ()), *self.hooks.get(ANY_JOB_EVENT, ())):
-                try:
-                    if inspect.iscoroutinefunction(hook):
-                        future = asyncio.run_coroutine_threadsafe(hook(event), self.loop)
+        Events submitted afterwards start a new thread, whose async hooks run on
+        a loop of its own: the loop given is that of a worker that has stopped.
+        """
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._queue.put(None)
+            self._queue = queue.SimpleQueue()
+            self.loop = None
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("hooks still running after %.1f s; leaving them", timeout)
+
+    def _run(
+        self, events: queue.SimpleQueue[JobEvent | None], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        own: asyncio.Runner | None = None
+        try:
+            while (event := events.get()) is not None:
+                own = self._call_hooks(event, loop, own)
+        finally:
+            if own is not None:
+                own.close()
+
+    def _call_hooks(
+        self,
+        event: JobEvent,
+        loop: asyncio.AbstractEventLoop | None,
+        own: asyncio.Runner | None,
+    ) -> asyncio.Runner | None:
+        for hook in (*self.hooks.get(event.name, ()), *self.hooks.get(ANY_JOB_EVENT, ())):
+            try:
+                if inspect.iscoroutinefunction(hook):
+                    if loop is not None and not loop.is_closed():
+                        future = asyncio.run_coroutine_threadsafe(hook(event), loop)
                         future.result()
                     else:
-                        hook(event)
-                except Exception:
-                    name = getattr(hook, "__qualname__", repr(hook))
-                    log.exception("hook %s for %s of job %s raised", name, event.name, event.job_id)
+                        own = own or asyncio.Runner()
+                        own.run(hook(event))
+                else:
+                    hook(event)
+            except Exception:
+                name = getattr(hook, "__qualname__", repr(hook))
+                log.exception("hook %s for %s of job %s raised", name, event.name, event.job_id)
+        return own

@@ -13,7 +13,6 @@ import psycopg
 from pgjobs.core.errors import PgJobsError
 from pgjobs.db import driver
 from pgjobs.db.connections import aconnect, connect
-from pgjobs.db.queries import sql
 from pgjobs.observe.horizon import Horizon
 from pgjobs.observe.horizon import read as read_horizon
 
@@ -175,11 +174,6 @@ def evaluate(
     return Health(levels=seen, thresholds=applied, breaches=breaches)
 
 
-#: The read behind every health check (the queue_levels statement): the
-#: pgjobs.queue_oldest view, which reads waiting jobs only, and each queue's live workers.
-LEVELS_SQL = sql("queue_levels")
-
-
 def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
     """QueueLevels from rows of the queue_levels statement read as dicts."""
     return {
@@ -195,17 +189,21 @@ def levels_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, QueueLevel]:
     }
 
 
-def levels_op() -> driver.Op:
-    """Each queue with waiting jobs and its level, for Database.run() / arun()."""
+def levels_op(timeout_ms: str | None = None) -> driver.Op:
+    """Each queue with waiting jobs and its level, for Database.run() / arun(): the read
+    behind every health check (the queue_levels statement: the pgjobs.queue_oldest view,
+    which reads waiting jobs only, and each queue's live workers). With `timeout_ms`, the
+    transaction's statements are bounded first (a probe's, on a connection of its own)."""
+    if timeout_ms is not None:
+        yield from _probe_timeout_op(timeout_ms)
     rows = yield "queue_levels", {}, "all"
     return levels_of(rows)
 
 
-def _levels(rows: Iterable[tuple[Any, ...]]) -> dict[str, QueueLevel]:
-    return {
-        queue: QueueLevel(queue, int(depth), int(pending), age, oldest_id, int(workers))
-        for queue, depth, pending, age, oldest_id, workers in rows
-    }
+def _probe_timeout_op(timeout_ms: str) -> driver.Op:
+    # Local to the probe's transaction (see probe_timeout in sql/): behind a
+    # transaction-pooling PgBouncer a session setting would stay on a connection others get.
+    yield "probe_timeout", {"milliseconds": timeout_ms}, "none"
 
 
 def unserved_tasks(tasks: Iterable[Any], queues: Iterable[str]) -> dict[str, list[str]]:
@@ -256,12 +254,10 @@ def read_levels(
         if isinstance(source, str):
             limit, statement = _limits(connect_timeout)
             with connect(source, connect_timeout=limit) as conn:
-                # A probe must not hang on a lock (a migration, a TRUNCATE). The
-                # setting is local to this transaction: behind a transaction-pooling
-                # PgBouncer a session setting would stay on a connection others get.
-                conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
-                return _levels(conn.execute(LEVELS_SQL).fetchall())
-        return _levels(source.execute(LEVELS_SQL).fetchall())
+                # A probe must not hang on a lock (a migration, a TRUNCATE).
+                levels: dict[str, QueueLevel] = driver.run(levels_op(statement), conn)
+                return levels
+        return driver.run(levels_op(), source)  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise _translate(exc, where) from None
 
@@ -277,9 +273,9 @@ async def aread_levels(
         if isinstance(source, str):
             limit, statement = _limits(connect_timeout)
             async with await aconnect(source, connect_timeout=limit) as conn:
-                await conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
-                return _levels(await (await conn.execute(LEVELS_SQL)).fetchall())
-        return _levels(await (await source.execute(LEVELS_SQL)).fetchall())
+                levels: dict[str, QueueLevel] = await driver.arun(levels_op(statement), conn)
+                return levels
+        return await driver.arun(levels_op(), source)  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise _translate(exc, where) from None
 
@@ -303,7 +299,7 @@ def check_health(
         if isinstance(source, str):
             limit, statement = _limits(connect_timeout)
             with connect(source, connect_timeout=limit) as conn:
-                conn.execute("SELECT set_config('statement_timeout', %s, true)", [statement])
+                driver.run(_probe_timeout_op(statement), conn)
                 levels = read_levels(conn)
                 held = read_horizon(conn, horizon_max_age)
         else:

@@ -1,5 +1,6 @@
 """The worker: claims jobs, runs them, and records their outcomes."""
 
+from pgjobs.worker.config import WorkerConfig
 from pgjobs.worker.worker import Worker
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "WorkerConfig"]

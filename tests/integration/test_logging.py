@@ -19,8 +19,14 @@ import pytest
 
 from pgjobs import Status, Worker
 from pgjobs.core.jobs import can_transition
-from pgjobs.logs import EXTRA_KEY, JsonFormatter, configure_logging, parse_levels, transition
 from pgjobs.maintenance import rescuer
+from pgjobs.observe.logs import (
+    EXTRA_KEY,
+    JsonFormatter,
+    configure_logging,
+    parse_levels,
+    transition,
+)
 from tests import sample_app
 from tests.support.common import wait_for
 

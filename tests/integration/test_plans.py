@@ -22,7 +22,8 @@ from psycopg.rows import dict_row
 from pgjobs import App, Worker
 from pgjobs.db.driver import AsyncPoolConnection
 from pgjobs.db.queries import sql
-from pgjobs.worker.worker import _unless_all_null, finish_and_claim, reuse_plans
+from pgjobs.worker.completer import unless_all_null as _unless_all_null
+from pgjobs.worker.ops import finish_and_claim, reuse_plans
 from tests import sample_app
 from tests.support.common import count, numbered, register
 from tests.support.plans import BATCH, WORKER, claim_params

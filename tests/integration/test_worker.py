@@ -364,25 +364,26 @@ def test_claims_never_exceed_free_capacity(app: Any, db: psycopg.Connection[Any]
     assert count(db, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 12
 
 
-class _CountingClaims(Worker):
-    """A worker that counts its statements: claims alone, outcomes alone, both at once."""
+def _count_statements(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count a worker's statements: claims alone, outcomes alone, both at once."""
+    counts = {"claims_alone": 0, "finishes_alone": 0, "both": 0}
+    claim, finish = worker.producer.claim, worker.completer.finish
 
-    claims_alone = finishes_alone = both = 0
+    async def counting_claim(limit: int) -> list[dict[str, Any]]:
+        counts["claims_alone"] += 1
+        return await claim(limit)
 
-    async def _claim(self, limit: int) -> list[dict[str, Any]]:
-        self.claims_alone += 1
-        return await super()._claim(limit)
+    async def counting_finish(batch: list[Any], claim: int = 0) -> list[dict[str, Any]]:
+        counts["both" if claim else "finishes_alone"] += 1
+        return await finish(batch, claim)
 
-    async def _finish(self, batch: list[Any], claim: int = 0) -> list[dict[str, Any]]:
-        if claim:
-            self.both += 1
-        else:
-            self.finishes_alone += 1
-        return await super()._finish(batch, claim)
+    monkeypatch.setattr(worker.producer, "claim", counting_claim)
+    monkeypatch.setattr(worker.completer, "finish", counting_finish)
+    return counts
 
 
 def test_a_busy_worker_claims_with_every_batch_and_never_past_its_capacity(
-    db: psycopg.Connection[Any], db_url: str
+    db: psycopg.Connection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # At the end of every statement that changes jobs, the database's count of
     # running jobs (what other sessions see once it commits) goes in a table.
@@ -405,7 +406,8 @@ def test_a_busy_worker_claims_with_every_batch_and_never_past_its_capacity(
 
     try:
         nothing.enqueue_many([(n,) for n in range(2000)])
-        worker = _CountingClaims(app, concurrency=20, burst=True)
+        worker = Worker(app, concurrency=20, burst=True)
+        counts = _count_statements(worker, monkeypatch)
         worker.run(install_signal_handlers=False)
         peak = db.execute("SELECT max(n) FROM running_seen").fetchone()
     finally:
@@ -422,9 +424,8 @@ def test_a_busy_worker_claims_with_every_batch_and_never_past_its_capacity(
     # claims the next jobs in the same statement. Counting a batch's slots
     # twice (as outcomes on their way and as the claim that refills them)
     # left the other writer's claim empty: two in five batches went alone.
-    statements = (worker.claims_alone, worker.finishes_alone, worker.both)
-    assert worker.both >= 190, statements
-    assert worker.claims_alone + worker.finishes_alone <= 6, statements
+    assert counts["both"] >= 190, counts
+    assert counts["claims_alone"] + counts["finishes_alone"] <= 6, counts
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

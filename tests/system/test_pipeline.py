@@ -1,0 +1,132 @@
+"""One transition pipeline: whoever moves a job (a worker, the leader's rescuer or
+scheduler, an administrator), the move reaches the log and the App's hooks, after commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+import pgjobs
+from pgjobs import Status
+from tests import pipeline_app
+from tests.support.common import count, wait_for
+from tests.support.workers import WorkerProcess
+
+APP = "tests.pipeline_app:app"
+# Short leases so a dead worker's jobs are rescued within seconds.
+LEASE = ("--lease-ttl", "1", "--heartbeat-interval", "0.2", "--poll-interval", "0.2")
+
+
+@pytest.fixture
+def log_table(db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS transition_log (name text, job_id uuid, by text,"
+        " previous text, seen_status text, error_type text, reason text, pid int)"
+    )
+    db.execute("TRUNCATE transition_log")
+    yield db
+    pipeline_app.app.close()
+
+
+def seen(db: psycopg.Connection[Any], job_id: Any) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT name, by, previous, seen_status, error_type, reason, pid FROM transition_log"
+        " WHERE job_id = %s ORDER BY name",
+        (job_id,),
+    ).fetchall()
+
+
+def test_a_job_that_kills_its_worker_is_failed_by_the_rescuer_and_the_failed_hook_fires(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    db = log_table
+    job = pipeline_app.poison.enqueue()
+    victim = spawn_worker(*LEASE, "--max-lost", "1", app=APP)
+    assert victim.wait(30) == 3  # the job killed it (its exit status)
+    survivor = spawn_worker(*LEASE, "--max-lost", "1", app=APP)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 1, timeout=30)
+    [(name, by, previous, status, error_type, reason, pid)] = seen(db, job.id)
+    # The leader's rescuer failed it, and its hook ran in that worker, after commit.
+    assert (name, by, previous, status, error_type) == (
+        "job.failed",
+        "rescuer",
+        "running",
+        "failed",
+        "WorkerLost",
+    )
+    assert "the crash budget is spent" in reason and pid == survivor.proc.pid
+    assert pipeline_app.app.get_job(job.id).status is Status.FAILED
+    assert "running -> failed" in survivor.log()  # and the log line, in the same worker
+
+
+def test_the_schedulers_release_of_a_due_job_reaches_the_hooks_and_the_log(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    db = log_table
+    job = pipeline_app.noop.options(delay=1.0).enqueue()  # scheduled: the scheduler releases it
+    w = spawn_worker(*LEASE, "--log-format", "json", app=APP)
+    wait_for(lambda: pipeline_app.app.get_job(job.id).is_terminal, timeout=30)
+    wait_for(lambda: bool(seen(db, job.id)), timeout=10)
+    [(name, by, previous, status, _, _, pid)] = seen(db, job.id)
+    assert (name, by, previous, pid) == ("job.pending", "scheduler", "scheduled", w.proc.pid)
+    assert status in ("pending", "running", "succeeded")  # committed before the hook read it
+    assert f'"job_id": "{job.id}", "task": "noop"' in w.log()
+    assert '"from": "scheduled", "to": "pending"' in w.log()
+
+
+def test_an_administrators_cancel_and_replay_reach_the_hooks_of_their_process_after_commit(
+    log_table: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    db = log_table
+    app = pipeline_app.app
+    waiting = pipeline_app.noop.enqueue()
+    failed = pipeline_app.fails.enqueue()
+    db.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now() WHERE id = %s",
+               (failed.id,))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="pgjobs.jobs"):
+        assert app.cancel(waiting.id).status is Status.CANCELLED
+        [replayed] = app.replay_many([failed.id])
+        with pytest.raises(pgjobs.IllegalTransition):  # rolled back: nothing is reported
+            app.replay_many([replayed.id])
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 2, timeout=10)
+    me = os.getpid()
+    assert seen(db, waiting.id) == [
+        ("job.cancelled", "admin", "pending", "cancelled", None, None, me)
+    ]
+    # The hook's own connection saw the replay: it ran after the transaction committed.
+    assert seen(db, failed.id) == [
+        ("job.pending", "admin", "failed", "pending", None, "replayed", me)
+    ]
+    moves = [(r.__dict__["pgjobs"]["from"], r.__dict__["pgjobs"]["to"]) for r in caplog.records]
+    assert moves == [("pending", "cancelled"), ("failed", "pending")]
+
+
+def test_the_async_replay_of_dead_letters_reaches_the_hooks(
+    log_table: psycopg.Connection[Any],
+) -> None:
+    db = log_table
+    app = pipeline_app.app
+    jobs = [pipeline_app.fails.enqueue() for _ in range(2)]
+    for job in jobs:
+        db.execute("UPDATE pgjobs.jobs SET status = 'failed', finished_at = now() WHERE id = %s",
+                   (job.id,))  # fmt: skip
+        db.execute("INSERT INTO pgjobs.dead_letters (job_id, task, queue, args, kwargs, error,"
+                   " attempts) VALUES (%s, 'fails', 'default', '[]', '{}',"
+                   " '{}', 1)", (job.id,))  # fmt: skip
+
+    async def replay() -> list[Any]:
+        try:
+            return await app.areplay_dead_letters(task="fails")
+        finally:
+            await app.aclose()
+
+    assert sorted(asyncio.run(replay())) == sorted(j.id for j in jobs)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 2, timeout=10)
+    for job in jobs:
+        assert [r[:4] for r in seen(db, job.id)] == [("job.pending", "admin", "failed", "pending")]
