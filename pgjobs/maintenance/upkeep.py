@@ -40,6 +40,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgjobs.db import driver as _db
 from pgjobs.db.driver import KEEPALIVE, connection_kwargs
@@ -264,6 +265,12 @@ def _size(n: int) -> str:
     return f"{value:.1f} GB"
 
 
+def _without_statement_timeout(url: str) -> str:
+    """`url` with statement_timeout=0 last among its startup options (the last one wins)."""
+    options = conninfo_to_dict(url).get("options") or ""
+    return make_conninfo(url, options=f"{options} -c statement_timeout=0".strip())
+
+
 class Upkeep:
     """The leader's upkeep: looks every `interval` seconds, and does what is due in the
     background, one round at a time."""
@@ -345,18 +352,23 @@ class Upkeep:
         self, chores: list[Chore], reclaim: bool, rebuild: set[str], leftovers: bool
     ) -> None:
         try:
+            # A vacuum of a large table, or a rebuild of a large index, may rightly
+            # outlast a timeout the role sets for its statements; it would fail at
+            # every look. Straight to Postgres, the session starts without one: a
+            # SET would itself run under the role's timeout, and one that fires as
+            # the SET ends cancels the next statement. A pooler may refuse startup
+            # options, so through one the session is set by a statement instead.
+            url = self.url if self.pooler else _without_statement_timeout(self.url)
             conn = self._conn = await psycopg.AsyncConnection.connect(
-                self.url,
+                url,
                 autocommit=True,
                 connect_timeout=max(1, int(self.connect_timeout)),
                 **KEEPALIVE,
                 **connection_kwargs(self.pooler),
             )
             async with conn:
-                # A vacuum of a large table, or a rebuild of a large index, may
-                # rightly outlast a timeout the role sets for its statements; it
-                # would fail at every look.
-                await _db.arun(_rows_op("upkeep_session", {}, "none"), conn)
+                if self.pooler:
+                    await _db.arun(_rows_op("upkeep_session", {}, "none"), conn)
                 await run(conn, chores)
                 if reclaim and not any(c.vacuum and (c.schema, c.name) == JOBS for c in chores):
                     await vacuum_after_release(conn)

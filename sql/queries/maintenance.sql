@@ -4,8 +4,10 @@
 -- name: upkeep_session
 -- The upkeep's own connection: no statement timeout. A vacuum of a large
 -- table, or a rebuild of a large index, may rightly outlast a timeout the role
--- sets for its statements; it would fail at every look. For the session: the
--- connection is the upkeep's alone, never a pooler's. A SET, not a SELECT of
+-- sets for its statements; it would fail at every look. Straight to Postgres
+-- the session starts with statement_timeout=0 among its startup options; this
+-- statement is for a connection through a pooler, which may refuse them. For
+-- the session: the connection is the upkeep's alone. A SET, not a SELECT of
 -- set_config(): it must itself finish within the shortest timeout a role may
 -- set (1 ms), which a statement that is parsed, planned and run may not.
 SET statement_timeout = 0;
