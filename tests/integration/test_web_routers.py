@@ -64,5 +64,9 @@ def test_two_apps_mounted_side_by_side_each_answer_with_their_own_tasks_and_toke
         assert r.status_code == 202, r.text
         assert r.json()["queue"] == "reports"
         assert count(db) == 1
+        # Its poll URL and Location are its own router's, not the first one mounted.
+        poll = f"/b/api/jobs/{r.json()['job_id']}"
+        assert (r.json()["poll_url"], r.headers["Location"]) == (poll, poll)
+        assert c.get(poll).json()["status"] == "pending"
         job = c.get(f"/b/api/jobs/{r.json()['job_id']}").json()
         assert (job["task"], job["status"]) == (report.name, "pending")

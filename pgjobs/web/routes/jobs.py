@@ -56,7 +56,10 @@ async def enqueue(
         raise not_found(exc) from None
     except InvalidArguments as exc:
         raise _invalid(exc, body) from None
-    poll = str(request.url_for("job_status", job_id=str(job.id)).path)
+    # The status endpoint beside this one (POST .../api/jobs -> GET .../api/jobs/{id}),
+    # under whatever prefix this router is mounted at: url_for() would name the first
+    # route of that name in the host application, another router's if it mounts two.
+    poll = f"{request.url.path.rstrip('/')}/{job.id}"
     response.headers["Location"] = poll
     return {**job.status_view(), "poll_url": poll, "deduplicated": job.deduplicated}
 
