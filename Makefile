@@ -42,10 +42,11 @@ demo: $(STAMP)
 	$(BIN)/pgjobs demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check pgjobs tests bench alembic
-	$(BIN)/ruff format --check pgjobs tests bench alembic
+	$(BIN)/ruff check pgjobs tests bench alembic tools docs
+	$(BIN)/ruff format --check pgjobs tests bench alembic tools docs
 	$(BIN)/lint-imports
 	$(BIN)/python tools/import_cycles.py
+	$(BIN)/python tools/code_size.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

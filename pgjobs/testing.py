@@ -78,11 +78,11 @@ class _Executor(Executor):
 
     error: Exception | None = None
 
-    def _failed(
+    def failed(
         self, row: Mapping[str, Any], task: Task | None, exc: Exception, elapsed: float
     ) -> Outcome:
         self.error = exc
-        return super()._failed(row, task, exc, elapsed)
+        return super().failed(row, task, exc, elapsed)
 
 
 def _enqueuer(task: Task | Enqueuer) -> Enqueuer:
@@ -274,7 +274,7 @@ def _encode_value(sig: Signature | None, param: str | None, label: str, value: A
     """One argument as enqueue stores it: through its parameter's type where there is one."""
     if sig is not None and param is not None:
         p = sig.sig.parameters[param]
-        return sig._convert(p, label, value, to_json=True)
+        return sig.convert(p, label, value, to_json=True)
     return _ANY.dump_python(value, mode="json")
 
 

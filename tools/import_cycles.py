@@ -94,6 +94,22 @@ def components(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def package(name: str) -> str:
+    return ".".join(name.split(".")[:2])
+
+
+def private_imports(known: dict[str, Path]) -> Iterator[str]:
+    """`from pgjobs.x import _name` where pgjobs.x is in another package than the importer."""
+    for name, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(PACKAGE):
+                continue
+            for alias in node.names:
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and package(node.module or "") != package(name):
+                    yield f"{name} imports {alias.name} from {node.module}"
+
+
 def main() -> int:
     known = modules()
     graph = {name: set(imports(name, path, known)) for name, path in known.items()}
@@ -106,8 +122,11 @@ def main() -> int:
     cycles = [c for c in components(graph) if len(c) > 1]
     for component in cycles:
         print(f"cycle of {len(component)}: {' '.join(component)}")
-    print(f"{len(graph)} modules, {len(cycles)} import cycles")
-    return 1 if cycles else 0
+    crossing = list(private_imports(known))
+    for line in crossing:
+        print(line)
+    print(f"{len(graph)} modules, {len(cycles)} import cycles, {len(crossing)} private imports")
+    return 1 if cycles or crossing else 0
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ class JobContext:
     queue: str
     attempt: int
     max_attempts: int
-    _dedup_key: str | None = field(repr=False)
-    _report: Callable[[uuid.UUID, str], None] = field(repr=False)
+    #: The job's dedup key, if it was enqueued with one (the worker's, for idempotency_key).
+    dedup_key: str | None = field(repr=False)
+    #: Where set_progress() sends the job's progress: the worker's batch of progress values.
+    progress_sink: Callable[[uuid.UUID, str], None] = field(repr=False)
     #: time.monotonic() at which the task should wrap up (its soft limit, else its hard one)
-    _deadline: float | None = field(default=None, repr=False)
+    wrap_up_at: float | None = field(default=None, repr=False)
     # A plain flag: set from the event loop, read from the task's thread; an
     # Event per job would cost more than a no-op job itself.
     _cancelled: bool = field(default=False, repr=False)
@@ -34,7 +36,7 @@ class JobContext:
     def idempotency_key(self) -> str:
         """The same for every attempt of this job: pass it to outside services."""
         # Made when read: most tasks never ask, and a no-op job would feel it.
-        return self._dedup_key or f"pgjobs-{self.id}"
+        return self.dedup_key or f"pgjobs-{self.id}"
 
     def set_progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -61,23 +63,27 @@ class JobContext:
         bad = unstorable(text)
         if bad:
             raise ValueError(f"a progress message must not contain {bad}")
-        self._report(self.id, text)
+        self.progress_sink(self.id, text)
 
     @property
     def deadline(self) -> datetime | None:
         """When the task should have finished (its soft limit, else its hard one), or None."""
-        if self._deadline is None:
+        if self.wrap_up_at is None:
             return None
-        return datetime.now(UTC) + timedelta(seconds=self._deadline - time.monotonic())
+        return datetime.now(UTC) + timedelta(seconds=self.wrap_up_at - time.monotonic())
 
     def time_left(self) -> float | None:
         """Seconds until the deadline (negative once past it), or None without a time limit."""
-        return None if self._deadline is None else self._deadline - time.monotonic()
+        return None if self.wrap_up_at is None else self.wrap_up_at - time.monotonic()
 
     @property
     def cancelled(self) -> bool:
         """True once someone asked to cancel this job: a `def` task should stop soon."""
         return self._cancelled
+
+    def request_cancel(self) -> None:
+        """Mark the job as asked to cancel (the worker calls it when it hears of a request)."""
+        self._cancelled = True
 
 
 #: The job the running task belongs to: the worker's executor sets it around each attempt.

@@ -127,7 +127,8 @@ class Signature:
         assert self.var_keyword is not None
         return self.var_keyword
 
-    def _convert(self, p: _P, label: str, value: Any, to_json: bool) -> Any:
+    def convert(self, p: _P, label: str, value: Any, to_json: bool) -> Any:
+        """One argument checked against parameter `p`'s type; as JSON data with `to_json`."""
         adapter = self.adapters[p.name]
         try:
             validated = adapter.validate_python(value)
@@ -173,18 +174,18 @@ class Signature:
                 if kinds is not None and type(v) in kinds:
                     out.append(v)
                 else:
-                    out.append(self._convert(p, p.name, v, to_json))
+                    out.append(self.convert(p, p.name, v, to_json))
             return out, {}
         try:
             self.sig.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArguments(f"task {self.name!r}: {exc}") from None
         out_args = [
-            self._convert(self._param_for(i, None), self._param_for(i, None).name, v, to_json)
+            self.convert(self._param_for(i, None), self._param_for(i, None).name, v, to_json)
             for i, v in enumerate(args)
         ]
         out_kwargs = {
-            k: self._convert(self._param_for(None, k), k, v, to_json) for k, v in kwargs.items()
+            k: self.convert(self._param_for(None, k), k, v, to_json) for k, v in kwargs.items()
         }
         return out_args, out_kwargs
 
@@ -200,11 +201,11 @@ class Signature:
                 f"it: {exc}"
             ) from None
         out_args = [
-            self._convert(self._param_for(i, None), self._param_for(i, None).name, v, True)
+            self.convert(self._param_for(i, None), self._param_for(i, None).name, v, True)
             for i, v in enumerate(args, start=1)
         ]
         out_kwargs = {
-            k: self._convert(self._param_for(None, k), k, v, True) for k, v in kwargs.items()
+            k: self.convert(self._param_for(None, k), k, v, True) for k, v in kwargs.items()
         }
         return out_args, out_kwargs
 

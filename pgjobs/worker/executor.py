@@ -101,7 +101,7 @@ class Attempt:
         if self.cancel_requested:
             return
         self.cancel_requested = True
-        self.ctx._cancelled = True
+        self.ctx.request_cancel()
         if self._interrupt is not None:
             self._interrupt()
 
@@ -200,9 +200,9 @@ class Executor:
             queue=row["queue"],
             attempt=row["attempt"],
             max_attempts=row["max_attempts"],
-            _dedup_key=row["dedup_key"],
-            _report=self.report_progress,
-            _deadline=None if limit is None else time.monotonic() + limit,
+            dedup_key=row["dedup_key"],
+            progress_sink=self.report_progress,
+            wrap_up_at=None if limit is None else time.monotonic() + limit,
         )
         return Attempt(row=row, ctx=ctx)
 
@@ -233,7 +233,7 @@ class Executor:
         except Exception as exc:
             if attempt.cancel_requested:
                 return self._cancelled(attempt, None, time.monotonic() - started)
-            return self._failed(row, task, exc, time.monotonic() - started)
+            return self.failed(row, task, exc, time.monotonic() - started)
         if attempt.cancel_requested and not attempt.lease_lost:
             return self._cancelled(attempt, result, time.monotonic() - started)
         # Logged by the worker once the database has it (see pgjobs.logs).
@@ -370,9 +370,11 @@ class Executor:
             elapsed=elapsed,
         )
 
-    def _failed(
+    def failed(
         self, row: Mapping[str, Any], task: Task | None, exc: Exception, elapsed: float
     ) -> Outcome:
+        """The outcome of an attempt that raised `exc`: retry, or fail (pgjobs.testing keeps
+        the exception by overriding it)."""
         attempt: int = row["attempt"]
         info = json.dumps(error_info(exc))
         delay = None

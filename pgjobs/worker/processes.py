@@ -85,9 +85,9 @@ def _child_main(app_spec: str, conn: multiprocessing.connection.Connection) -> N
             queue=info["queue"],
             attempt=info["attempt"],
             max_attempts=info["max_attempts"],
-            _dedup_key=info["dedup_key"],
-            _report=lambda _id, progress: conn.send(("progress", progress)),
-            _deadline=info["deadline"],
+            dedup_key=info["dedup_key"],
+            progress_sink=lambda _id, progress: conn.send(("progress", progress)),
+            wrap_up_at=info["deadline"],
         )
         token = _current.set(ctx)
         try:
@@ -207,8 +207,8 @@ class ProcessPool:
                         "queue": row["queue"],
                         "attempt": row["attempt"],
                         "max_attempts": row["max_attempts"],
-                        "dedup_key": attempt.ctx._dedup_key,
-                        "deadline": attempt.ctx._deadline,
+                        "dedup_key": attempt.ctx.dedup_key,
+                        "deadline": attempt.ctx.wrap_up_at,
                     },
                 )
             )
@@ -229,7 +229,7 @@ class ProcessPool:
                     ) from None
                 kind = message[0]
                 if kind == "progress":
-                    attempt.ctx._report(attempt.job_id, message[1])
+                    attempt.ctx.progress_sink(attempt.job_id, message[1])
                     continue
                 healthy = True
                 if kind == "ok":
