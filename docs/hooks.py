@@ -6,6 +6,8 @@ A page asks for one with an HTML comment on a line of its own:
   of a function), with their types and defaults, as `inspect.signature` reads them;
 - `<!-- pgjobs:options worker -->`: the options of a command of the `pgjobs` click group
   (`pgjobs.cli:main`), with their types, defaults and help;
+- `<!-- pgjobs:settings -->`: the worker's settings (`Worker(app, **settings)`), from the one
+  table that defines them, `pgjobs.worker.config.SETTINGS`;
 - `<!-- pgjobs:errors -->`: every exception `pgjobs` exports, with its bases and the first
   line of its docstring.
 """
@@ -77,6 +79,18 @@ def _options(command: str) -> str:
     return "\n".join(rows)
 
 
+def _settings() -> str:
+    from pgjobs.worker.config import SETTINGS
+
+    rows = ["| keyword | default | at least | option | what it does |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        least = "" if s.minimum is None else f"`{s.minimum:g}`"
+        option = f"`{s.option}`" if s.option else "(Python only)"
+        text = s.help.replace("\n", " ").replace("|", "\\|")
+        rows.append(f"| `{s.name}` | `{s.default!r}` | {least} | {option} | {text} |")
+    return "\n".join(rows)
+
+
 def _errors() -> str:
     import pgjobs
 
@@ -97,6 +111,8 @@ def on_page_markdown(markdown: str, **_: Any) -> str:
             return _signature(target)
         if kind == "options":
             return _options(target)
+        if kind == "settings":
+            return _settings()
         if kind == "errors":
             return _errors()
         raise ValueError(f"unknown pgjobs marker {m.group(0)!r}")

@@ -1,6 +1,6 @@
 -- pgjobs: every statement the library runs, by name.
 --
--- pgjobs/queries.py loads this file; a block starts with "-- name: NAME" and
+-- pgjobs/db/queries.py loads this file; a block starts with "-- name: NAME" and
 -- runs to the next one. Parameters use psycopg's %(name)s style. Batch forms
 -- take arrays and unnest them, so a batch of a thousand jobs is one statement
 -- and one round trip.

@@ -1,4 +1,5 @@
-"""Connections: pools, the caller's own connections (outbox), and clear errors.
+"""The driver: operations over a connection, pools, the caller's own connections (outbox),
+and clear errors.
 
 Operations that talk SQL are written once, as generators that yield
 (query name, params, fetch) steps and receive each step's rows; run() and

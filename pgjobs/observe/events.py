@@ -3,7 +3,7 @@
 Hooks (`@app.on("job.failed")`) run after the transition has committed, on a
 thread of their own: never inside the claim or finish transaction, and never
 in the way of the next claim. Every transition reaches them through the one
-pipeline (pgjobs.pipeline), whoever made it: a worker, the leader's rescuer
+pipeline (pgjobs.observe.pipeline), whoever made it: a worker, the leader's rescuer
 or scheduler, or an administrator. A hook that raises is logged; it changes
 nothing about the job.
 

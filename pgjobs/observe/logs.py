@@ -47,7 +47,7 @@ clock = time.perf_counter
 
 
 class NewRow(Protocol):
-    """What enqueued() needs of a job just inserted (pgjobs.tasks.NewJob has it)."""
+    """What enqueued() needs of a job just inserted (pgjobs.client.encoding.NewJob has it)."""
 
     @property
     def id(self) -> Any: ...

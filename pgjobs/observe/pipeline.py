@@ -6,9 +6,9 @@ administrator cancelling or replaying jobs from the App, the CLI or the web
 API: each tells the App's pipeline, `of(app)`, and the pipeline feeds the same
 sinks for all of them:
 
-- the log sink: one line per transition on `pgjobs.jobs` (pgjobs.logs);
+- the log sink: one line per transition on `pgjobs.jobs` (pgjobs.observe.logs);
 - the hook sink: the App's hooks (`@app.on("job.failed")`), through one
-  HookRunner per App and process (pgjobs.events), on its thread;
+  HookRunner per App and process (pgjobs.observe.events), on its thread;
 - the metrics: nothing to feed here. The Prometheus metrics are read from the
   database at scrape time (pgjobs.web.metrics), so every committed transition
   reaches them, whichever process made it.

@@ -1,6 +1,6 @@
 """The worker's operations on the database: its named statements (sql/queries/worker.sql).
 
-Each is an Op (pgjobs._db): the steps to run, driven by `_db.arun` on a connection of
+Each is an Op (pgjobs.db.driver): the steps to run, driven by `_db.arun` on a connection of
 the worker's own or `_db.arun_pooled` on one of its pools, where the connection's kept
 cursor saves finding out again how to send each parameter. Two statements of the busy
 path are sent by hand, for round trips: finish_and_claim, prepared once per connection,

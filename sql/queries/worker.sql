@@ -1,5 +1,5 @@
 -- pgjobs: the worker's statements, by name (loaded with sql/queries.sql; see
--- pgjobs/queries.py). Its claims, the outcomes it records, its row in
+-- pgjobs/db/queries.py). Its claims, the outcomes it records, its row in
 -- pgjobs.workers (register, heartbeat, unregister) and the jobs it gives back.
 -- A claim takes jobs only for a worker whose row is there (one the rescuer took
 -- for dead claims nothing until it registers again), and a statement that ends
@@ -183,7 +183,7 @@ SELECT set_config('jit', 'off', false);
 -- name: finish_and_claim
 -- finish_jobs and claim_jobs as ONE statement, for a busy worker: the
 -- outcomes of a batch and the claim of the next jobs in one round trip, one
--- plan and one commit. pgjobs/queries.py fills in the two placeholders from
+-- plan and one commit. pgjobs/db/queries.py fills in the two placeholders from
 -- those two statements (their CTEs and their text), so each stays written
 -- once. Measured against the two statements pipelined: a third less
 -- Postgres CPU per job. The claim sees the statement's snapshot: the jobs it
