@@ -708,7 +708,7 @@ def test_a_float_argument_is_stored_as_given_an_int_as_a_float_and_infinity_refu
     assert signature.exact_by_position == ((float,), (str,))
     for value in (1.5, -0.0, 1e308, 5e-324, 0.1 + 0.2, 2, True, "3.5"):
         fast = signature._walk((value,), {}, True)
-        slow = ([signature._convert(signature.positional[0], "factor", value, True)], {})
+        slow = ([signature.convert(signature.positional[0], "factor", value, True)], {})
         assert fast == slow and type(fast[0][0]) is type(slow[0][0]), value
     try:
         stored = [scale.enqueue(v) for v in (0.1 + 0.2, 2)]
