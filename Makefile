@@ -81,10 +81,11 @@ test-lowest: $(LSTAMP)
 	$(LVENV)/bin/pytest -n $(JOBS) -m "not system" -p no:cacheprovider -q \
 	  tests/unit tests/integration $(PYTEST_ARGS)
 
-# Unit and integration tests alone (tests/unit, tests/integration): no worker processes, private
-# clusters, network cuts or browser; those are tests/system and the tests marked `system`.
+# Unit and integration tests alone (tests/unit, tests/integration), in process: no worker
+# processes, private clusters, network cuts or browser (tests/system and the tests marked
+# `system`), and no `pgjobs` command run as a process (marked `processes`).
 test-fast: $(STAMP)
-	$(BIN)/pytest -n $(JOBS) -m "not system" tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(JOBS) -m "not system and not processes" tests/unit tests/integration $(PYTEST_ARGS)
 
 # Each peer queue is installed into bench/venvs/<name> on first use.
 bench: $(STAMP)

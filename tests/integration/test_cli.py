@@ -10,9 +10,13 @@ import uuid
 from typing import Any
 
 import psycopg
+import pytest
 
 import pgjobs as pgjobs_lib
 from tests.support.common import ROOT, count
+
+# Each test runs `pgjobs` commands as processes of their own.
+pytestmark = pytest.mark.processes
 
 APP = "tests.sample_app:app"
 

@@ -20,6 +20,9 @@ from pgjobs import ConfigurationError
 from pgjobs.db.driver import describe
 from tests.support.common import ROOT, count, wait_for
 
+# Each test runs `pgjobs` commands as processes of their own.
+pytestmark = pytest.mark.processes
+
 NO_EMBEDDED = str(ROOT / "tests" / "support" / "no_embedded")
 DEAD = "postgresql://postgres@127.0.0.1:1/nobody"
 

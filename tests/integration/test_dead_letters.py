@@ -501,6 +501,7 @@ def test_the_async_twins_give_the_same_answers(app: Any, db: psycopg.Connection[
 # -- the command line --------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_cli_lists_dead_letters_as_a_table_and_as_json_with_filters(
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
@@ -547,6 +548,7 @@ def test_cli_lists_dead_letters_as_a_table_and_as_json_with_filters(
     assert "(no dead letters)" in ok(pgjobs_cli("dead-letters", "list", "--task", "nope"))
 
 
+@pytest.mark.processes
 def test_cli_show_prints_the_call_the_error_and_its_traceback(app: Any) -> None:
     job = sample_app.charge.enqueue(amount=42)
     failed(app, job)
@@ -559,6 +561,7 @@ def test_cli_show_prints_the_call_the_error_and_its_traceback(app: Any) -> None:
     assert "Traceback (most recent call last)" in out and "sample_app.py" in out
 
 
+@pytest.mark.processes
 def test_cli_replays_one_job_and_all_of_a_task(app: Any, db: psycopg.Connection[Any]) -> None:
     one = sample_app.fixable.enqueue(7401)
     fails = [sample_app.fail.enqueue("r1"), sample_app.fail.enqueue("r2")]
@@ -582,6 +585,7 @@ def test_cli_replays_one_job_and_all_of_a_task(app: Any, db: psycopg.Connection[
     assert [r[0] for r in attempt_rows(db, one.id)] == [1, 2, 3]
 
 
+@pytest.mark.processes
 def test_cli_purges_by_task_and_by_id(app: Any, db: psycopg.Connection[Any]) -> None:
     fails = [sample_app.fail.enqueue("p1"), sample_app.fail.enqueue("p2")]
     declined = sample_app.charge.enqueue(1)
@@ -598,6 +602,7 @@ def test_cli_purges_by_task_and_by_id(app: Any, db: psycopg.Connection[Any]) -> 
     assert [status_of(db, j.id) for j in (*fails, declined)] == ["failed"] * 3
 
 
+@pytest.mark.processes
 def test_cli_mistakes_are_one_line_and_change_nothing(
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
@@ -632,6 +637,7 @@ def test_cli_mistakes_are_one_line_and_change_nothing(
     assert snapshot(db) == before
 
 
+@pytest.mark.processes
 def test_cli_replay_of_several_ids_with_a_bad_one_changes_nothing(
     app: Any, db: psycopg.Connection[Any]
 ) -> None:
@@ -644,6 +650,7 @@ def test_cli_replay_of_several_ids_with_a_bad_one_changes_nothing(
     assert result.stdout == ""
 
 
+@pytest.mark.processes
 def test_cli_cancel_of_a_pending_job(app: Any, db: psycopg.Connection[Any]) -> None:
     job = sample_app.add.enqueue(1, 2)
     out = ok(pgjobs_cli("cancel", str(job.id)))

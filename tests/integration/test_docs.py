@@ -136,6 +136,7 @@ with psycopg.connect(sys.argv[1], autocommit=True) as conn:
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
+@pytest.mark.processes
 def test_runnable_block_runs(block: Block, fresh_database: str, tmp_path: Path) -> None:
     script = tmp_path / ("block.py" if block.language == "python" else "block.sql")
     script.write_text(block.code)

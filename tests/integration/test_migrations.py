@@ -400,6 +400,7 @@ def waiting_for_the_migration_lock(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+@pytest.mark.processes
 def test_two_migrates_started_together_on_a_fresh_database_both_succeed(admin_url: str) -> None:
     # Each round is a new race: process start-up times vary, so over a few
     # rounds the two reach the empty database at the same moment.
@@ -409,6 +410,7 @@ def test_two_migrates_started_together_on_a_fresh_database_both_succeed(admin_ur
             both_succeed_with_one_line(procs, url)
 
 
+@pytest.mark.processes
 def test_a_second_migrate_waits_for_the_first_and_then_finds_nothing_to_do(
     admin_url: str,
 ) -> None:

@@ -494,6 +494,7 @@ def run_with_psql(url: str, path: Path, variables: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.processes
 def test_inspect_query_runs_and_shows_what_it_is_about(
     name: str, db_url: str, seeded: dict[str, Any]
 ) -> None:
@@ -516,6 +517,7 @@ def test_inspect_query_runs_without_psql_too(
         assert expected.format(**seeded) in out, (expected, out)
 
 
+@pytest.mark.processes
 def test_job_history_without_a_job_id_says_how_to_run_it(db_url: str) -> None:
     psql_bin = shutil.which("psql")
     assert psql_bin is not None, "psql is needed for this test"
@@ -624,6 +626,7 @@ def breach(result: subprocess.CompletedProcess[str], line: str, code: int = 1) -
     assert result.stderr == f"pgjobs check: {line}\n", result.stderr
 
 
+@pytest.mark.processes
 def test_check_is_ok_within_the_limits(db: psycopg.Connection[Any], db_url: str) -> None:
     for _ in range(3):
         add_job(db, "pending", queue="emails", ready_ago=10)
@@ -635,6 +638,7 @@ def test_check_is_ok_within_the_limits(db: psycopg.Connection[Any], db_url: str)
     assert result.stdout.count("\n") == 1 and result.stderr == ""
 
 
+@pytest.mark.processes
 def test_check_fails_on_depth(db: psycopg.Connection[Any], db_url: str) -> None:
     for _ in range(7):
         add_job(db, "pending", queue="emails")
@@ -643,6 +647,7 @@ def test_check_fails_on_depth(db: psycopg.Connection[Any], db_url: str) -> None:
     assert pgjobs_check("--max-depth", "7", url=db_url).returncode == 0
 
 
+@pytest.mark.processes
 def test_check_fails_on_the_age_of_the_oldest_ready_job(
     db: psycopg.Connection[Any], db_url: str
 ) -> None:
@@ -661,6 +666,7 @@ def test_check_fails_on_the_age_of_the_oldest_ready_job(
     assert pgjobs_check("--max-age", "700s", url=db_url).returncode == 0
 
 
+@pytest.mark.processes
 def test_check_limits_apply_to_the_queues_named(db: psycopg.Connection[Any], db_url: str) -> None:
     for _ in range(7):
         add_job(db, "pending", queue="emails")
@@ -680,6 +686,7 @@ def test_check_limits_apply_to_the_queues_named(db: psycopg.Connection[Any], db_
     assert nothing.stdout == "ok: 1 queue within limits (nosuch 0 waiting)\n"
 
 
+@pytest.mark.processes
 def test_check_with_an_empty_database_is_ok(db: psycopg.Connection[Any], db_url: str) -> None:
     add_job(db, "succeeded", queue="emails", finished_ago=1)
     result = pgjobs_check("--max-depth", "0", "--max-age", "0", url=db_url)
@@ -698,6 +705,7 @@ app = pgjobs.App(
 """
 
 
+@pytest.mark.processes
 def test_check_uses_the_app_thresholds_and_its_url_and_flags_win(
     db: psycopg.Connection[Any], db_url: str, tmp_path: Path
 ) -> None:
@@ -723,6 +731,7 @@ def test_check_uses_the_app_thresholds_and_its_url_and_flags_win(
     breach(result, "queue emails has 7 jobs waiting (max 5)")
 
 
+@pytest.mark.processes
 def test_check_cannot_reach_the_database_exit_2(admin_url: str) -> None:
     down = pgjobs_check("--max-depth", "5", url="postgresql://postgres@127.0.0.1:1/x")
     assert down.returncode == 2, down
@@ -735,6 +744,7 @@ def test_check_cannot_reach_the_database_exit_2(admin_url: str) -> None:
     assert bare.stderr.endswith("has no pgjobs.queue_oldest view: run `pgjobs migrate`\n")
 
 
+@pytest.mark.processes
 def test_check_flags_a_queue_with_pending_jobs_and_no_live_worker_serving_it(
     db: psycopg.Connection[Any], db_url: str
 ) -> None:
@@ -757,6 +767,7 @@ def test_check_flags_a_queue_with_pending_jobs_and_no_live_worker_serving_it(
     assert check_health(db, {"*": Threshold(max_depth=100)}).levels["emails"].workers == 1
 
 
+@pytest.mark.processes
 def test_check_usage_mistakes_exit_2(db_url: str) -> None:
     breach(
         pgjobs_check("--max-age", "soon", url=db_url),

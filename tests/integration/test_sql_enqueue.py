@@ -122,6 +122,7 @@ def test_a_job_enqueued_with_psql_starts_within_1s_on_a_worker_polling_every_60s
     wait_for(lambda: app.get_job(job_id).status == pgjobs.Status.SUCCEEDED, timeout=5)
 
 
+@pytest.mark.processes
 def test_a_bad_call_from_psql_is_one_error_line_and_a_failing_exit(
     db_url: str, db: psycopg.Connection[Any]
 ) -> None:

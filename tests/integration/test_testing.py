@@ -356,6 +356,7 @@ def _exists(admin_url: str, name: str) -> bool:
         return count(conn, f"SELECT count(*) FROM pg_database WHERE datname = '{name}'") == 1
 
 
+@pytest.mark.processes
 def test_the_fixtures_give_the_named_app_on_a_database_of_the_session_own(
     tmp_path: Path, admin_url: str
 ) -> None:
@@ -409,6 +410,7 @@ def test_the_fixtures_give_the_named_app_on_a_database_of_the_session_own(
     assert not _exists(admin_url, name)  # dropped at the end of the session
 
 
+@pytest.mark.processes
 def test_the_command_line_url_comes_before_the_environment(tmp_path: Path, admin_url: str) -> None:
     (tmp_path / "test_inner.py").write_text(
         "def test_bare_app(pgjobs_app):\n    assert pgjobs_app.tasks == {}\n"
@@ -422,6 +424,7 @@ def test_the_command_line_url_comes_before_the_environment(tmp_path: Path, admin
     assert "1 passed" in done.stdout
 
 
+@pytest.mark.processes
 def test_the_fixtures_say_in_one_line_what_they_miss(tmp_path: Path, admin_url: str) -> None:
     (tmp_path / "test_inner.py").write_text("def test_needs_app(pgjobs_app):\n    pass\n")
     no_url = _run_pytest(tmp_path, env={"PGJOBS_TEST_URL": None, "PGJOBS_URL": None})
@@ -440,6 +443,7 @@ def test_the_fixtures_say_in_one_line_what_they_miss(tmp_path: Path, admin_url: 
     )
 
 
+@pytest.mark.processes
 def test_a_project_that_uses_no_fixture_never_connects(tmp_path: Path) -> None:
     (tmp_path / "test_inner.py").write_text("def test_plain():\n    assert True\n")
     done = _run_pytest(
@@ -461,6 +465,7 @@ def readme_example() -> str:
     return str(blocks[0])
 
 
+@pytest.mark.processes
 def test_the_readme_testing_example_runs_and_passes(tmp_path: Path, admin_url: str) -> None:
     (tmp_path / "test_signup.py").write_text(readme_example())
     done = _run_pytest(tmp_path, env={"PGJOBS_TEST_URL": admin_url, "PGJOBS_URL": None})

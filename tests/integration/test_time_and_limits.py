@@ -26,6 +26,7 @@ from tests.support.workers import drain, start_in_thread
 # -- dedup keys -------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_eight_processes_enqueue_the_same_1000_dedup_keys_and_get_1000_jobs(
     app: Any, db: psycopg.Connection[Any], db_url: str
 ) -> None:

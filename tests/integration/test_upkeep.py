@@ -218,6 +218,7 @@ def embedded_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize("server", ["local", "embedded"])
+@pytest.mark.processes
 def test_a_table_is_vacuumed_by_a_role_that_may_and_named_once_by_one_that_may_not(
     server: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -325,6 +326,7 @@ EMBEDDED = textwrap.dedent(
 )
 
 
+@pytest.mark.processes
 def test_tables_that_autovacuum_looks_after_are_left_to_it(tmp_path: Path) -> None:
     # The embedded Postgres runs autovacuum, as most servers do (this
     # machine's own server has it off).

@@ -703,6 +703,7 @@ def pgjobs_cli(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.processes
 def test_web_refuses_to_listen_beyond_loopback_without_a_token(db_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PGJOBS_WEB_TOKEN"}
     r = pgjobs_cli("web", "tests.sample_app:app", "--host", "0.0.0.0", env=env)
@@ -713,6 +714,7 @@ def test_web_refuses_to_listen_beyond_loopback_without_a_token(db_url: str) -> N
     assert "--protect-reads needs a token" in r.stderr
 
 
+@pytest.mark.processes
 def test_web_token_file_mistakes_are_one_clear_line(db_url: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PGJOBS_WEB_TOKEN"}
     (tmp_path / "empty").write_text("\n")
@@ -761,6 +763,7 @@ def web_server(db_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
         p.wait(10)
 
 
+@pytest.mark.processes
 def test_web_on_loopback_without_a_token_takes_local_writes_only(
     web_server: Callable[..., str], db: psycopg.Connection[Any]
 ) -> None:
@@ -784,6 +787,7 @@ def test_web_on_loopback_without_a_token_takes_local_writes_only(
     assert httpx.get(f"{base}/").headers["content-security-policy"].startswith("default-src")
 
 
+@pytest.mark.processes
 def test_web_with_a_token_serves_the_whole_api(
     web_server: Callable[..., str], db: psycopg.Connection[Any]
 ) -> None:
@@ -798,6 +802,7 @@ def test_web_with_a_token_serves_the_whole_api(
     assert json.loads(httpx.get(f"{base}/api/queues").text)[0]["depth"] == 1
 
 
+@pytest.mark.processes
 def test_web_reads_its_token_from_a_file_and_warns_of_one_on_the_command_line(
     web_server: Callable[..., str], db: psycopg.Connection[Any], tmp_path: Path
 ) -> None:

@@ -51,6 +51,7 @@ def test_a_chain_passes_each_result_to_the_next_step(
     assert second.args == [3, 10]
 
 
+@pytest.mark.processes
 def test_each_step_of_a_workflow_is_a_job_with_every_field_and_call_of_one(
     app: pgjobs.App, db_url: str
 ) -> None:
@@ -312,6 +313,7 @@ def test_kill_9_during_a_chord_still_calls_back_once(
     assert count(db, "SELECT count(*) FROM pgjobs.attempts WHERE outcome = 'lost'") >= 1
 
 
+@pytest.mark.processes
 def test_the_cli_shows_and_cancels_a_workflow(app: pgjobs.App, db_url: str) -> None:
     wf = chain(add.options(delay=60).s(1, 1), group(add.s(1), add.s(2)), total.s()).enqueue(
         name="nightly"
