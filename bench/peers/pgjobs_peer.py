@@ -62,7 +62,7 @@ class PgjobsPeer:
 
     def setup(self, args: argparse.Namespace) -> None:
         """Migrate the database and empty the tables."""
-        from pgjobs.db.migrations import upgrade
+        from pgjobs.migrations import upgrade
 
         self.url = args.pg_url
         self.count = PgCounter(self.url)
