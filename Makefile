@@ -105,7 +105,7 @@ bench-production-quick: $(STAMP)
 # Client instructions per enqueued job, under valgrind: steadier than time on a shared machine.
 bench-instructions: $(STAMP)
 	$(BIN)/python bench/instructions.py --out bench/results
-	$(BIN)/python bench/worker_instructions.py
+	$(BIN)/python -m bench.worker_instructions
 
 clean:
 	rm -rf $(VENV) $(LVENV) .pytest_cache .mypy_cache .ruff_cache

@@ -144,7 +144,8 @@ def count(case: str, calls: int, made: int, url: str, valgrind: str) -> int:
         return int(found.group(1))
 
 
-def _database(admin_url: str, name: str, drop: bool = False) -> str:
+def database(admin_url: str, name: str, drop: bool = False) -> str:
+    """A fresh database `name` beside `admin_url`'s (dropped with `drop`); its URL."""
     import psycopg
     from psycopg import sql as psql
 
@@ -186,7 +187,7 @@ def main() -> None:
     if valgrind is None:
         print("bench/instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
         raise SystemExit(2)
-    url = _database(args.url, "bench_instructions")
+    url = database(args.url, "bench_instructions")
     results: dict[str, float] = {}
     try:
         for case, (_, per_call) in CASES.items():
@@ -198,7 +199,7 @@ def main() -> None:
             results[case] = (some - none) / (calls * per_call)
             print(f"{case}: {results[case]:,.0f} instructions per job", file=sys.stderr)
     finally:
-        _database(args.url, "bench_instructions", drop=True)
+        database(args.url, "bench_instructions", drop=True)
     table = report(results)
     print(table)
     if args.out is not None:

@@ -9,8 +9,8 @@ per job is what claiming, running and recording one job costs the worker's proce
 server's work runs in other processes and is not counted). Which statements carry the batches
 depends on timing, so two runs differ by a fraction of a percent more than the enqueue cases.
 
-    .venv/bin/python bench/worker_instructions.py                   # the working tree
-    .venv/bin/python bench/worker_instructions.py --rev HEAD~3      # pgjobs as committed there
+    .venv/bin/python -m bench.worker_instructions                   # the working tree
+    .venv/bin/python -m bench.worker_instructions --rev HEAD~3      # pgjobs as committed there
 
 Needs valgrind on the PATH.
 """
@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from bench.instructions import database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -100,21 +102,6 @@ def count(src: Path, url: str, jobs: int, drain: bool, valgrind: str) -> int:
         return int(found.group(1))
 
 
-def _database(admin_url: str, name: str, drop: bool = False) -> str:
-    import psycopg
-    from psycopg import sql as psql
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            psql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psql.Identifier(name))
-        )
-        if not drop:
-            conn.execute(psql.SQL("CREATE DATABASE {}").format(psql.Identifier(name)))
-    info = psycopg.conninfo.conninfo_to_dict(admin_url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info)
-
-
 def _source(rev: str | None, tmp: str) -> Path:
     """The tree whose pgjobs is measured: this checkout, or `rev` exported from git."""
     if rev is None:
@@ -142,14 +129,14 @@ def main() -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not on the PATH")
-    url = _database(args.url, "bench_worker_instructions")
+    url = database(args.url, "bench_worker_instructions")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             src = _source(args.rev, tmp)
             idle = count(src, url, args.jobs, False, valgrind)
             busy = count(src, url, args.jobs, True, valgrind)
     finally:
-        _database(args.url, "bench_worker_instructions", drop=True)
+        database(args.url, "bench_worker_instructions", drop=True)
     print(f"pgjobs at {args.rev or 'the working tree'}: {(busy - idle) / args.jobs:,.0f} per job")
 
 
