@@ -44,3 +44,9 @@ def noop() -> None:
 @app.task
 def fails() -> None:
     raise ValueError("for good")
+
+
+@app.task
+def step(previous: int = 0) -> int:
+    """A workflow step: one more than the step before it."""
+    return previous + 1
