@@ -50,3 +50,9 @@ def fails() -> None:
 def step(previous: int = 0) -> int:
     """A workflow step: one more than the step before it."""
     return previous + 1
+
+
+@app.task
+def broken_step(previous: int = 0) -> None:
+    """A workflow step that fails for good (no retries)."""
+    raise ValueError(f"cannot go on from {previous}")

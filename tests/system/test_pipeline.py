@@ -190,3 +190,38 @@ def test_a_job_of_a_task_no_worker_knows_fails_past_the_timeout_and_the_failed_h
     assert job.status is Status.FAILED and job.error is not None
     assert job.error["type"] == "UnknownTask"
     assert "running -> failed" in w.log()
+
+
+def test_the_steps_the_workflow_trigger_moves_are_not_reported_only_the_step_that_ended(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    # What docs/guides/events.md says is not reported: the workflow trigger
+    # releases and cancels steps inside the worker's finish statement, and no
+    # process reports those moves. Should they ever be, this test and that
+    # page change together.
+    db = log_table
+    app = pipeline_app.app
+    wf = chain(
+        pipeline_app.step.s(), pipeline_app.broken_step.s(), pipeline_app.step.s(),
+        pipeline_app.step.s(),
+    ).enqueue()  # fmt: skip
+    first, broken, third, fourth = app.get_workflow(wf.id).steps
+    w = spawn_worker(*LEASE, app=APP)
+    wait_for(lambda: app.get_workflow(wf.id).is_terminal, timeout=30)
+    wait_for(lambda: bool(seen(db, broken.id)), timeout=10)
+    # The step that failed: its worker's transition, to the hooks and the log.
+    assert [r[:5] for r in seen(db, broken.id)] == [
+        ("job.failed", "worker", "running", "failed", "ValueError")
+    ]
+    assert "running -> failed" in w.log()
+    # Released by the trigger when the first step succeeded (blocked -> pending),
+    # cancelled by it when the second failed (blocked -> cancelled): no job.pending,
+    # no job.cancelled, no log line.
+    info = app.get_workflow(wf.id)
+    for step in info.steps[2:]:
+        assert step.status is Status.CANCELLED and step.error is not None
+        assert step.error["type"] == "UpstreamFailed"
+    w.stop()
+    assert seen(db, first.id) == seen(db, third.id) == seen(db, fourth.id) == []
+    assert count(db, "SELECT count(*) FROM transition_log") == 1
+    assert "blocked -> " not in w.log()
