@@ -3,6 +3,7 @@ workers import it)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import psycopg
@@ -56,3 +57,10 @@ def step(previous: int = 0) -> int:
 def broken_step(previous: int = 0) -> None:
     """A workflow step that fails for good (no retries)."""
     raise ValueError(f"cannot go on from {previous}")
+
+
+@app.task
+async def slow_step(previous: int = 0) -> int:
+    """A workflow step that runs until it is cancelled."""
+    await asyncio.sleep(60)
+    return previous + 1

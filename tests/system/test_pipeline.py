@@ -225,3 +225,27 @@ def test_the_steps_the_workflow_trigger_moves_are_not_reported_only_the_step_tha
     assert seen(db, first.id) == seen(db, third.id) == seen(db, fourth.id) == []
     assert count(db, "SELECT count(*) FROM transition_log") == 1
     assert "blocked -> " not in w.log()
+
+
+def test_cancel_workflow_with_a_running_step_reports_each_step_once_admin_and_worker(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    db = log_table
+    app = pipeline_app.app
+    wf = chain(pipeline_app.slow_step.s(), pipeline_app.step.s()).enqueue()
+    running, blocked = app.get_workflow(wf.id).steps
+    w = spawn_worker(*LEASE, app=APP)
+    wait_for(lambda: app.get_job(running.id).status is Status.RUNNING, timeout=30)
+    assert app.cancel_workflow(wf.id) == (1, 1)
+    wait_for(lambda: app.get_workflow(wf.id).is_terminal, timeout=30)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 2, timeout=10)
+    # The blocked step: ended by the call, in this process; the running one: by its
+    # worker once it stopped it, in that worker. Once each.
+    assert [r[:5] for r in seen(db, blocked.id)] == [
+        ("job.cancelled", "admin", "blocked", "cancelled", "WorkflowCancelled")
+    ]
+    assert [(r[0], r[1], r[2], r[3], r[6]) for r in seen(db, running.id)] == [
+        ("job.cancelled", "worker", "running", "cancelled", w.proc.pid)
+    ]
+    w.stop()
+    assert count(db, "SELECT count(*) FROM transition_log") == 2
