@@ -162,6 +162,14 @@ def test_cancel_workflow_reports_each_step_it_cancels_after_commit_and_asks_runn
     # Nothing left to cancel: nothing more is reported.
     assert asyncio.run(_acancel_workflow(app, wf.id)) == (0, 0)
     assert count(db, "SELECT count(*) FROM transition_log") == 2
+    # Workflow.cancel() reports the same way.
+    other = chain(pipeline_app.step.s(), pipeline_app.step.s()).enqueue()
+    assert other.cancel() == (2, 0)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 4, timeout=10)
+    assert sorted(r[2] for s in app.get_workflow(other.id).steps for r in seen(db, s.id)) == [
+        "blocked",
+        "pending",
+    ]
 
 
 async def _acancel_workflow(app: pgjobs.App, workflow_id: Any) -> tuple[int, int]:
