@@ -581,22 +581,39 @@ SELECT * FROM pgjobs.jobs WHERE workflow_id = %(id)s
 ORDER BY id;
 
 -- name: cancel_workflow
--- Cancel every job of a workflow that has not started; running ones are
--- asked to stop (as cancel_job + request_cancel do for one job).
-WITH waiting AS (
-    UPDATE pgjobs.jobs
-    SET status = 'cancelled', finished_at = now(),
-        error = '{"type": "WorkflowCancelled", "message": "its workflow was cancelled"}'
+-- Cancel every job of a workflow that has not started (as cancel_job does for
+-- one job); each comes back with the status it left, for the transition
+-- pipeline. The blocked steps the cancelled ones would stop are in the same
+-- set: the workflow trigger that runs at the end of the statement finds none
+-- left to cancel, so these rows are every step the call ends.
+WITH old AS (
+    SELECT id, status FROM pgjobs.jobs
     WHERE workflow_id = %(id)s AND status = ANY(%(from_statuses)s::text[])
-    RETURNING id
-), running AS (
+    FOR UPDATE
+)
+UPDATE pgjobs.jobs j
+SET status = 'cancelled', finished_at = now(),
+    error = '{"type": "WorkflowCancelled", "message": "its workflow was cancelled"}'
+FROM old
+WHERE j.id = old.id
+RETURNING j.id, j.task, j.queue, j.attempt, j.status, j.error, old.status AS from_status,
+          date_part('epoch', now() - CASE old.status
+              WHEN 'blocked' THEN j.created_at
+              WHEN 'scheduled' THEN j.created_at
+              WHEN 'pending' THEN j.run_at
+              ELSE COALESCE((SELECT a.finished_at FROM pgjobs.attempts a
+                             WHERE a.job_id = j.id ORDER BY a.attempt DESC LIMIT 1),
+                            j.run_at) END) AS duration;
+
+-- name: request_cancel_workflow
+-- Ask a workflow's running jobs to stop (as request_cancel does for one job);
+-- run after cancel_workflow, so a step claimed in between is asked too.
+WITH running AS (
     UPDATE pgjobs.jobs SET cancel_requested_at = now()
     WHERE workflow_id = %(id)s AND status = 'running' AND cancel_requested_at IS NULL
     RETURNING id
 )
-SELECT (SELECT count(*) FROM waiting) AS cancelled,
-       (SELECT count(*) FROM (SELECT pg_notify('pgjobs_cancel', id::text) FROM running) AS n)
-           AS asked;
+SELECT count(*) AS asked FROM (SELECT pg_notify('pgjobs_cancel', id::text) FROM running) AS n;
 
 -- name: list_workflows
 -- Workflows, newest first (UUIDv7 ids), each with its steps' statuses; one

@@ -3,6 +3,7 @@ workers import it)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import psycopg
@@ -44,3 +45,22 @@ def noop() -> None:
 @app.task
 def fails() -> None:
     raise ValueError("for good")
+
+
+@app.task
+def step(previous: int = 0) -> int:
+    """A workflow step: one more than the step before it."""
+    return previous + 1
+
+
+@app.task
+def broken_step(previous: int = 0) -> None:
+    """A workflow step that fails for good (no retries)."""
+    raise ValueError(f"cannot go on from {previous}")
+
+
+@app.task
+async def slow_step(previous: int = 0) -> int:
+    """A workflow step that runs until it is cancelled."""
+    await asyncio.sleep(60)
+    return previous + 1

@@ -271,8 +271,11 @@ class JobCalls:
 
     def cancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
         """Cancel every step that has not ended: (cancelled now, running ones asked to stop)."""
-        return self.database.run(cancel_workflow_op(as_id(workflow_id)))  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            return self.database.run(cancel_workflow_op(as_id(workflow_id)), atomic=True)  # type: ignore[no-any-return]
 
     async def acancel_workflow(self, workflow_id: uuid.UUID | str) -> tuple[int, int]:
         """Async twin of cancel_workflow()."""
-        return await self.database.arun(cancel_workflow_op(as_id(workflow_id)))  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self)):
+            op = cancel_workflow_op(as_id(workflow_id))
+            return await self.database.arun(op, atomic=True)  # type: ignore[no-any-return]

@@ -22,6 +22,7 @@ from pgjobs.client.host import Host
 from pgjobs.core.errors import InvalidArguments, JobCancelled, JobFailed, JobNotFound, WaitTimeout
 from pgjobs.core.jobs import TERMINAL, Job, JobSource, Status, new_job_id
 from pgjobs.db import driver
+from pgjobs.observe import pipeline
 
 
 class StepTask(Target, Protocol):
@@ -428,12 +429,19 @@ WAITING = [s.value for s in (Status.BLOCKED, Status.SCHEDULED, Status.PENDING, S
 
 
 def cancel_workflow_op(workflow_id: uuid.UUID) -> driver.Op:
-    """Cancel a workflow's waiting jobs and ask its running ones to stop; (cancelled, asked)."""
+    """Cancel a workflow's waiting jobs and ask its running ones to stop; (cancelled, asked).
+
+    Run it in one transaction inside pipeline.after_commit(): the steps it
+    cancels reach the log and the hooks as an administrator's transitions once
+    they have committed (a running step's end is its worker's to report).
+    """
     row = yield "get_workflow", {"id": workflow_id}, "one"
     if row is None:
         raise JobNotFound(f"no workflow with id {workflow_id}")
-    counts = yield "cancel_workflow", {"id": workflow_id, "from_statuses": WAITING}, "one"
-    return int(counts["cancelled"]), int(counts["asked"])
+    rows = yield "cancel_workflow", {"id": workflow_id, "from_statuses": WAITING}, "all"
+    asked = yield "request_cancel_workflow", {"id": workflow_id}, "one"
+    pipeline.admin(rows, reason="its workflow was cancelled")
+    return len(rows), int(asked["asked"])
 
 
 class Workflow:
@@ -457,7 +465,8 @@ class Workflow:
 
     def cancel(self) -> tuple[int, int]:
         """Cancel every step that has not ended; returns (cancelled now, asked to stop)."""
-        return self._app.database.run(cancel_workflow_op(self.id))  # type: ignore[no-any-return]
+        with pipeline.after_commit(pipeline.of(self._app)):
+            return self._app.database.run(cancel_workflow_op(self.id), atomic=True)  # type: ignore[no-any-return]
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the workflow ends; its result, or JobFailed / JobCancelled."""

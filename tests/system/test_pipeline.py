@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import psycopg
 import pytest
 
 import pgjobs
-from pgjobs import Status
+from pgjobs import Status, chain
 from tests import pipeline_app
 from tests.support.common import count, wait_for
 from tests.support.workers import WorkerProcess
@@ -130,3 +131,129 @@ def test_the_async_replay_of_dead_letters_reaches_the_hooks(
     wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 2, timeout=10)
     for job in jobs:
         assert [r[:4] for r in seen(db, job.id)] == [("job.pending", "admin", "failed", "pending")]
+
+
+def test_cancel_workflow_reports_each_step_it_cancels_after_commit_and_asks_running_ones(
+    log_table: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    db = log_table
+    app = pipeline_app.app
+    wf = chain(pipeline_app.step.s(), pipeline_app.step.s(), pipeline_app.step.s()).enqueue()
+    first, second, third = app.get_workflow(wf.id).steps
+    # The first step runs (a worker holds it): it is asked to stop, and it is its worker's
+    # to report; the two blocked steps end now.
+    db.execute("UPDATE pgjobs.jobs SET status = 'running', attempt = 1, started_at = now()"
+               " WHERE id = %s", (first.id,))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="pgjobs.jobs"):
+        assert app.cancel_workflow(wf.id) == (2, 1)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 2, timeout=10)
+    me = os.getpid()
+    for step in (second, third):
+        # The hook's own connection saw the step cancelled: it ran after the commit.
+        assert seen(db, step.id) == [
+            ("job.cancelled", "admin", "blocked", "cancelled", "WorkflowCancelled",
+             "its workflow was cancelled", me)
+        ]  # fmt: skip
+    assert seen(db, first.id) == []
+    moves = [(r.__dict__["pgjobs"]["job_id"], r.__dict__["pgjobs"]["from"],
+              r.__dict__["pgjobs"]["to"]) for r in caplog.records]  # fmt: skip
+    assert sorted(moves) == sorted([(str(s.id), "blocked", "cancelled") for s in (second, third)])
+    assert app.get_job(first.id).cancel_requested
+    # Nothing left to cancel: nothing more is reported.
+    assert asyncio.run(_acancel_workflow(app, wf.id)) == (0, 0)
+    assert count(db, "SELECT count(*) FROM transition_log") == 2
+    # Workflow.cancel() reports the same way.
+    other = chain(pipeline_app.step.s(), pipeline_app.step.s()).enqueue()
+    assert other.cancel() == (2, 0)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 4, timeout=10)
+    assert sorted(r[2] for s in app.get_workflow(other.id).steps for r in seen(db, s.id)) == [
+        "blocked",
+        "pending",
+    ]
+
+
+async def _acancel_workflow(app: pgjobs.App, workflow_id: Any) -> tuple[int, int]:
+    try:
+        return await app.acancel_workflow(workflow_id)
+    finally:
+        await app.aclose()
+
+
+def test_a_job_of_a_task_no_worker_knows_fails_past_the_timeout_and_the_failed_hook_fires(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    db = log_table
+    # A rolling deploy: newer code enqueued a task this worker's code does not have.
+    job_id = uuid.uuid4()
+    db.execute("INSERT INTO pgjobs.jobs (id, task, args) VALUES (%s, 'renamed_task', '[]')",
+               (job_id,))  # fmt: skip
+    w = spawn_worker(*LEASE, "--unknown-task-timeout", "0", app=APP)
+    wait_for(lambda: bool(seen(db, job_id)), timeout=30)
+    [(name, by, previous, status, error_type, reason, pid)] = seen(db, job_id)
+    assert (name, by, previous, status, error_type, pid) == (
+        "job.failed", "worker", "running", "failed", "UnknownTask", w.proc.pid
+    )  # fmt: skip
+    assert reason == "no task of that name is registered in this worker"
+    job = pipeline_app.app.get_job(job_id)
+    assert job.status is Status.FAILED and job.error is not None
+    assert job.error["type"] == "UnknownTask"
+    assert "running -> failed" in w.log()
+
+
+def test_the_steps_the_workflow_trigger_moves_are_not_reported_only_the_step_that_ended(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    # What docs/guides/events.md says is not reported: the workflow trigger
+    # releases and cancels steps inside the worker's finish statement, and no
+    # process reports those moves. Should they ever be, this test and that
+    # page change together.
+    db = log_table
+    app = pipeline_app.app
+    wf = chain(
+        pipeline_app.step.s(), pipeline_app.broken_step.s(), pipeline_app.step.s(),
+        pipeline_app.step.s(),
+    ).enqueue()  # fmt: skip
+    first, broken, third, fourth = app.get_workflow(wf.id).steps
+    w = spawn_worker(*LEASE, app=APP)
+    wait_for(lambda: app.get_workflow(wf.id).is_terminal, timeout=30)
+    wait_for(lambda: bool(seen(db, broken.id)), timeout=10)
+    # The step that failed: its worker's transition, to the hooks and the log.
+    assert [r[:5] for r in seen(db, broken.id)] == [
+        ("job.failed", "worker", "running", "failed", "ValueError")
+    ]
+    assert "running -> failed" in w.log()
+    # Released by the trigger when the first step succeeded (blocked -> pending),
+    # cancelled by it when the second failed (blocked -> cancelled): no job.pending,
+    # no job.cancelled, no log line.
+    info = app.get_workflow(wf.id)
+    for step in info.steps[2:]:
+        assert step.status is Status.CANCELLED and step.error is not None
+        assert step.error["type"] == "UpstreamFailed"
+    w.stop()
+    assert seen(db, first.id) == seen(db, third.id) == seen(db, fourth.id) == []
+    assert count(db, "SELECT count(*) FROM transition_log") == 1
+    assert "blocked -> " not in w.log()
+
+
+def test_cancel_workflow_with_a_running_step_reports_each_step_once_admin_and_worker(
+    log_table: psycopg.Connection[Any], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    db = log_table
+    app = pipeline_app.app
+    wf = chain(pipeline_app.slow_step.s(), pipeline_app.step.s()).enqueue()
+    running, blocked = app.get_workflow(wf.id).steps
+    w = spawn_worker(*LEASE, app=APP)
+    wait_for(lambda: app.get_job(running.id).status is Status.RUNNING, timeout=30)
+    assert app.cancel_workflow(wf.id) == (1, 1)
+    wait_for(lambda: app.get_workflow(wf.id).is_terminal, timeout=30)
+    wait_for(lambda: count(db, "SELECT count(*) FROM transition_log") >= 2, timeout=10)
+    # The blocked step: ended by the call, in this process; the running one: by its
+    # worker once it stopped it, in that worker. Once each.
+    assert [r[:5] for r in seen(db, blocked.id)] == [
+        ("job.cancelled", "admin", "blocked", "cancelled", "WorkflowCancelled")
+    ]
+    assert [(r[0], r[1], r[2], r[3], r[6]) for r in seen(db, running.id)] == [
+        ("job.cancelled", "worker", "running", "cancelled", w.proc.pid)
+    ]
+    w.stop()
+    assert count(db, "SELECT count(*) FROM transition_log") == 2
