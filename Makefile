@@ -47,6 +47,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python tools/import_cycles.py
 	$(BIN)/python tools/code_size.py
+	$(BIN)/python tools/db_path.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -2,7 +2,9 @@
 
 resolve_url() is the one rule that picks the database (App, every CLI command, the
 worker, the web server). connect() and aconnect() open a direct connection with the
-settings a pooler mode needs; Database holds an App's two pools (sync and async), opens
+settings a pooler mode needs, session() a worker's long-lived one and worker_pool() a
+worker's pool: nothing else in pgjobs opens a connection or builds a pool (make lint
+checks it, tools/db_path.py); Database holds an App's two pools (sync and async), opens
 them on first use, runs operations (driver.Op) on them or on a caller's connection, and
 turns pool and driver failures into pgjobs errors.
 """
@@ -13,10 +15,11 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal, NoReturn, Protocol
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgjobs.core.errors import ConfigurationError
@@ -68,6 +71,59 @@ async def aconnect(
     """Async twin of connect()."""
     return await psycopg.AsyncConnection.connect(
         url, **settings, **driver.connection_kwargs(pooler)
+    )
+
+
+async def session(
+    url: str, *, pooler: str | None, connect_timeout: int, **settings: Any
+) -> psycopg.AsyncConnection[Any]:
+    """A worker's long-lived connection of its own (LISTEN, the leader's lock, the upkeep,
+    the goodbye): autocommit, `connect_timeout` whole seconds, and KEEPALIVE, so that a peer
+    gone without a word is noticed within about 30 s rather than the OS's two hours."""
+    return await aconnect(
+        url,
+        pooler=pooler,
+        autocommit=True,
+        connect_timeout=connect_timeout,
+        **driver.KEEPALIVE,
+        **settings,
+    )
+
+
+def worker_pool(
+    url: str,
+    *,
+    pooler: str | None,
+    connect_timeout: float,
+    min_size: int,
+    max_size: int,
+    name: str,
+    configure: Callable[[Any], Awaitable[None]] | None = None,
+    max_idle: float | None = None,
+) -> driver.AsyncPool:
+    """A pool of a worker's (not yet open): autocommit, rows as dicts read with
+    driver.ADAPTERS, KEEPALIVE, the pooler's rules, idle connections checked without a round
+    trip (driver.acheck_idle), and reconnection within driver.RECONNECT_MAX_DELAY of the
+    database coming back. `configure` sets up each new connection (session settings)."""
+    extra: dict[str, Any] = {} if max_idle is None else {"max_idle": max_idle}
+    return driver.AsyncPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        configure=configure,
+        name=name,
+        kwargs={
+            "autocommit": True,
+            "row_factory": dict_row,
+            "context": driver.ADAPTERS,
+            **driver.KEEPALIVE,
+            **driver.connection_kwargs(pooler),
+        },
+        timeout=connect_timeout,
+        check=driver.acheck_idle,
+        open=False,
+        connection_class=driver.AsyncPoolConnection,
+        **extra,
     )
 
 

@@ -16,7 +16,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
@@ -29,6 +29,8 @@ from psycopg_pool.base import AttemptWithBackoff
 from pgjobs.core.errors import ConfigurationError, PgJobsError
 from pgjobs.db import prepared as _prepared
 from pgjobs.db.queries import sql
+
+T = TypeVar("T")
 
 # "copy": the step's params are "chunks", a function of the connection's
 # client encoding (its Python codec name) that gives the data, written in turn
@@ -152,6 +154,9 @@ async def acheck_idle(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 Op = Generator[Step, Any, Any]
+#: An operation that returns a T: its steps' rows arrive as dicts, typed by
+#: pgjobs.db.rows where the code reads them by name.
+Returns = Generator[Step, Any, T]
 
 
 class DatabaseUnavailable(PgJobsError, ConnectionError):

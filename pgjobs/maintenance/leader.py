@@ -30,10 +30,9 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg.rows import tuple_row
 
-from pgjobs.db.connections import aconnect
-from pgjobs.db.driver import KEEPALIVE
+from pgjobs.db import connections, driver
+from pgjobs.db.rows import LeaderCheck, LeaderTryLock, LeaderTryRound
 
 log = logging.getLogger("pgjobs.maintenance")
 
@@ -41,6 +40,24 @@ log = logging.getLogger("pgjobs.maintenance")
 LOCK_KEY = 0x70676A6F6273
 #: How pg_locks shows a bigint key: its high and low 32 bits as classid and objid.
 LOCK_KEY_HIGH, LOCK_KEY_LOW = LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF
+
+
+def try_lock_op() -> driver.Returns[LeaderTryLock | None]:
+    """Take the session's lock on LOCK_KEY if it is free (leader_try_lock)."""
+    row: LeaderTryLock | None = yield "leader_try_lock", {"key": LOCK_KEY}, "one"
+    return row
+
+
+def try_round_op() -> driver.Returns[LeaderTryRound | None]:
+    """Take the lock on LOCK_KEY until the transaction ends, if it is free (leader_try_round)."""
+    row: LeaderTryRound | None = yield "leader_try_round", {"key": LOCK_KEY}, "one"
+    return row
+
+
+def check_op() -> driver.Returns[LeaderCheck | None]:
+    """One round trip on the leader's connection (leader_check)."""
+    row: LeaderCheck | None = yield "leader_check", {}, "one"
+    return row
 
 
 class Leader:
@@ -66,10 +83,8 @@ class Leader:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
             # Outside a transaction the lock would end with the statement.
             raise RuntimeError("try_round() runs in the round's transaction")
-        async with conn.cursor(row_factory=tuple_row) as cur:
-            await cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,))
-            row = await cur.fetchone()
-        return bool(row and row[0])
+        row = await driver.arun(try_round_op(), conn)
+        return bool(row and row["locked"])
 
     async def try_lead(self) -> bool:
         """Take the lock if it is free; check that we still hold it if we lead."""
@@ -77,23 +92,18 @@ class Leader:
         try:
             if self.conn is None or self.conn.closed:
                 self.is_leader = False
-                self.conn = await aconnect(
+                self.conn = await connections.session(
                     self.url,
                     pooler=self.pooler,
-                    autocommit=True,
                     connect_timeout=max(1, int(self.connect_timeout)),
-                    **KEEPALIVE,
                 )
             if self.is_leader:
                 # A cheap round trip: if the connection died, so did the lock.
-                await self.conn.execute("SELECT 1")
+                await driver.arun(check_op(), self.conn)
                 return True
-            cur = await self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (LOCK_KEY,)
-            )
-            row = await cur.fetchone()
-            self.is_leader = bool(row and row[0])
-            self.backend_pid = row[1] if row and row[0] else None
+            row = await driver.arun(try_lock_op(), self.conn)
+            self.is_leader = bool(row and row["locked"])
+            self.backend_pid = row["backend_pid"] if row and row["locked"] else None
         except (psycopg.Error, OSError) as exc:
             if self.is_leader:
                 log.warning("lost the leader's connection (%s)", exc)

@@ -9,16 +9,17 @@ import psycopg
 
 from pgjobs.core.jobs import Status
 from pgjobs.db import driver as _db
+from pgjobs.db.rows import RescueJobs
 from pgjobs.observe import pipeline
 
 #: Attempts a job may lose with their worker in a row before it fails for good.
 MAX_LOST = 3
 
 
-def rescue_op(worker_id: str, lease_seconds: float, max_lost: int) -> _db.Op:
+def rescue_op(worker_id: str, lease_seconds: float, max_lost: int) -> _db.Returns[list[RescueJobs]]:
     """The running jobs of dead workers, rescued: the rows of their transitions."""
     params = {"worker_id": worker_id, "lease_seconds": lease_seconds, "max_lost": max_lost}
-    rows = yield "rescue_jobs", params, "all"
+    rows: list[RescueJobs] = yield "rescue_jobs", params, "all"
     return rows
 
 

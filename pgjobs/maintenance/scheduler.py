@@ -7,12 +7,13 @@ from typing import Any
 import psycopg
 
 from pgjobs.db import driver as _db
+from pgjobs.db.rows import ReleaseDueJobs
 from pgjobs.observe import pipeline
 
 
-def release_op(limit: int) -> _db.Op:
+def release_op(limit: int) -> _db.Returns[list[ReleaseDueJobs]]:
     """Up to `limit` due jobs released, their queues' workers woken: their transitions' rows."""
-    rows = yield "release_due_jobs", {"limit": limit}, "all"
+    rows: list[ReleaseDueJobs] = yield "release_due_jobs", {"limit": limit}, "all"
     return rows
 
 

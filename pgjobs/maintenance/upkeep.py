@@ -42,8 +42,8 @@ import psycopg
 from psycopg import sql as pgsql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pgjobs.db import connections
 from pgjobs.db import driver as _db
-from pgjobs.db.driver import KEEPALIVE, connection_kwargs
 from pgjobs.observe import horizon
 
 log = logging.getLogger("pgjobs.maintenance")
@@ -85,6 +85,7 @@ class Chore:
 
     def statement(self) -> pgsql.Composed:
         """VACUUM (with ANALYZE) or ANALYZE of the table, never waiting for a lock."""
+        # Not a named statement: it is composed with identifiers, which a parameter cannot be.
         ident = pgsql.Identifier(self.schema, self.name)
         if self.vacuum:
             # TRUNCATE false: cutting empty pages off the table's end would take
@@ -149,6 +150,7 @@ async def vacuum_after_release(conn: psycopg.AsyncConnection[Any]) -> None:
     # Not SKIP_LOCKED: an autovacuum that started while the horizon was held
     # may remove nothing the hold kept, and it yields its lock to this one.
     # TRUNCATE false, as for the chores: claims go on meanwhile.
+    # Not a named statement: it is composed with identifiers, which a parameter cannot be.
     await conn.execute(pgsql.SQL("VACUUM (TRUNCATE false) {}").format(pgsql.Identifier(*JOBS)))
     log.info(
         "vacuumed %s.%s after the xmin horizon's release, in %.0f ms",
@@ -221,6 +223,7 @@ async def drop_leftovers(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     dropped = []
     for r in rows:
         ident = pgsql.Identifier(r["schemaname"], r["indexname"])
+        # Not a named statement: it is composed with identifiers, which a parameter cannot be.
         await conn.execute(pgsql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident))
         name = f"{r['schemaname']}.{r['indexname']}"
         log.info("dropped %s, an invalid index left by an interrupted REINDEX CONCURRENTLY", name)
@@ -233,6 +236,7 @@ async def reindex(conn: psycopg.AsyncConnection[Any], index: Bloated) -> int:
     autocommit; returns its new size in bytes."""
     started = time.monotonic()
     ident = pgsql.Identifier(index.schema, index.name)
+    # Not a named statement: it is composed with identifiers, which a parameter cannot be.
     await conn.execute(pgsql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident))
     params = {"index": f'"{index.schema}"."{index.name}"'}
     row = await _db.arun(_rows_op("index_size", params, "one"), conn)
@@ -359,12 +363,8 @@ class Upkeep:
             # the SET ends cancels the next statement. A pooler may refuse startup
             # options, so through one the session is set by a statement instead.
             url = self.url if self.pooler else _without_statement_timeout(self.url)
-            conn = self._conn = await psycopg.AsyncConnection.connect(
-                url,
-                autocommit=True,
-                connect_timeout=max(1, int(self.connect_timeout)),
-                **KEEPALIVE,
-                **connection_kwargs(self.pooler),
+            conn = self._conn = await connections.session(
+                url, pooler=self.pooler, connect_timeout=max(1, int(self.connect_timeout))
             )
             async with conn:
                 if self.pooler:

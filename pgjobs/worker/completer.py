@@ -198,7 +198,7 @@ class Completer:
         if claim and not producer.limited_tasks:
             # The busy path, one statement: only the outcomes that did not apply
             # as sent come back, beside the jobs claimed.
-            rows: list[dict[str, Any]] = []
+            rows: list[Any] = []  # rows.FinishAndClaim, of kind "claimed"
             other: dict[uuid.UUID, str | None] = {}
             async with self.busy_pool.connection() as conn:
                 got = await ops.finish_and_claim(conn, {**params, **producer.claim_params(claim)})

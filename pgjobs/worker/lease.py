@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from pgjobs.core.jobs import Status
+from pgjobs.db import connections
 from pgjobs.db import driver as _db
-from pgjobs.db.driver import KEEPALIVE
 from pgjobs.observe import pipeline
 from pgjobs.worker import ops
 from pgjobs.worker.control import DB_ERRORS, Control, retry_delay, short
@@ -214,13 +213,8 @@ class Lease:
 
         try:
             conn = await asyncio.wait_for(
-                psycopg.AsyncConnection.connect(
-                    url,
-                    autocommit=True,
-                    connect_timeout=max(2, int(left())),
-                    row_factory=dict_row,
-                    **KEEPALIVE,
-                    **_db.connection_kwargs(pooler),
+                connections.session(
+                    url, pooler=pooler, connect_timeout=max(2, int(left())), row_factory=dict_row
                 ),
                 left(),
             )

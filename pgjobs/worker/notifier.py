@@ -14,10 +14,7 @@ import logging
 import uuid
 from collections.abc import Callable, Collection
 
-import psycopg
-
-from pgjobs.db import driver as _db
-from pgjobs.db.driver import KEEPALIVE
+from pgjobs.db import connections
 from pgjobs.worker.control import DB_ERRORS, retry_delay, short
 
 log = logging.getLogger("pgjobs.worker")
@@ -87,15 +84,12 @@ class Notifier:
     async def run_once(self) -> None:
         """Connect, listen, and hand each notification on until the connection ends."""
         assert self.url is not None
-        conn = await psycopg.AsyncConnection.connect(
-            self.url,
-            autocommit=True,
-            connect_timeout=max(1, int(self.connect_timeout)),
-            **KEEPALIVE,
-            **_db.connection_kwargs(self.pooler),
+        conn = await connections.session(
+            self.url, pooler=self.pooler, connect_timeout=max(1, int(self.connect_timeout))
         )
         async with conn:
-            # Channel names are identifiers, not values: LISTEN takes no parameter.
+            # Not named statements in sql/: LISTEN takes a channel name, an identifier,
+            # and no parameter, so it cannot be prepared (nor explained).
             await conn.execute(f"LISTEN {CHANNEL}")
             await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
             self.failures = 0

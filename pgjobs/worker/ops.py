@@ -17,11 +17,14 @@ from typing import Any
 import psycopg
 
 from pgjobs.db import driver as _db
-from pgjobs.db.driver import Op
+from pgjobs.db import rows
+from pgjobs.db.driver import Op, Returns
 from pgjobs.db.queries import sql
 
 #: (job id, attempt): one run of a job, as the fenced statements name it.
 Run = tuple[uuid.UUID, int]
+#: A job claimed, of a limited task or not.
+Claimed = rows.ClaimLimited | rows.ClaimJobs
 
 
 def session_settings_op() -> Op:
@@ -59,9 +62,11 @@ def register_op(
     )
 
 
-def heartbeat_op(worker_id: str, leader_pid: int | None, stuck_threads: int) -> Op:
+def heartbeat_op(
+    worker_id: str, leader_pid: int | None, stuck_threads: int
+) -> Returns[rows.Heartbeat | None]:
     """Renew the lease; None if the worker's row is gone (the rescuer took it for dead)."""
-    row = yield (
+    row: rows.Heartbeat | None = yield (
         "heartbeat",
         {"worker_id": worker_id, "leader_pid": leader_pid, "stuck_threads": stuck_threads},
         "one",
@@ -73,15 +78,21 @@ def unregister_op(worker_id: str) -> Op:
     yield ("unregister_worker", {"worker_id": worker_id}, "none")
 
 
-def running_jobs_op(worker_id: str) -> Op:
+def running_jobs_op(worker_id: str) -> Returns[list[rows.RunningJobsOfWorker]]:
     """The jobs the database says this worker runs: id, attempt, cancel_requested."""
-    rows = yield ("running_jobs_of_worker", {"worker_id": worker_id}, "all")
-    return rows
+    found: list[rows.RunningJobsOfWorker] = yield (
+        "running_jobs_of_worker",
+        {"worker_id": worker_id},
+        "all",
+    )
+    return found
 
 
-def hand_back_op(worker_id: str, runs: Sequence[Run], outcome: str) -> Op:
+def hand_back_op(
+    worker_id: str, runs: Sequence[Run], outcome: str
+) -> Returns[list[rows.HandBackJobs]]:
     """Give running jobs back to the queue; the rows of those that went back."""
-    rows = yield (
+    back: list[rows.HandBackJobs] = yield (
         "hand_back_jobs",
         {
             "ids": [r[0] for r in runs],
@@ -91,16 +102,18 @@ def hand_back_op(worker_id: str, runs: Sequence[Run], outcome: str) -> Op:
         },
         "all",
     )
-    return rows
+    return back
 
 
-def defer_op(worker_id: str, rows: Sequence[Mapping[str, Any]], give_up_after: float) -> Op:
+def defer_op(
+    worker_id: str, claimed: Sequence[Mapping[str, Any]], give_up_after: float
+) -> Returns[list[rows.DeferJobs]]:
     """Send claimed jobs of tasks this worker does not know back to wait for one that does."""
-    back = yield (
+    back: list[rows.DeferJobs] = yield (
         "defer_jobs",
         {
-            "ids": [r["id"] for r in rows],
-            "attempts": [r["attempt"] for r in rows],
+            "ids": [r["id"] for r in claimed],
+            "attempts": [r["attempt"] for r in claimed],
             "worker_id": worker_id,
             "give_up_after": give_up_after,
             "message": "no worker that claimed the job knows its task",
@@ -124,34 +137,34 @@ def claim_op(
     queues: Sequence[str],
     limit: int,
     claim_params: Callable[[int], dict[str, Any]],
-) -> Op:
+) -> Returns[tuple[list[Claimed], list[rows.ClaimJobs]]]:
     """Claim up to `limit` jobs: of limited tasks first, each within its limit, then the rest.
 
     `claim_params(n)` gives claim_jobs' parameters for `n` jobs. Returns the rows
     claimed and how many of them claim_jobs claimed (the weighted order counts them).
     """
-    rows: list[dict[str, Any]] = []
+    limited: list[rows.ClaimLimited] = []
     if limited_tasks:
-        rows = yield (
+        limited = yield (
             "claim_limited",
             {"tasks": limited_tasks, "queues": queues, "worker_id": worker_id, "limit": limit},
             "all",
         )
-    main: list[dict[str, Any]] = []
-    if len(rows) < limit:
-        main = yield ("claim_jobs", claim_params(limit - len(rows)), "all")
-    return rows + main, main
+    main: list[rows.ClaimJobs] = []
+    if len(limited) < limit:
+        main = yield ("claim_jobs", claim_params(limit - len(limited)), "all")
+    return [*limited, *main], main
 
 
-def finish_op(params: dict[str, Any]) -> Op:
+def finish_op(params: dict[str, Any]) -> Returns[list[rows.FinishJobs]]:
     """Record a batch of outcomes: the status each applied one got, by job id."""
-    rows = yield ("finish_jobs", params, "all")
-    return rows
+    finished: list[rows.FinishJobs] = yield ("finish_jobs", params, "all")
+    return finished
 
 
 async def finish_pipelined(
     conn: _db.AsyncPoolConnection, params: dict[str, Any], claim: Op
-) -> tuple[list[dict[str, Any]], Any]:
+) -> tuple[list[rows.FinishJobs], Any]:
     """Record a batch of outcomes and run `claim` in the same pipeline: the rows finish_jobs
     returned and what `claim` did.
 
@@ -161,13 +174,15 @@ async def finish_pipelined(
     async with conn.pipeline(), conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         await cur.execute(sql("finish_jobs"), params)
         claimed = await _db.arun_pooled(claim, conn)
-        finished = await cur.fetchall()
+        # Dict rows, of the columns rows.FinishJobs names (tests check them): the type
+        # alone, without a call for it.
+        finished: list[rows.FinishJobs] = await cur.fetchall()  # type: ignore[assignment]
     return finished, claimed
 
 
 async def finish_and_claim(
     conn: _db.AsyncPoolConnection, params: dict[str, Any]
-) -> list[dict[str, Any]]:
+) -> list[rows.FinishAndClaim]:
     """Record a batch of outcomes and claim the next jobs: one statement, one round trip."""
     # On the connection's kept cursor: a new one per batch would find out
     # again how to dump each parameter, half of what dumping a batch costs.
@@ -176,7 +191,8 @@ async def finish_and_claim(
     # on a connection that prepares nothing (behind a transaction pooler).
     prepare = None if conn.prepare_threshold is None else True
     await cur.execute(sql("finish_and_claim"), params, prepare=prepare)
-    return await cur.fetchall()
+    # Dict rows, of the columns rows.FinishAndClaim names: the type alone, without a call.
+    return await cur.fetchall()  # type: ignore[return-value]
 
 
 async def session_settings(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -25,12 +25,10 @@ import time
 import uuid
 from typing import Any
 
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from pgjobs.client.app import App
-from pgjobs.db import driver as _db
-from pgjobs.db.driver import ADAPTERS, KEEPALIVE, acheck_idle
+from pgjobs.db import connections
 from pgjobs.maintenance import Maintenance
 from pgjobs.observe import pipeline
 from pgjobs.observe.events import HookRunner
@@ -114,38 +112,27 @@ class Worker:
         # with none, maintenance runs in rounds (pgjobs.maintenance.leader).
         pooled = app.pooler is not None
         self._session_url = app.listen_url if pooled else app.url
-        common: dict[str, Any] = {
-            "kwargs": {
-                "autocommit": True,
-                "row_factory": dict_row,
-                "context": ADAPTERS,
-                **KEEPALIVE,
-                **_db.connection_kwargs(app.pooler),
-            },
-            "timeout": app.connect_timeout,
-            "check": acheck_idle,
-            "open": False,
-            "connection_class": _db.AsyncPoolConnection,
-        }
-        self.pool: AsyncConnectionPool[Any] = _db.AsyncPool(
+        self.pool: AsyncConnectionPool[Any] = connections.worker_pool(
             app.url,
+            pooler=app.pooler,
+            connect_timeout=app.connect_timeout,
             min_size=2,
             max_size=6,
             configure=None if pooled else ops.session_settings,
             name=f"pgjobs-worker-{self.id}",
-            **common,
         )
         # The busy worker's statement has connections of its own, on which
         # Postgres reuses one plan for it (see ops.reuse_plans). Opened when a
         # backlog first needs them; closed again after a minute without one.
-        self.busy_pool: AsyncConnectionPool[Any] = _db.AsyncPool(
+        self.busy_pool: AsyncConnectionPool[Any] = connections.worker_pool(
             app.url,
+            pooler=app.pooler,
+            connect_timeout=app.connect_timeout,
             min_size=0,
             max_size=WRITERS,
             configure=None if pooled else ops.reuse_plans,
             max_idle=60,
             name=f"pgjobs-worker-{self.id}-busy",
-            **common,
         )
 
     def _make_services(self) -> None:

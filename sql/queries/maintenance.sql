@@ -11,3 +11,18 @@
 -- set_config(): it must itself finish within the shortest timeout a role may
 -- set (1 ms), which a statement that is parsed, planned and run may not.
 SET statement_timeout = 0;
+
+-- name: leader_try_lock
+-- The leader's election on its own connection (pgjobs/maintenance/leader.py):
+-- the session lock on the key, held while the connection lives, and the
+-- backend that holds it (named in pgjobs.workers.leader_pid).
+SELECT pg_try_advisory_lock(%(key)s::bigint) AS locked, pg_backend_pid() AS backend_pid;
+
+-- name: leader_try_round
+-- The election per round, behind a transaction pooler with no direct URL: the
+-- lock on the same key until the round's transaction ends.
+SELECT pg_try_advisory_xact_lock(%(key)s::bigint) AS locked;
+
+-- name: leader_check
+-- The leader's cheap round trip: if its connection died, so did its lock.
+SELECT 1 AS alive;

@@ -20,6 +20,7 @@ from psycopg import sql as psql
 from pgjobs import migrations
 from pgjobs.db.driver import COLUMN_TYPES, statement
 from pgjobs.db.queries import names, resource_dir, sql
+from pgjobs.db.rows import ROWS
 from tests.support.common import ROOT
 
 HEAD = "0013_sql_enqueue"
@@ -485,6 +486,37 @@ def test_every_named_query_parses_and_plans(db: psycopg.Connection[Any]) -> None
 
 def _params(text: str) -> set[str]:
     return set(re.findall(r"%\((\w+)\)[sbt]", text))
+
+
+def test_typed_rows_name_the_columns_postgres_describes(db: psycopg.Connection[Any]) -> None:
+    """Each TypedDict of pgjobs.db.rows has its statement's result columns, in order: a
+    column added, renamed or dropped on one side only fails here."""
+    assert {"claim_jobs", "finish_and_claim", "get_job", "rescue_jobs"} <= set(ROWS)
+    for name, row in ROWS.items():
+        described = _result_columns(db, name, sql(name))
+        assert described == list(row.__annotations__), f"{name}: {row.__name__}"
+
+
+def _result_columns(db: psycopg.Connection[Any], name: str, text: str) -> list[str]:
+    """The result columns Postgres describes for the statement, prepared as `name`."""
+    order: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) not in order:
+            order.append(m.group(1))
+        return f"${order.index(m.group(1)) + 1}"
+
+    query = re.sub(r"%\((\w+)\)[sbt]", number, text)
+    positions = iter(range(1, 1000))
+    query = re.sub(r"%[sbt]", lambda _: f"${next(positions)}", query).replace("%%", "%")
+    pgconn = db.pgconn
+    prepared = pgconn.prepare(name.encode(), query.encode())
+    assert prepared.status == psycopg.pq.ExecStatus.COMMAND_OK, prepared.error_message
+    try:
+        described = pgconn.describe_prepared(name.encode())
+        return [described.fname(i).decode() for i in range(described.nfields)]
+    finally:
+        db.execute(psql.SQL("DEALLOCATE {}").format(psql.Identifier(name)))
 
 
 def test_the_sql_folder_ships_beside_the_package() -> None:
