@@ -28,8 +28,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.instructions import database
-
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 CONCURRENCY = 50
@@ -129,6 +127,9 @@ def main() -> None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not on the PATH")
+    # Here, not at the top: the child runs this file as a script, where `bench` is bench.py.
+    from bench.instructions import database
+
     url = database(args.url, "bench_worker_instructions")
     try:
         with tempfile.TemporaryDirectory() as tmp:
