@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql as psql
-from psycopg.rows import dict_row
 from pydantic import TypeAdapter
 
 from pgjobs.client.app import App
@@ -231,30 +230,14 @@ def _burst_worker(app: App, queues: Sequence[str] | None, options: dict[str, Any
     return Worker(app, queues=queues, burst=True, **options)
 
 
-_RAN_BY = """
-SELECT j.* FROM pgjobs.jobs j
-JOIN (SELECT job_id, min(started_at) AS first_started FROM pgjobs.attempts
-      WHERE worker_id = %(worker_id)s GROUP BY job_id) a ON a.job_id = j.id
-ORDER BY a.first_started, j.id
-"""
-
-
 def _ran_by(app: App, worker_id: str) -> Drained:
     # Every attempt a worker ends leaves a row in pgjobs.attempts under its id.
-    with app.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_RAN_BY, {"worker_id": worker_id}).fetchall()
+    with app.connection() as conn:
+        rows = driver.run(driver.named("testing_ran_by", {"worker_id": worker_id}), conn)
     return Drained([Job.from_row(row, app) for row in rows])
 
 
 # -- enqueued: what is in the database -------------------------------------------------
-
-_LIST = """
-SELECT * FROM pgjobs.jobs
-WHERE (%(task)s::text IS NULL OR task = %(task)s::text)
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-ORDER BY id
-"""
 
 _ANY = TypeAdapter(Any)
 
@@ -368,8 +351,8 @@ def _filter(
 
 def _jobs(app: App, task: str | None, queue: str | None, statuses: list[str] | None) -> list[Job]:
     params = {"task": task, "queue": queue, "statuses": statuses}
-    with app.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_LIST, params).fetchall()
+    with app.connection() as conn:
+        rows = driver.run(driver.named("testing_enqueued", params), conn)
     return [Job.from_row(row, app) for row in rows]
 
 
@@ -493,19 +476,8 @@ def _drop_database(server_url: str, name: str) -> None:
             return
         # Before Postgres 13 a database with sessions on it cannot be dropped:
         # a worker a test left running, say.
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
-            [name],
-        )
+        driver.run(driver.named("testing_end_sessions", {"name": name}), conn)
         conn.execute(drop)
-
-
-_TABLES = """
-SELECT tablename FROM pg_tables
-WHERE schemaname = 'pgjobs' AND tablename <> 'alembic_version'
-ORDER BY tablename
-"""
 
 
 def reset(app: App) -> None:
@@ -515,8 +487,8 @@ def reset(app: App) -> None:
     pointed at the wrong URL loses nothing.
     """
     with app.connection() as conn:
-        row = conn.execute("SELECT current_database()").fetchone()
-        database = str(row[0]) if row is not None else ""
+        row = driver.run(driver.named("testing_database", fetch="one"), conn)
+        database = str(row["name"]) if row is not None else ""
         if "test" not in database.lower():
             raise ConfigurationError(
                 f"reset() empties pgjobs' tables only in a database whose name contains "
@@ -524,6 +496,7 @@ def reset(app: App) -> None:
             )
         # Every table of the schema but the migrations' own: tables a later
         # revision adds are emptied too.
-        tables = [psql.Identifier("pgjobs", r[0]) for r in conn.execute(_TABLES).fetchall()]
+        rows = driver.run(driver.named("testing_tables"), conn)
+        tables = [psql.Identifier("pgjobs", r["tablename"]) for r in rows]
         if tables:
             conn.execute(psql.SQL("TRUNCATE {}").format(psql.SQL(", ").join(tables)))

@@ -508,6 +508,11 @@ def copy_statement(name: str, params: dict[str, Any]) -> str:
     return statement(name, tuple(params.get("columns", ())))
 
 
+def named(name: str, params: dict[str, Any] | None = None, fetch: Fetch = "all") -> Op:
+    """An operation of one named statement: what it returns (rows, one row or None)."""
+    return (yield name, params or {}, fetch)
+
+
 def run(op: Op, conn: psycopg.Connection[Any]) -> Any:
     """Drive an operation over a sync connection."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -102,7 +102,7 @@ async def due(conn: psycopg.AsyncConnection[Any], told: set[str] | None = None) 
     once per name in `told`.
     """
     told = set() if told is None else told
-    rows = await _db.arun(_rows_op("upkeep_due", {}), conn)
+    rows = await _db.arun(_db.named("upkeep_due", {}), conn)
     chores = []
     for r in rows:
         table = f"{r['schemaname']}.{r['relname']}"
@@ -190,7 +190,7 @@ async def bloated(
     """
     told = set() if told is None else told
     params = {"tables": sorted(tables), "ratio": ratio, "min_bytes": min_bytes}
-    rows = await _db.arun(_rows_op("bloated_indexes", params), conn)
+    rows = await _db.arun(_db.named("bloated_indexes", params), conn)
     found = []
     for r in rows:
         b = Bloated(
@@ -219,7 +219,7 @@ async def bloated(
 
 async def drop_leftovers(conn: psycopg.AsyncConnection[Any]) -> list[str]:
     """Drop the invalid indexes that interrupted rebuilds left; returns their names."""
-    rows = await _db.arun(_rows_op("reindex_leftovers", {}), conn)
+    rows = await _db.arun(_db.named("reindex_leftovers", {}), conn)
     dropped = []
     for r in rows:
         ident = pgsql.Identifier(r["schemaname"], r["indexname"])
@@ -239,7 +239,7 @@ async def reindex(conn: psycopg.AsyncConnection[Any], index: Bloated) -> int:
     # Not a named statement: it is composed with identifiers, which a parameter cannot be.
     await conn.execute(pgsql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident))
     params = {"index": f'"{index.schema}"."{index.name}"'}
-    row = await _db.arun(_rows_op("index_size", params, "one"), conn)
+    row = await _db.arun(_db.named("index_size", params, "one"), conn)
     after = int(row["bytes"]) if row and row["bytes"] is not None else 0
     log.info(
         "rebuilt %s (REINDEX CONCURRENTLY): %s for about %d entries, now %s, in %.0f ms",
@@ -250,11 +250,6 @@ async def reindex(conn: psycopg.AsyncConnection[Any], index: Bloated) -> int:
         (time.monotonic() - started) * 1000,
     )
     return after
-
-
-def _rows_op(name: str, params: dict[str, Any], fetch: _db.Fetch = "all") -> _db.Op:
-    """What one named statement of upkeep's returns."""
-    return (yield name, params, fetch)
 
 
 def _size(n: int) -> str:
@@ -368,7 +363,7 @@ class Upkeep:
             )
             async with conn:
                 if self.pooler:
-                    await _db.arun(_rows_op("upkeep_session", {}, "none"), conn)
+                    await _db.arun(_db.named("upkeep_session", {}, "none"), conn)
                 await run(conn, chores)
                 if reclaim and not any(c.vacuum and (c.schema, c.name) == JOBS for c in chores):
                     await vacuum_after_release(conn)

@@ -30,6 +30,7 @@ from fastapi.routing import APIRoute
 
 from pgjobs.client.app import App
 from pgjobs.core.errors import PgJobsError
+from pgjobs.db import driver
 from pgjobs.db.connections import aconnect
 from pgjobs.db.driver import DatabaseUnavailable, SchemaMissing, describe, translate
 from pgjobs.web.security import Guard
@@ -152,7 +153,7 @@ def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None
 async def _select_one(url: str) -> None:
     # connect_timeout bounds a probe given up on, which runs on alone.
     async with await aconnect(url, autocommit=True, connect_timeout=2) as conn:
-        await conn.execute("SELECT 1")
+        await driver.arun(driver.named("database_answers", fetch="one"), conn)
 
 
 def guarded_route(
