@@ -35,6 +35,9 @@ log = logging.getLogger("pgjobs.worker")
 #: The exit status of a worker that stopped to be restarted (too many stuck threads).
 RESTART_EXIT_CODE = 75
 
+#: Seconds between tries of the goodbye's connection, while its deadline allows another.
+GOODBYE_RETRY = 0.25
+
 
 class Lease:
     """Registers the worker, renews its lease, and acts when it is lost."""
@@ -206,26 +209,37 @@ class Lease:
         On a connection of its own rather than the pool's: a pooled connection
         may be stuck in a query on a dead network, and cancelling that query
         waits for the server; a new connection just fails to connect in time.
+        A refusal that comes at once (the server is full, or restarting) is
+        tried again until the deadline: a worker that leaves its row behind
+        looks alive to the dashboard until the rescuer takes it for dead.
         """
 
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
-        try:
-            conn = await asyncio.wait_for(
-                connections.session(
-                    url, pooler=pooler, connect_timeout=max(2, int(left())), row_factory=dict_row
-                ),
-                left(),
-            )
-        except (*DB_ERRORS, TimeoutError) as exc:
-            log.error(
-                "worker %s: cannot reach the database to say goodbye (%s)%s",
-                self.worker_id,
-                short(exc),
-                "; its running jobs go back when their lease runs out" if hand_back else "",
-            )
-            return
+        while True:
+            try:
+                conn = await asyncio.wait_for(
+                    connections.session(
+                        url,
+                        pooler=pooler,
+                        connect_timeout=max(2, int(left())),
+                        row_factory=dict_row,
+                    ),
+                    left(),
+                )
+                break
+            except (*DB_ERRORS, TimeoutError) as exc:
+                if deadline - time.monotonic() > GOODBYE_RETRY:
+                    await asyncio.sleep(GOODBYE_RETRY)
+                    continue
+                log.error(
+                    "worker %s: cannot reach the database to say goodbye (%s)%s",
+                    self.worker_id,
+                    short(exc),
+                    "; its running jobs go back when their lease runs out" if hand_back else "",
+                )
+                return
         async with conn:
             try:
                 if hand_back:

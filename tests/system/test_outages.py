@@ -204,3 +204,32 @@ def test_a_worker_started_while_the_database_is_down_waits_for_it(
         wait_for(lambda: _succeeded(url) == 1, timeout=15)
     finally:
         w.stop()
+
+
+def test_a_server_full_at_shutdown_delays_the_goodbye_but_does_not_skip_it(
+    private_cluster: Any, tmp_path: Path
+) -> None:
+    cluster = private_cluster({"max_connections": "20"})
+    url = migrated_database(cluster)
+    w = _spawn(url, tmp_path / "runs.txt", tmp_path / "worker.log", *LEASE)
+    fillers: list[psycopg.Connection[Any]] = []
+    try:
+        wait_for(lambda: "started:" in w.log(), timeout=30)
+        assert _scalar(url, "SELECT count(*) FROM pgjobs.workers") == 1
+        # Every connection slot taken: the goodbye's new connection is refused.
+        with pytest.raises(psycopg.OperationalError, match="too many clients"):
+            while True:
+                fillers.append(psycopg.connect(url, autocommit=True))
+        w.proc.terminate()
+        wait_for(lambda: "got SIGTERM" in w.log(), timeout=10)
+        time.sleep(1.5)  # longer than a refused goodbye takes, shorter than its 5 s budget
+        assert w.proc.poll() is None, w.log()  # still trying
+        fillers.pop().close()  # a slot comes free
+        assert w.wait(timeout=15) == 0, w.log()
+        assert "say goodbye" not in w.log()
+        rows = fillers[0].execute("SELECT count(*) FROM pgjobs.workers").fetchone()
+        assert rows == (0,)  # unregistered
+    finally:
+        for conn in fillers:
+            conn.close()
+        w.stop()
