@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
 import pgjobs
@@ -24,13 +25,31 @@ app = pgjobs.App()
 _local = threading.local()
 
 
+#: The record tasks' connections, a few per process however many threads run them: the tests
+#: share one server (100 connections), and a worker at concurrency 20 must not take 20 of them.
+RECORD_CONNECTIONS = 4
+_pool: tuple[int, ConnectionPool[Any]] | None = None
+_pool_lock = threading.Lock()
+
+
 def _record(sql: str, params: dict[str, Any]) -> None:
-    # One connection per task thread, kept: a connect per job would measure
-    # connection set-up, not the queue.
-    conn = getattr(_local, "conn", None)
-    if conn is None or conn.closed:
-        conn = _local.conn = psycopg.connect(app.url, autocommit=True)
-    conn.execute(sql, params)
+    # Kept connections: a connect per job would measure connection set-up, not the queue.
+    # Checked when taken, so that one a fault test killed is replaced, not used.
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():  # made again in a child process
+            pool: ConnectionPool[Any] = ConnectionPool(
+                app.url,
+                min_size=0,
+                max_size=RECORD_CONNECTIONS,
+                kwargs={"autocommit": True},
+                check=ConnectionPool.check_connection,
+                open=True,
+            )
+            _pool = (os.getpid(), pool)
+        pool = _pool[1]
+    with pool.connection() as conn:
+        conn.execute(sql, params)
 
 
 @app.task
@@ -215,9 +234,8 @@ def guarded_once(n: int, seconds: float) -> int:
     return int(guarded.fn(n, seconds))
 
 
-# Ten retries, not three: after the fault tests kill every connection, each
-# task thread's own connection is dead until that thread's next job finds
-# out, so a retried job can land on several such threads in a row.
+# Ten retries, not three: after the fault tests kill every connection, a job can
+# fail more than once in a row while the database comes back.
 @app.task(retries=10, backoff=pgjobs.Backoff(base=0.05, cap=0.2))
 def steady(n: int) -> int:
     """record(), with retries: a dropped connection of the task's own is a retryable failure."""

@@ -21,9 +21,9 @@ from tests.support.workers import drain, start_in_thread
 def test_four_worker_processes_drain_20000_jobs_each_exactly_once(
     app: Any, db: psycopg.Connection[Any], spawn_worker: Any
 ) -> None:
-    # steady: record() with retries. Its 40 threads each open a connection of their own,
-    # on a server other tests share; one refused ("too many clients") fails before the
-    # insert and is retried, so a refusal is not taken for a lost job.
+    # steady: record() with retries. The server is shared with other tests; a connection
+    # it refuses ("too many clients") fails the run before its insert and is retried, so a
+    # refusal is not taken for a lost job.
     for start in range(0, 20_000, 5_000):
         sample_app.steady.enqueue_many([(n,) for n in range(start, start + 5_000)])
     workers = [spawn_worker("--burst", "--concurrency", "10", wait=False) for _ in range(4)]
