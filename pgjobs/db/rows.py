@@ -17,7 +17,8 @@ from typing import Any, TypedDict
 
 
 class ClaimJobs(TypedDict):
-    """A job claim_jobs claimed; `waited`: seconds from due to claimed."""
+    """A job claim_jobs claimed; `waited`: seconds from due to claimed; `due`: its run_at,
+    epoch seconds (with `priority`, where its queue's claim frontier moves)."""
 
     id: uuid.UUID
     task: str
@@ -28,6 +29,8 @@ class ClaimJobs(TypedDict):
     max_attempts: int
     waited: float
     dedup_key: str | None
+    priority: int
+    due: float
 
 
 class ClaimLimited(TypedDict):
@@ -71,6 +74,8 @@ class FinishAndClaim(TypedDict):
     notified: bool | None
     status: str | None
     waited: float | None
+    priority: int | None
+    due: float | None
 
 
 class HandBackJobs(TypedDict):

@@ -200,13 +200,17 @@ class Completer:
             # as sent come back, beside the jobs claimed.
             rows: list[Any] = []  # rows.FinishAndClaim, of kind "claimed"
             other: dict[uuid.UUID, str | None] = {}
+            plan = producer.frontier.claim()
             async with self.busy_pool.connection() as conn:
-                got = await ops.finish_and_claim(conn, {**params, **producer.claim_params(claim)})
+                got = await ops.finish_and_claim(
+                    conn, {**params, **producer.claim_params(claim, plan.params)}
+                )
             for r in got:
                 if r["kind"] == "finished":
                     other[r["id"]] = r["status"]
                 else:
                     rows.append(r)
+            producer.frontier.claimed(plan, rows, claim)
             if other:
                 statuses = [other.get(o.job_id, s) for o, s in zip(batch, statuses, strict=True)]
             if producer.weighted:
@@ -227,10 +231,11 @@ class Completer:
         rows: list[dict[str, Any]] = []
         async with self.pool.connection() as conn:
             if claim:
+                plan = self.producer.frontier.claim()
                 done, (rows, main) = await ops.finish_pipelined(
-                    conn, params, self.producer.claim_op(claim)
+                    conn, params, self.producer.claim_op(claim, plan)
                 )
-                self.producer.claimed(rows, main, claim)
+                self.producer.claimed(rows, main, claim, plan)
             else:
                 done = await _db.arun_pooled(ops.finish_op(params), conn)
         return rows, {r["id"]: r["status"] for r in done}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -21,10 +21,11 @@ from pgjobs.core.jobs import Status
 from pgjobs.db import driver as _db
 from pgjobs.db.driver import Op
 from pgjobs.maintenance import scheduler
-from pgjobs.observe import pipeline
+from pgjobs.observe import horizon, pipeline
 from pgjobs.worker import ops
 from pgjobs.worker.config import WorkerConfig
 from pgjobs.worker.control import DB_ERRORS, Control, retry_delay, short
+from pgjobs.worker.frontier import Claim, Frontier
 from pgjobs.worker.lease import Lease
 from pgjobs.worker.outcomes import Outcomes
 from pgjobs.worker.running import Running
@@ -68,6 +69,8 @@ class Producer:
         self.limited_tasks = list(limited_tasks)
         #: jobs each weighted queue got beyond its share, for the next claim's shares
         self.shares: dict[str, float] = {}
+        #: where claims read each queue from: a frontier past the jobs already claimed
+        self.frontier = Frontier()
         #: slots promised to claims on their way to the database, beyond the slots
         #: their own statements free (see Completer._write_one)
         self.reserved = 0
@@ -116,12 +119,16 @@ class Producer:
             except DB_ERRORS as exc:
                 await self._failed(exc)
                 continue
-            if self.burst and claimed == 0 and self._idle():
+            owed = self.frontier.owed  # jobs may wait behind a frontier: a sweep looks
+            if self.burst and claimed == 0 and not owed and self._idle():
                 log.info("worker %s: queues are empty, burst done", self.worker_id)
                 return
             if self.backlog and self.free() > 0:
                 continue
-            await control.sleep(self.poll_interval)
+            wait = self.poll_interval
+            if owed and self.free() > 0 and self.may_claim():
+                wait = min(wait, self.frontier.sweep_in())
+            await control.sleep(wait)
 
     async def run_once(self) -> int:
         """One pass: look at the lease if in doubt, reconcile when due, claim what fits and start
@@ -132,6 +139,8 @@ class Producer:
             await self.reconcile()
         if self.burst and self.free() > 0:
             await self.release_due()
+        if time.monotonic() >= self.frontier.look_due:
+            await self.look_at_horizon()
         # Counted after the awaits above: a writer may have claimed meanwhile,
         # and a stale count would claim past the worker's concurrency.
         free = self.free()
@@ -163,6 +172,22 @@ class Producer:
         running = self.running
         return not running.attempts and not self.outcomes.unrecorded() and not running.deferring
 
+    async def look_at_horizon(self) -> None:
+        """Read how old the xmin horizon is: held, claims read from frontiers (see frontier)."""
+        async with self.pool.connection() as conn:
+            now = await _db.arun_pooled(horizon.read_op(horizon.DEFAULT_MAX_AGE), conn)
+        was = self.frontier.held
+        self.frontier.looked(now.xmin_age)
+        if self.frontier.held != was:
+            log.info(
+                "worker %s: the xmin horizon is %d transactions old: claims read %s",
+                self.worker_id,
+                now.xmin_age,
+                "past the jobs claimed, with a sweep now and then"
+                if self.frontier.held
+                else "every queue from the front",
+            )
+
     async def release_due(self) -> int:
         """Release scheduled jobs now due (a burst worker does not wait for the leader)."""
         async with self.pool.connection() as conn:
@@ -175,22 +200,28 @@ class Producer:
         self.reserved += limit
         self.claims_in_flight += 1
         n = min(limit, self.max_batch)
+        claim = self.frontier.claim()
         try:
             async with self.pool.connection() as conn:
-                rows, main = await _db.arun_pooled(self.claim_op(n), conn)
+                rows, main = await _db.arun_pooled(self.claim_op(n, claim), conn)
         finally:
             self.reserved -= limit
             self.claims_in_flight -= 1
-        self.claimed(rows, main, n)
+        self.claimed(rows, main, n, claim)
         return rows  # type: ignore[no-any-return]
 
-    def claim_op(self, limit: int) -> Op:
-        """The claim of up to `limit` jobs, as an Op: (rows, rows of claim_jobs)."""
+    def claim_op(self, limit: int, claim: Claim) -> Op:
+        """The claim of up to `limit` jobs, as an Op: (rows, rows of claim_jobs). `claim`:
+        where it reads each queue from (Frontier.claim)."""
         return ops.claim_op(
-            self.worker_id, self.limited_tasks, self.queues, limit, self.claim_params
+            self.worker_id,
+            self.limited_tasks,
+            self.queues,
+            limit,
+            lambda n: self.claim_params(n, claim.params),
         )
 
-    def claim_params(self, limit: int) -> dict[str, Any]:
+    def claim_params(self, limit: int, front: Mapping[str, Any]) -> dict[str, Any]:
         """The parameters of claim_jobs (and of finish_and_claim's claim)."""
         return {
             "queues": self.queues,
@@ -199,10 +230,12 @@ class Producer:
             "order": self.queue_order,
             "limit": limit,
             "worker_id": self.worker_id,
+            **front,
         }
 
-    def claimed(self, rows: list[Any], main: list[Any], limit: int) -> None:
+    def claimed(self, rows: list[Any], main: list[Any], limit: int, claim: Claim) -> None:
         """Count a claim of up to `limit` jobs: `main` of its `rows` came from claim_jobs."""
+        self.frontier.claimed(claim, main, limit - (len(rows) - len(main)))
         if self.weighted:
             self.account(main, full=len(main) == limit - (len(rows) - len(main)))
 

@@ -26,6 +26,17 @@
 -- worker whose row is gone (the rescuer took it for dead) claims nothing
 -- until it has registered again: the test is evaluated once, before any
 -- job is read.
+-- Where each queue's scan starts (%(from_queues)s, %(from_priorities)s,
+-- %(from_times)s): a queue with no entry there is read from the front of its
+-- jobs, a sweep; a queue with entries is read only at those priorities, each
+-- from the jobs due at %(from_times)s (epoch seconds) on, its frontier. A job
+-- claimed leaves a dead entry in the claim index that every later scan from
+-- the front walks, with a heap visit each, until VACUUM removes it; while an
+-- old snapshot holds the xmin horizon nothing can, and a claim from the front
+-- reads every job claimed since. A frontier seeks past them. pgjobs/worker/
+-- frontier.py decides which claims sweep: the jobs a frontier cannot see (a
+-- new priority, a job handed back, a workflow step released, an enqueue whose
+-- transaction outlasted the frontier's slack) wait for the next sweep.
 -- started_at is the clock when the row is taken, not now(): the transaction's
 -- start comes before its snapshot, and a job committed in between (a retry
 -- just released, a job just enqueued) would seem to start before it existed.
@@ -37,12 +48,37 @@ WITH candidates AS (
     FROM unnest(%(queues)s::text[], %(weights)s::float8[], %(offsets)s::float8[])
          WITH ORDINALITY AS q(name, weight, claimed, ord)
     CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM pgjobs.jobs
-        WHERE status = 'pending' AND NOT limited AND queue = q.name
-          AND EXISTS (SELECT FROM pgjobs.workers w WHERE w.id = %(worker_id)s)
-        ORDER BY priority DESC, run_at, id
-        LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
+        SELECT f.priority, f.since
+        FROM unnest(%(from_queues)s::text[], %(from_priorities)s::int2[],
+                    %(from_times)s::float8[]) AS f(queue, priority, since)
+        WHERE f.queue = q.name
+        UNION ALL
+        SELECT NULL, NULL WHERE q.name <> ALL(%(from_queues)s::text[])
+    ) AS f
+    -- Two scans, of which the one-time filters on f run one: a generic plan
+    -- keeps both index ranges, where one scan with an OR would read the
+    -- queue's whole range to filter it.
+    CROSS JOIN LATERAL (
+        SELECT * FROM (
+            SELECT id, priority, run_at FROM pgjobs.jobs
+            WHERE f.priority IS NULL
+              AND status = 'pending' AND NOT limited AND queue = q.name
+              AND EXISTS (SELECT FROM pgjobs.workers w WHERE w.id = %(worker_id)s)
+            ORDER BY priority DESC, run_at, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS sweep
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, priority, run_at FROM pgjobs.jobs
+            WHERE f.priority IS NOT NULL
+              AND status = 'pending' AND NOT limited AND queue = q.name
+              AND priority = f.priority AND run_at >= to_timestamp(f.since)
+              AND EXISTS (SELECT FROM pgjobs.workers w WHERE w.id = %(worker_id)s)
+            ORDER BY run_at, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS frontier
     ) AS c
 ),
 picked AS (
@@ -62,8 +98,10 @@ WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
 -- Empty kwargs come back as NULL: one JSON document less to parse per job.
 -- `waited`: seconds since the job was due, for the transition log (a float
 -- costs the worker less to read than the timestamp it would be made from).
+-- `priority` and `due` (run_at, epoch seconds): where the queue's frontier moves.
 RETURNING j.id, j.task, j.queue, j.args, NULLIF(j.kwargs, '{}') AS kwargs, j.attempt,
-          j.max_attempts, date_part('epoch', j.started_at - j.run_at) AS waited, j.dedup_key;
+          j.max_attempts, date_part('epoch', j.started_at - j.run_at) AS waited, j.dedup_key,
+          j.priority, date_part('epoch', j.run_at) AS due;
 
 -- name: claim_limited
 -- Claim jobs of the tasks that have a concurrency or rate limit, within
@@ -205,12 +243,12 @@ claimed AS (
 {claim_jobs}
 )
 SELECT 'claimed' AS kind, id, task, queue, args, kwargs, attempt, max_attempts, dedup_key,
-       NULL::bool AS notified, NULL::text AS status, waited
+       NULL::bool AS notified, NULL::text AS status, waited, priority, due
 FROM claimed
 UNION ALL
 SELECT 'finished', o.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        CASE WHEN d.limited OR d.status = 'pending' THEN pg_notify('pgjobs', d.queue) IS NULL END,
-       d.status, NULL
+       d.status, NULL, NULL, NULL
 FROM outcome o LEFT JOIN done d ON d.id = o.id
 WHERE d.id IS NULL OR d.status <> o.status OR d.limited OR d.status = 'pending';
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -219,3 +220,53 @@ def test_an_array_of_outcome_values_goes_empty_only_when_every_value_is_null() -
     assert _unless_all_null([None, "x", None]) == [None, "x", None]
     assert _unless_all_null([0.0, None]) == [0.0, None]  # a zero is a value
     assert _unless_all_null([]) == []
+
+
+def test_a_frontier_claim_reads_its_priority_from_its_time_on_and_a_sweep_reads_the_rest(
+    app: Any, db: psycopg.Connection[Any]
+) -> None:
+    now = datetime.now(UTC)
+    behind = sample_app.record.enqueue(1)
+    # Due 10 s ago, as a job handed back or a workflow step released keeps its old run_at.
+    db.execute(
+        "UPDATE pgjobs.jobs SET run_at = run_at - interval '10 s' WHERE id = %s", (behind.id,)
+    )
+    ahead = sample_app.record.enqueue(2)
+    urgent = sample_app.record.options(priority=5).enqueue(3)
+    register(db, WORKER)
+    front = {
+        "from_queues": ["default"],
+        "from_priorities": [0],
+        "from_times": [(now - timedelta(seconds=1)).timestamp()],
+    }
+    with db.cursor(row_factory=dict_row) as cur:
+        got = cur.execute(sql("claim_jobs"), claim_params(10, front=front)).fetchall()
+        # Only priority 0, due from a second ago on: the job behind and the priority
+        # the frontier does not know wait for a sweep.
+        assert [r["id"] for r in got] == [ahead.id]
+        assert (got[0]["priority"], got[0]["queue"]) == (0, "default")
+        assert abs(got[0]["due"] - app.get_job(ahead.id).run_at.timestamp()) < 1e-3
+        swept = cur.execute(sql("claim_jobs"), claim_params(10)).fetchall()
+    assert {r["id"] for r in swept} == {urgent.id, behind.id}
+
+    # Both forms keep their index range in the one generic plan a busy worker uses.
+    text, names = numbered(sql("claim_jobs"))
+    db.execute("SET plan_cache_mode = force_generic_plan")
+    db.execute(f"PREPARE frontier_claim AS {text}")
+    try:
+        values = {**claim_params(10, front=front), "worker_id": WORKER}
+        literals = pgsql.SQL(", ").join(pgsql.Literal(values[n]) for n in names)
+        query = pgsql.SQL("EXPLAIN (FORMAT JSON) EXECUTE frontier_claim({})").format(literals)
+        row = db.execute(query).fetchone()
+    finally:
+        db.execute("DEALLOCATE frontier_claim")
+        db.execute("RESET plan_cache_mode")
+    assert row is not None
+    conds = [
+        n.get("Index Cond", "")
+        for n in _nodes(row[0][0]["Plan"])
+        if n.get("Index Name") == "jobs_claim_idx"
+    ]
+    assert len(conds) == 2, conds
+    assert any("priority = " in c and "run_at >= " in c for c in conds), conds
+    assert any("priority" not in c for c in conds), conds

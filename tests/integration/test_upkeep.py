@@ -91,7 +91,7 @@ def _claim_scans(conn: psycopg.Connection[Any]) -> set[tuple[str, str | None]]:
     """The scans of pgjobs.jobs in the plan the prepared claim would run now."""
     row = conn.execute(
         "EXPLAIN (FORMAT JSON) EXECUTE claim"
-        "('{default}', '{1}', '{0}', 'upkeep-test', 10, 'priority')"
+        "('{default}', '{1}', '{0}', '{}', '{}', '{}', 'upkeep-test', 10, 'priority')"
     ).fetchone()
     assert row is not None
 
@@ -113,7 +113,10 @@ def test_a_claim_planned_on_an_empty_table_scans_it_all_until_upkeep_analyzes_it
     db = no_autovacuum
     db.execute("VACUUM ANALYZE pgjobs.jobs")  # the statistics of a fresh install
     text, names = numbered(sql("claim_jobs"))
-    assert names == ["queues", "weights", "offsets", "worker_id", "limit", "order"]
+    assert names == [
+        *("queues", "weights", "offsets", "from_queues", "from_priorities", "from_times"),
+        *("worker_id", "limit", "order"),
+    ]
     with psycopg.connect(db_url, autocommit=True) as worker:
         # As a busy worker's connection keeps it: one plan, made once.
         worker.execute("SET plan_cache_mode = force_generic_plan")

@@ -20,6 +20,7 @@ from pgjobs import Status
 from tests import sample_app
 from tests.support.common import count, wait_for
 from tests.support.netcut import NetCut
+from tests.support.plans import claim_params
 
 # Short leases so a dead worker's jobs are rescued within seconds.
 FAST_LEASE = ("--lease-ttl", "2", "--heartbeat-interval", "0.5", "--poll-interval", "0.5")
@@ -187,17 +188,7 @@ def test_finishing_is_fenced_by_worker_and_attempt(app: Any, db: psycopg.Connect
         "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
         " VALUES ('w-owner', 'h', 1, '{default}', 1)"
     )
-    claimed = db.execute(
-        sql("claim_jobs"),
-        {
-            "queues": ["default"],
-            "weights": [1.0],
-            "offsets": [0.0],
-            "order": "priority",
-            "limit": 1,
-            "worker_id": "w-owner",
-        },
-    )
+    claimed = db.execute(sql("claim_jobs"), claim_params(1, "w-owner"))
     assert len(claimed.fetchall()) == 1
 
     def finish(worker: str, attempt: int) -> int:
@@ -239,8 +230,7 @@ def test_finish_and_claim_in_one_statement_is_fenced_and_claims_only_pending_job
         "INSERT INTO pgjobs.workers (id, hostname, pid, queues, concurrency)"
         " VALUES ('w-owner', 'h', 1, '{default}', 3), ('w-stranger', 'h', 2, '{default}', 3)"
     )
-    claim = {"queues": ["default"], "weights": [1.0], "offsets": [0.0], "order": "priority"}
-    db.execute(sql("claim_jobs"), {**claim, "limit": 3, "worker_id": "w-owner"})
+    db.execute(sql("claim_jobs"), claim_params(3, "w-owner"))
     waiting = sample_app.add.enqueue_many([(i, i) for i in range(3)])
     error = '{"type": "E", "message": "m", "traceback": null}'
 
@@ -248,9 +238,7 @@ def test_finish_and_claim_in_one_statement_is_fenced_and_claims_only_pending_job
         rows = db.execute(
             combined,
             {
-                **claim,
-                "limit": limit,
-                "worker_id": worker,
+                **claim_params(limit, worker),
                 "ids": [first.id, flaky.id, doomed.id],
                 "attempts": [1, 1, 1],
                 "statuses": ["succeeded", "retrying", "retrying"],
