@@ -69,6 +69,7 @@ class Maintenance:
         self.keep_succeeded = keep_succeeded
         self.keep_failed = keep_failed
         self.prune_interval = prune_interval
+        self._prune_every = prune_interval  # CATCH_UP while the pruner is behind
         if horizon_max_age is None:
             horizon_max_age = getattr(app, "horizon_max_age", None)
         self.horizon = horizon.Watch(horizon.max_age_setting(horizon_max_age))
@@ -170,9 +171,13 @@ class Maintenance:
                 max_lost=self.max_lost,
                 events=self.events,
             )
-        if time.monotonic() - self._last_prune >= self.prune_interval:
+        if time.monotonic() - self._last_prune >= self._prune_every:
             self._last_prune = time.monotonic()
-            await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
+            pruned = await pruner.run_once(conn, self.keep_succeeded, self.keep_failed)
+            # Stopped by its budget: more is due, and waiting a whole interval would let
+            # a busy queue's table grow by what it ends meanwhile.
+            behind = pruner.behind(pruned)
+            self._prune_every = pruner.CATCH_UP if behind else self.prune_interval
         if time.monotonic() - self._last_horizon >= self.horizon.interval:
             self._last_horizon = time.monotonic()
             look = await self.horizon.run_once(conn)

@@ -560,3 +560,20 @@ def test_a_worker_prunes_by_its_retention_options(
     age_everything(db, 1)
     spawn_worker("--keep-succeeded", "2h", "--keep-failed", "forever")
     wait_for(lambda: count(db) == 0, timeout=20)
+
+
+def test_a_pruning_round_stops_at_its_budget_and_says_it_is_behind(
+    app: Any, db: psycopg.Connection[Any], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sample_app.add.enqueue_many([(n, n) for n in range(2500)])
+    keep_all(app)
+    age_everything(db, 10)
+    monkeypatch.setattr(pruner, "BUDGET", 0.0)  # one batch per round
+    rounds = []
+    while not rounds or pruner.behind(rounds[-1]):
+        rounds.append(asyncio.run(_prune(db_url, 86400, None)))
+    # Stopped by the budget twice, then ran out: rounds that the leader follows at
+    # once while they delete a batch or more, then one a prune interval later.
+    assert rounds == [1000, 1000, 500]
+    assert not pruner.behind(999)
+    assert count(db, "SELECT count(*) FROM pgjobs.jobs") == 0
