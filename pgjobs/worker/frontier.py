@@ -16,12 +16,14 @@ priority the worker has claimed from, the latest due time (run_at) of the jobs i
 there, less SLACK. That is an index seek past the dead entries, however many. A frontier
 does not see a job that becomes pending behind it: one handed back or rescued, a workflow
 step released, a scheduled job released late, an enqueue whose transaction outlasted SLACK,
-or a job of a priority the worker has not claimed from yet. Sweeps find those. A sweep's
+or a job of a priority the worker has not claimed from yet. Sweeps find those, in a task
+beside the claims (a sweep under a long hold takes a good part of a second). A sweep's
 cost grows with the dead entries it walks, and so does its spacing: the next comes after
 SWEEP_RATIO times its duration, times how many frontier claims it cost as much as (at
 least HELD_SWEEP_INTERVAL, at most MAX_SWEEP_INTERVAL: the longest a job behind a frontier
 waits while the horizon is held). Sweeps then read fewer buffers per job claimed the
-longer the hold lasts, not more.
+longer the hold lasts, not more. When the hold ends, claims keep to the frontiers until a
+sweep (the first marks the entries the hold kept dead) is about as quick as a frontier claim.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ SWEEP_RATIO = 20.0
 HELD_SWEEP_INTERVAL = 1.0
 #: ... nor later than this.
 MAX_SWEEP_INTERVAL = 15.0
+#: After a hold, claims read from the front again once a sweep takes at most this many
+#: times a frontier claim: the entries the hold kept have been marked dead.
+DRAINED = 3.0
 #: At most this many (queue, priority) frontiers; past it, the one claimed from least
 #: recently is forgotten (its jobs are found by sweeps until it is claimed from again).
 MAX_FRONTIERS = 64
@@ -72,8 +77,11 @@ class Frontier:
         self.slack = slack
         #: (queue, priority) -> the latest run_at (epoch seconds) of a job claimed there
         self.marks: dict[tuple[str, int], float] = {}
-        #: the horizon is held: claims read from frontiers, with a sweep now and then
+        #: the horizon is held (or was, and a sweep is still slow): claims read from
+        #: frontiers, with a sweep now and then
         self.held = False
+        #: the hold has ended; frontiers until a sweep is as quick as a frontier claim
+        self.draining = False
         #: time.monotonic() of the next look at the horizon
         self.look_due = 0.0
         #: time.monotonic() from which the next claim sweeps
@@ -88,18 +96,33 @@ class Frontier:
     def looked(self, xmin_age: int) -> None:
         """What a look at the horizon found: how many transactions old it is."""
         self.look_due = time.monotonic() + LOOK_INTERVAL
-        held = xmin_age > HELD_XIDS
-        if held and not self.held:
-            self.next_sweep = 0.0  # the first claim of a hold sweeps, and sets the pace
-        self.held = held
-        if not held:
-            self.owed = False
+        if xmin_age > HELD_XIDS:
+            if not self.held:
+                self.next_sweep = 0.0  # the first sweep of a hold sets the pace
+            self.held, self.draining = True, False
+        elif self.held and not self.draining:
+            # Released: the entries it kept are dead to everyone now, and the next scan that
+            # walks them marks them so. Let a sweep beside the claims be that scan, and read
+            # from the front again once a sweep is as quick as a frontier claim.
+            self.draining = True
+            self.next_sweep = 0.0
+
+    def sweep_due(self) -> bool:
+        """While the horizon is held: whether a sweep is due (the producer runs it beside the
+        claims, see claim())."""
+        return self.held and (time.monotonic() >= self.next_sweep or not self.marks)
+
+    def sweep(self) -> Claim:
+        """A sweep, now."""
+        return Claim(SWEEP, True, time.monotonic())
 
     def claim(self) -> Claim:
-        """The next claim: a sweep unless the horizon is held and none is due."""
+        """The next claim: a sweep unless the horizon is held. While it is held, from the
+        frontiers: a sweep then walks every entry the hold keeps, for as long as a claim from
+        the front takes, and runs beside the claims (sweep_due()), not in their way."""
+        if not self.held or not self.marks:
+            return self.sweep()
         now = time.monotonic()
-        if not self.held or now >= self.next_sweep or not self.marks:
-            return Claim(SWEEP, True, now)
         queues: list[str] = []
         priorities: list[int] = []
         times: list[float] = []
@@ -142,5 +165,8 @@ class Frontier:
             self.owed = False
             self.sweeps += 1
             dearer = max(1.0, took / self.frontier_time) if self.frontier_time else 1.0
+            if self.draining and dearer <= DRAINED:
+                self.held = self.draining = False
+                return
             wait = SWEEP_RATIO * took * dearer
             self.next_sweep = now + min(MAX_SWEEP_INTERVAL, max(HELD_SWEEP_INTERVAL, wait))

@@ -10,11 +10,13 @@ cancellations whose notification was.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from pgjobs.core.jobs import Status
@@ -71,6 +73,9 @@ class Producer:
         self.shares: dict[str, float] = {}
         #: where claims read each queue from: a frontier past the jobs already claimed
         self.frontier = Frontier()
+        self.horizon_unread = False  # the last look at the horizon failed (said once)
+        #: a sweep running beside the claims while the horizon is held
+        self.sweeping: asyncio.Task[None] | None = None
         #: slots promised to claims on their way to the database, beyond the slots
         #: their own statements free (see Completer._write_one)
         self.reserved = 0
@@ -119,16 +124,19 @@ class Producer:
             except DB_ERRORS as exc:
                 await self._failed(exc)
                 continue
-            owed = self.frontier.owed  # jobs may wait behind a frontier: a sweep looks
+            # Jobs may wait behind a frontier until a sweep has looked.
+            owed = self.frontier.owed or self.sweeping is not None
             if self.burst and claimed == 0 and not owed and self._idle():
                 log.info("worker %s: queues are empty, burst done", self.worker_id)
                 return
             if self.backlog and self.free() > 0:
                 continue
             wait = self.poll_interval
-            if owed and self.free() > 0 and self.may_claim():
+            if self.frontier.owed and self.free() > 0 and self.may_claim():
                 wait = min(wait, self.frontier.sweep_in())
             await control.sleep(wait)
+        if self.sweeping is not None:  # its jobs start, or its reply is lost
+            await asyncio.wait([self.sweeping])
 
     async def run_once(self) -> int:
         """One pass: look at the lease if in doubt, reconcile when due, claim what fits and start
@@ -145,6 +153,12 @@ class Producer:
         # and a stale count would claim past the worker's concurrency.
         free = self.free()
         claimed = 0
+        if free > 0 and self.may_claim() and self.sweeping is None and self.frontier.sweep_due():
+            # Half the free slots (at least one) for the sweep, in a task of its own.
+            share = max(1, free // 2)
+            self.reserved += share  # from now, not from when the task first runs
+            self.sweeping = asyncio.create_task(self._sweep(share), name="pgjobs-sweep")
+            free = self.free()
         if free > 0 and self.may_claim():
             rows = await self.claim(free)
             self.running.start_all(rows)
@@ -174,8 +188,25 @@ class Producer:
 
     async def look_at_horizon(self) -> None:
         """Read how old the xmin horizon is: held, claims read from frontiers (see frontier)."""
-        async with self.pool.connection() as conn:
-            now = await _db.arun_pooled(horizon.read_op(horizon.DEFAULT_MAX_AGE), conn)
+        try:
+            async with self.pool.connection() as conn:
+                now = await _db.arun_pooled(horizon.read_op(horizon.DEFAULT_MAX_AGE), conn)
+        except psycopg.OperationalError:
+            raise  # the connection: the claim loop's retry handles it
+        except psycopg.Error as exc:
+            # A server that will not say (a permission, a view it lacks): claim from the front,
+            # as without a hold, and ask again later.
+            if not self.horizon_unread:
+                log.warning(
+                    "worker %s: cannot read the xmin horizon (%s); claims read every queue "
+                    "from the front",
+                    self.worker_id,
+                    short(exc),
+                )
+            self.horizon_unread = True
+            self.frontier.looked(0)
+            return
+        self.horizon_unread = False
         was = self.frontier.held
         self.frontier.looked(now.xmin_age)
         if self.frontier.held != was:
@@ -195,17 +226,37 @@ class Producer:
 
     # -- claims -----------------------------------------------------------------------
 
+    async def _sweep(self, limit: int) -> None:
+        """A sweep while the horizon is held, beside the claims from the frontiers. Its
+        `limit` slots were reserved when it was started (run_once)."""
+        try:
+            rows = await self._claim(limit, self.frontier.sweep())
+            self.running.start_all(rows)
+        except DB_ERRORS as exc:
+            # Like a failed claim: its reply may be what was lost, so look before the next.
+            log.warning("worker %s: sweep failed (%s)", self.worker_id, short(exc))
+            self.reconcile_soon()
+        finally:
+            self.reserved -= limit
+            self.sweeping = None
+            self.control.wake.set()
+
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         """Claim up to `limit` jobs (at most max_batch); their slots are held meanwhile."""
         self.reserved += limit
+        try:
+            return await self._claim(limit, self.frontier.claim())
+        finally:
+            self.reserved -= limit
+
+    async def _claim(self, limit: int, claim: Claim) -> list[dict[str, Any]]:
+        """Claim up to `limit` jobs into slots the caller holds, reading from `claim`."""
         self.claims_in_flight += 1
         n = min(limit, self.max_batch)
-        claim = self.frontier.claim()
         try:
             async with self.pool.connection() as conn:
                 rows, main = await _db.arun_pooled(self.claim_op(n, claim), conn)
         finally:
-            self.reserved -= limit
             self.claims_in_flight -= 1
         self.claimed(rows, main, n, claim)
         return rows  # type: ignore[no-any-return]

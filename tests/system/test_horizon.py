@@ -459,3 +459,40 @@ def test_the_claims_buffers_per_job_stay_flat_while_a_snapshot_is_held(
     assert "claims read past the jobs claimed" in log, log[-2000:]
     first, last = per_job[0], max(per_job[-2:])
     assert last < 2 * first + 10, (per_job, log[-2000:])
+
+
+def test_a_worker_that_may_not_read_the_horizon_says_so_once_and_claims_from_the_front(
+    private_cluster: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = private_cluster()
+    url = migrated_database(cluster)
+    # A role that may run jobs but not read one of the views the horizon's statement reads
+    # (a locked-down server): this database's copy of the catalog only.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE pgjobs_runner LOGIN")
+        conn.execute("GRANT USAGE ON SCHEMA pgjobs TO pgjobs_runner")
+        conn.execute("GRANT ALL ON ALL TABLES IN SCHEMA pgjobs TO pgjobs_runner")
+        conn.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA pgjobs TO pgjobs_runner")
+        conn.execute("REVOKE SELECT ON pg_catalog.pg_prepared_xacts FROM PUBLIC")
+    app = pgjobs.App(url.replace("postgres@", "pgjobs_runner@"))
+
+    @app.task
+    async def aadd(a: int, b: int) -> int:
+        return a + b
+
+    try:
+        aadd.enqueue_many([(n, 1) for n in range(50)])
+        with caplog.at_level(logging.WARNING, logger="pgjobs.worker"):
+            worker = pgjobs.Worker(app, burst=True, vacuum=False)
+            worker.run(install_signal_handlers=False)
+            aadd.enqueue_many([(n, 1) for n in range(50)])
+            worker = pgjobs.Worker(app, burst=True, vacuum=False)
+            worker.run(install_signal_handlers=False)
+    finally:
+        app.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert count(conn, "SELECT count(*) FROM pgjobs.jobs WHERE status = 'succeeded'") == 100
+    said = [r.getMessage() for r in caplog.records if "xmin horizon" in r.getMessage()]
+    assert len(said) == 2, said  # once per worker
+    assert "cannot read the xmin horizon (InsufficientPrivilege: permission denied" in said[0]
+    assert said[0].endswith("claims read every queue from the front")

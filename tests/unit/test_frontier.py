@@ -58,10 +58,13 @@ def test_a_short_frontier_claim_owes_a_sweep_and_a_sweep_settles_it() -> None:
     claim = f.claim()
     f.claimed(claim, [_row("default", 0, 2.0)], limit=10)  # 1 of 10: jobs may be behind it
     assert f.owed
+    assert not f.sweep_due()
     f.next_sweep = time.monotonic()  # due now
-    sweep = f.claim()
-    assert sweep.sweep
+    assert f.sweep_due()
+    assert not f.claim().sweep  # while held, claims read frontiers; sweeps run beside them
+    sweep = f.sweep()
     f.claimed(sweep, [], 10)
+    assert not f.sweep_due()
     assert not f.owed and f.sweeps == 2
 
 
@@ -80,14 +83,21 @@ def test_sweeps_are_spaced_by_their_cost_against_a_frontier_claim() -> None:
     assert abs(f.sweep_in() - frontier.HELD_SWEEP_INTERVAL) < 0.1
 
 
-def test_the_end_of_a_hold_goes_back_to_sweeping_every_claim() -> None:
+def test_after_a_hold_claims_keep_to_frontiers_until_a_sweep_is_quick_again() -> None:
     f = Frontier()
     f.looked(frontier.HELD_XIDS + 1)
     f.claimed(f.claim(), [_row("default", 0, 1.0)], 10)
+    f.claimed(frontier.Claim(f.claim().params, False, time.monotonic() - 0.002), [], 10)
+    f.looked(5)  # released
+    assert f.held and f.draining and f.sweep_due()  # a sweep now, beside the claims
     assert not f.claim().sweep
-    f.owed = True
-    f.looked(5)
-    assert f.claim().sweep and not f.owed
+    # The first sweep walks what the hold kept (and marks it dead): still slow.
+    f.claimed(frontier.Claim(SWEEP, True, time.monotonic() - 0.5), [], 10)
+    assert f.held and not f.claim().sweep
+    # One about as quick as a frontier claim: back to the front.
+    f.claimed(frontier.Claim(SWEEP, True, time.monotonic() - 0.003), [], 10)
+    assert not f.held and not f.draining and not f.owed
+    assert f.claim().sweep and not f.sweep_due()
 
 
 def test_frontiers_are_capped_and_the_least_recently_claimed_goes() -> None:
