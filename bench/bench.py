@@ -72,9 +72,9 @@ class PeerSpec:
 
     def runs(self, scenario: Scenario) -> bool:
         """Whether it takes part in the scenario (production ones: Postgres queues only)."""
-        if scenario.key in PRODUCTION and self.backend != "postgres":
+        if family(scenario.key) in PRODUCTION and self.backend != "postgres":
             return False
-        return scenario.key in self.scenarios
+        return scenario.key in self.scenarios or family(scenario.key) in self.scenarios
 
 
 # Set by --pgjobs-rev: a folder with that commit's pgjobs/, sql/ and alembic/.
@@ -96,8 +96,14 @@ def export_pgjobs(rev: str) -> tuple[Path, str]:
     return tree, commit
 
 
-# Scenarios run on a private cluster, only when named, for the Postgres queues.
+# Scenarios run on a private cluster, only when named, for the Postgres queues. A name selects
+# every scenario whose key starts with it and a dash: "horizon" is the four held horizons.
 PRODUCTION = frozenset({"backlog", "horizon"})
+
+
+def family(key: str) -> str:
+    """A scenario key's family: "horizon" for "horizon-1500x4"."""
+    return key.split("-")[0]
 
 
 PEERS = [
@@ -201,7 +207,7 @@ def production_scenarios(quick: bool) -> list[Scenario]:
     """A large backlog, and a held xmin horizon; on a private cluster, autovacuum on."""
     small, large = (20_000, 100_000) if quick else (60_000, 1_000_000)
     warmup, measure, bound = (2_000, 10_000, 30) if quick else (5_000, 50_000, 120)
-    duration, hold, bucket, drain = (60, (15, 45), 10, 30) if quick else (300, (60, 240), 30, 60)
+    duration, hold, bucket, drain = (90, (15, 75), 10, 30) if quick else (720, (60, 660), 30, 60)
     return [
         Scenario(
             "backlog",
@@ -211,21 +217,29 @@ def production_scenarios(quick: bool) -> list[Scenario]:
             ("small_per_s", "large_per_s", "ratio"),
             variants=(("small", ("--count", str(small))), ("large", ("--count", str(large)))),
         ),
-        Scenario(
-            "horizon",
-            f"held horizon, 300 jobs/s for {duration} s, snapshot {hold[0]}-{hold[1]} s",
-            "horizon",
-            (
-                *("--rate", "300", "--duration", str(duration), "--bucket", str(bucket)),
-                *("--hold-from", str(hold[0]), "--hold-until", str(hold[1])),
-                *("--drain", str(drain)),
-            ),
-            HORIZON_METRICS,
+        *(
+            Scenario(
+                f"horizon-{rate}" + (f"x{workers}" if workers > 1 else ""),
+                f"held horizon, {rate:,} jobs/s to {workers} worker process"
+                f"{'es' if workers > 1 else ''} for {duration} s, snapshot {hold[0]}-{hold[1]} s",
+                "horizon",
+                (
+                    *("--rate", str(rate), "--workers", str(workers)),
+                    *("--duration", str(duration), "--bucket", str(bucket)),
+                    *("--hold-from", str(hold[0]), "--hold-until", str(hold[1])),
+                    *("--drain", str(drain)),
+                ),
+                HORIZON_METRICS,
+            )
+            for workers in (1, 4)
+            for rate in (300, 1500)
         ),
     ]
 
 
 HORIZON_METRICS = (
+    "claim_buffers_per_job_held_first",
+    "claim_buffers_per_job_held_last",
     "kept_held",
     "kept_run",
     "p50_ms",
@@ -333,7 +347,7 @@ def run_once(
         # start in (`python -m` puts that first); the harness still comes from ROOT.
         cwd = PGJOBS_TREE
         env.update(PYTHONPATH=f"{PGJOBS_TREE}{os.pathsep}{ROOT}", BENCH_ROOT=str(PGJOBS_TREE))
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             result: dict[str, Any] = json.loads(line[len("RESULT ") :])
@@ -384,6 +398,8 @@ def fmt(metric: str, value: float | None) -> str:
         return f"{value:,.0f}"
     if metric == "ratio":
         return f"{value:.2f}x"
+    if metric.startswith("claim_buffers"):
+        return per_job(value)
     if metric.startswith("kept_"):
         return pct(value)
     if metric.endswith("_bytes_release") or metric.endswith("_bytes_end"):
@@ -460,10 +476,11 @@ def production_report(
         else:
             lines.append(
                 "| queue | kept, held window | kept, whole run | pickup p50 / p99 | "
-                "max backlog | dead rows at release | claim index, release → end | "
+                "max backlog | claim buffers per job, first → last held sample | "
+                "dead rows at release | claim index, release → end | "
                 "job table, release → end |"
             )
-            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+            lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for peer, entry in rows.items():
             if "error" in entry or not entry.get("runs"):
                 lines.append(f"| {peer} | failed: {entry.get('error', '?')[:80]} |")
@@ -486,11 +503,14 @@ def production_report(
                 lines.append(
                     f"| {peer} | {pct(r['kept_held'])} | {pct(r['kept_run'])} | "
                     f"{fmt('p50_ms', r['p50_ms'])} / {fmt('p99_ms', r['p99_ms'])} | "
-                    f"{r['backlog_max']:,} | {r['dead_rows_release']:,} | "
+                    f"{r['backlog_max']:,} | "
+                    f"{per_job(r.get('claim_buffers_per_job_held_first'))} → "
+                    f"{per_job(r.get('claim_buffers_per_job_held_last'))} | "
+                    f"{r['dead_rows_release']:,} | "
                     f"{mb(r['claim_index_bytes_release'])} → {mb(r['claim_index_bytes_end'])} | "
                     f"{mb(r['table_bytes_release'])} → {mb(r['table_bytes_end'])} |"
                 )
-        if scenario.key == "horizon":
+        if family(scenario.key) == "horizon":
             lines += ["", f"Jobs run per {rows_bucket(rows)} s (the chart's series):", ""]
             for peer, entry in rows.items():
                 if entry.get("runs"):
@@ -506,6 +526,11 @@ def production_report(
                 lines.append(f"- {peer} {r.get('version', '')}: {r.get('config', '')}")
                 break
     return "\n".join(lines) + "\n"
+
+
+def per_job(value: float | None) -> str:
+    """Buffers per job, as the table shows them."""
+    return "-" if value is None else f"{value:,.1f}"
 
 
 def rows_bucket(rows: dict[str, dict[str, Any]]) -> str:
@@ -557,10 +582,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen = scenarios(opts.quick)
     if opts.scenarios:
-        chosen = [s for s in chosen if s.key in opts.scenarios.split(",")]
+        named = opts.scenarios.split(",")
+        chosen = [s for s in chosen if s.key in named or family(s.key) in named]
     else:
-        chosen = [s for s in chosen if s.key not in PRODUCTION]
-    production = bool(chosen) and all(s.key in PRODUCTION for s in chosen)
+        chosen = [s for s in chosen if family(s.key) not in PRODUCTION]
+    production = bool(chosen) and all(family(s.key) in PRODUCTION for s in chosen)
     wanted = opts.peers.split(",") if opts.peers else None
     if wanted is None and opts.quick and not production:
         wanted = ["pgjobs", "pgqueuer"]
@@ -583,7 +609,7 @@ def main() -> None:
                 results[spec.name][s.key] = {"error": f"not installed: {exc}"}
             continue
         # A database on the shared server only for the scenarios that run there.
-        shared = any(spec.runs(s) and s.key not in PRODUCTION for s in chosen)
+        shared = any(spec.runs(s) and family(s.key) not in PRODUCTION for s in chosen)
         pg = database_url(opts.url, spec, opts.db_prefix) if shared else ""
         redis = f"{opts.redis.rstrip('/')}/{spec.redis_db}"
         ready[spec.name] = (python, pg, redis)
@@ -597,7 +623,7 @@ def main() -> None:
                 python, pg, redis = ready[spec.name]
                 entry = results[spec.name].setdefault(scenario.key, {"runs": []})
                 try:
-                    if scenario.key in PRODUCTION:
+                    if family(scenario.key) in PRODUCTION:
                         r = run_private(python, spec, scenario)
                     else:
                         r = run_once(python, spec, scenario, pg, redis)

@@ -40,14 +40,43 @@ def color(name: str) -> str:
     return COLORS.get(name, "#57606a")
 
 
+def buffers(ax: Any, runs: dict[str, dict[str, Any]]) -> None:
+    """A held horizon's claim cost: shared buffers the claim statements read per job run."""
+    if not runs:
+        ax.set_visible(False)
+        return
+    first = next(iter(runs.values()))
+    width = first["bucket_s"]
+    hold_from, hold_until = first["hold"]
+    ax.axvspan(hold_from, hold_until, color="#f2cc60", alpha=0.25, label="snapshot held")
+    for peer, r in sorted(runs.items(), key=lambda item: item[0] == "pgjobs"):
+        ys = r.get("claim_buffers_per_job") or []
+        points = [((i + 1) * width, y) for i, y in enumerate(ys) if y is not None]
+        if points:
+            xs, vals = zip(*points, strict=True)
+            ax.plot(xs, vals, marker="o", ms=3, label=peer, color=color(peer))
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds into the run (end of each sample)")
+    ax.set_ylabel("claim buffers per job (log)")
+    ax.set_title("buffers the claim statements read per job run", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.tick_params(labelsize=8)
+
+
 def production(data: dict[str, Any], dst: str) -> None:
     """The held horizon's series and the backlog rates."""
     results: dict[str, dict[str, Any]] = data["results"]
     keys = [s["key"] for s in data["scenarios"]]
-    fig, axes = plt.subplots(1, len(keys), figsize=(7 * len(keys), 4.6), squeeze=False)
-    for ax, key in zip(axes.flat, keys, strict=True):
+    labels = {s["key"]: s["label"] for s in data["scenarios"]}
+    # A column per scenario; under each held horizon, its claims' buffers per job.
+    fig, grid = plt.subplots(2, len(keys), figsize=(7 * len(keys), 8.4), squeeze=False)
+    for ax, below, key in zip(grid[0], grid[1], keys, strict=True):
         runs = {p: e[key]["runs"][0] for p, e in results.items() if e.get(key, {}).get("runs")}
-        if key == "horizon" and runs:
+        if not key.startswith("horizon"):
+            below.set_visible(False)
+        else:
+            buffers(below, runs)
+        if key.startswith("horizon") and runs:
             first = next(iter(runs.values()))
             width = first["bucket_s"]
             hold_from, hold_until = first["hold"]
@@ -66,7 +95,7 @@ def production(data: dict[str, Any], dst: str) -> None:
                 ax.plot(xs, series[: last + 1], marker="o", ms=3, label=peer, color=color(peer))
             ax.set_xlabel("seconds into the run (end of each sample)")
             ax.set_ylabel(f"jobs run per {width:g} s")
-            ax.set_title("held horizon: jobs run per sample (a steady producer)", fontsize=10)
+            ax.set_title(f"{labels[key]}: jobs run per sample", fontsize=10)
             ax.set_ylim(bottom=0)
             ax.legend(fontsize=8)
         elif key == "backlog" and runs:

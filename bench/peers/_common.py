@@ -22,6 +22,8 @@ to put a large backlog in place (default: enqueue_bulk, 10,000 per call).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import mmap
 import os
@@ -448,6 +450,26 @@ def table_stats(conn: Any, table: str, index: str) -> dict[str, Any]:
     return out
 
 
+#: The statements that claim, in every queue here: those that lock rows with SKIP LOCKED,
+#: at any depth (pg_stat_statements.track = all: a claim inside a function counts, the
+#: call to it does not, since its text has no SKIP LOCKED of its own).
+CLAIMS = "%SKIP LOCKED%"
+
+
+def claim_buffers(conn: Any) -> tuple[int, int] | None:
+    """Shared buffers read or hit, and calls, by the claim statements so far (None where
+    pg_stat_statements is not loaded: a run on the shared server)."""
+    try:
+        row = conn.execute(
+            "SELECT coalesce(sum(shared_blks_hit + shared_blks_read), 0)::bigint,"
+            " coalesce(sum(calls), 0)::bigint FROM pg_stat_statements WHERE query LIKE %s",
+            (CLAIMS,),
+        ).fetchone()
+    except Exception:
+        return None
+    return (int(row[0]), int(row[1])) if row else None
+
+
 def index_scans(conn: Any, table: str) -> dict[str, int]:
     """Index scans per index of the job table since the server started (which one claims)."""
     rows = conn.execute(
@@ -519,11 +541,16 @@ def run_horizon(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
     """
     path = Path(os.environ[LATENCY_FILE])
     table, index = cast(PgPeer, peer).job_table, cast(PgPeer, peer).claim_index
-    procs = peer.start_workers(1, args.concurrency)
+    # Loaded by the private cluster's settings; not on the shared server.
+    with _sql(args.pg_url) as conn, contextlib.suppress(Exception):
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    procs = peer.start_workers(args.workers, args.concurrency)
     tail = LatencyTail(path)
     sends: list[float] = []  # wall-clock time of each enqueue
     backlog: list[tuple[float, int]] = []
     stats: list[dict[str, Any]] = []
+    # (t, jobs run so far, claim buffers, claim calls) at each bucket's end
+    claims: list[tuple[float, int, int, int]] = []
     producing = threading.Event()
     failures: list[BaseException] = []
     try:
@@ -553,6 +580,9 @@ def run_horizon(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
                             released = True
                         if t >= next_stats:
                             stats.append({"t": t, **table_stats(conn, table, index)})
+                            got = claim_buffers(conn)
+                            if got is not None:
+                                claims.append((t, tail.read(), *got))
                             next_stats += args.bucket
                         backlog.append((t, len(sends) - tail.read()))
                         time.sleep(0.5)
@@ -604,7 +634,25 @@ def run_horizon(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
         if 0 <= t < buckets * args.bucket:
             series[int(t // args.bucket)] += 1
     release = next((s for s in stats if s.get("at") == "release"), None)
+    # Claim buffers per job run, bucket by bucket: flat if a claim's cost does not grow with
+    # the jobs claimed since the snapshot began.
+    per_job: list[float | None] = []
+    for (_, n0, b0, _), (_, n1, b1, _) in itertools.pairwise(claims):
+        per_job.append((b1 - b0) / (n1 - n0) if n1 > n0 else None)
+
+    def held_per_job(which: int) -> float | None:
+        held = [
+            v
+            for (t, *_), v in zip(claims, per_job, strict=False)
+            if args.hold_from <= t and t + args.bucket <= args.hold_until and v is not None
+        ]
+        return held[which] if held else None
+
     return {
+        "workers": args.workers,
+        "claim_buffers_per_job": per_job,
+        "claim_buffers_per_job_held_first": held_per_job(0),
+        "claim_buffers_per_job_held_last": held_per_job(-1),
         "offered_per_s": len(sends) / produced_for,
         "sent": len(sends),
         "ran": len(ran),
