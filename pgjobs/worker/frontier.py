@@ -84,7 +84,7 @@ class Frontier:
         self.draining = False
         #: time.monotonic() of the next look at the horizon
         self.look_due = 0.0
-        #: time.monotonic() from which the next claim sweeps
+        #: time.monotonic() from which a sweep is due (while the horizon is held)
         self.next_sweep = 0.0
         #: the latest claim read only frontiers and came back short: jobs may wait behind
         #: them, and none is known to be left until a sweep has looked
@@ -138,7 +138,7 @@ class Frontier:
         return Claim(front, False, now)
 
     def sweep_in(self) -> float:
-        """Seconds until the next claim sweeps."""
+        """Seconds until a sweep is due."""
         return max(0.0, self.next_sweep - time.monotonic())
 
     def claimed(self, claim: Claim, rows: Sequence[Mapping[str, Any]], limit: int) -> None:

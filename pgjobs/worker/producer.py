@@ -74,6 +74,7 @@ class Producer:
         #: where claims read each queue from: a frontier past the jobs already claimed
         self.frontier = Frontier()
         self.horizon_unread = False  # the last look at the horizon failed (said once)
+        self.said_held = False  # what the log last said of the frontier's mode
         #: a sweep running beside the claims while the horizon is held
         self.sweeping: asyncio.Task[None] | None = None
         #: slots promised to claims on their way to the database, beyond the slots
@@ -207,9 +208,11 @@ class Producer:
             self.frontier.looked(0)
             return
         self.horizon_unread = False
-        was = self.frontier.held
         self.frontier.looked(now.xmin_age)
-        if self.frontier.held != was:
+        # Said at the look after each change (the end of a hold is the end of its draining,
+        # which a sweep decides between two looks).
+        if self.frontier.held != self.said_held:
+            self.said_held = self.frontier.held
             log.info(
                 "worker %s: the xmin horizon is %d transactions old: claims read %s",
                 self.worker_id,
