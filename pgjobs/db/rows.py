@@ -16,9 +16,8 @@ from typing import Any, TypedDict
 # --- the worker (sql/queries/worker.sql)
 
 
-class ClaimJobs(TypedDict):
-    """A job claim_jobs claimed; `waited`: seconds from due to claimed; `due`: its run_at,
-    epoch seconds (with `priority`, where its queue's claim frontier moves)."""
+class Claimed(TypedDict):
+    """The first columns every claim returns of a job it claimed (in the statements' order)."""
 
     id: uuid.UUID
     task: str
@@ -27,22 +26,21 @@ class ClaimJobs(TypedDict):
     kwargs: Any
     attempt: int
     max_attempts: int
+
+
+class ClaimJobs(Claimed):
+    """A job claim_jobs claimed; `waited`: seconds from due to claimed; `due`: its run_at,
+    epoch seconds (with `priority`, where its queue's claim frontier moves)."""
+
     waited: float
     dedup_key: str | None
     priority: int
     due: float
 
 
-class ClaimLimited(TypedDict):
+class ClaimLimited(Claimed):
     """A job of a limited task that claim_limited claimed."""
 
-    id: uuid.UUID
-    task: str
-    queue: str
-    args: Any
-    kwargs: Any
-    attempt: int
-    max_attempts: int
     started_at: datetime.datetime
     dedup_key: str | None
     meta: Any
